@@ -1,0 +1,194 @@
+"""Worker settings, read once from ``STREAMER_*`` environment variables.
+
+Everything a deployment changes lives here, so the README's configuration table
+and this module are the single source of truth for names and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from streamer.windows import parse_duration
+
+_ENV_PREFIX = "STREAMER_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the worker cannot run with; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def aiokafka_kwargs(self) -> dict[str, object]:
+        """Connection options in aiokafka's spelling (producer, consumer and admin)."""
+        kwargs: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    app_id: str = "streamer"
+    tracks_topic: str = "tracks.created"
+    uses_topic: str = "sounds.used"
+    dlq_topic: str = "streamer.dlq"
+    partitions: int = 8
+    # A killed worker's partitions move after this long without heartbeats.
+    kafka_session_timeout_s: float = 10.0
+    replication_factor: int = 1
+    key_prefix: str = "streamer"
+    # Window sizes in ms; the smallest must divide every other one (see windows.py).
+    windows: tuple[tuple[str, int], ...] = (("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000))
+    # Retention per window name, counted from the last write to a window's keys.
+    retention_ms: Mapping[str, int] = field(
+        default_factory=lambda: {"1m": 2 * 3_600_000, "1h": 14 * 86_400_000, "1d": 400 * 86_400_000}
+    )
+    allowed_lateness_ms: int = 3_600_000
+    future_tolerance_ms: int = 5 * 60_000
+    dedupe_horizon_ms: int = 5 * 60_000
+    catalog_ttl_ms: int = 400 * 86_400_000
+    catalog_cache_size: int = 200_000
+    flush_interval_s: float = 1.0
+    # Unflushed events per worker beyond which the agent waits for a flush (backpressure).
+    max_unflushed_events: int = 2_000_000
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    web_token: str | None = field(default=None, repr=False)
+    max_record_bytes: int = 1 << 20
+    max_batch_events: int = 10_000
+
+    @property
+    def window_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.windows)
+
+    def window_size(self, name: str) -> int:
+        for window_name, size in self.windows:
+            if window_name == name:
+                return size
+        raise KeyError(name)
+
+
+def _parse_windows(text: str) -> tuple[tuple[str, int], ...]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ConfigError("STREAMER_WINDOWS must list at least one window, e.g. 1m,1h,1d")
+    windows = sorted(((name, parse_duration(name)) for name in names), key=lambda item: item[1])
+    base = windows[0][1]
+    for name, size in windows:
+        if size % base:
+            raise ConfigError(
+                f"STREAMER_WINDOWS: {name} is not a multiple of the smallest window {windows[0][0]}"
+            )
+    return tuple(windows)
+
+
+def _parse_retention(text: str, windows: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    retention = dict(Settings().retention_ms)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if not value:
+            raise ConfigError(f"STREAMER_RETENTION: expected WINDOW=DURATION, got {part!r}")
+        retention[name.strip()] = parse_duration(value.strip())
+    for name, size in windows:
+        retention.setdefault(name, max(2 * size, 2 * 3_600_000))
+    return retention
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment; raise ConfigError naming a bad variable."""
+    env = os.environ if env is None else env
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = env.get(_ENV_PREFIX + name)
+        return value if value not in (None, "") else default
+
+    def get_int(name: str, default: int) -> int:
+        raw = get(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{_ENV_PREFIX}{name} must be an integer, got {raw!r}") from None
+
+    def get_duration(name: str, default: int) -> int:
+        raw = get(name)
+        if raw is None:
+            return default
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{_ENV_PREFIX}{name}: {exc}") from None
+
+    defaults = Settings()
+    kafka = KafkaSettings(
+        bootstrap=get("KAFKA_BOOTSTRAP", defaults.kafka.bootstrap) or "",
+        security_protocol=(get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT") or "").upper(),
+        sasl_mechanism=get("KAFKA_SASL_MECHANISM"),
+        sasl_username=get("KAFKA_SASL_USERNAME"),
+        sasl_password=get("KAFKA_SASL_PASSWORD"),
+        ssl_cafile=get("KAFKA_SSL_CAFILE"),
+        ssl_certfile=get("KAFKA_SSL_CERTFILE"),
+        ssl_keyfile=get("KAFKA_SSL_KEYFILE"),
+    )
+    if kafka.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ConfigError(
+            "STREAMER_KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+        )
+    windows_text = get("WINDOWS")
+    windows = _parse_windows(windows_text) if windows_text else defaults.windows
+    flush_interval = float(get("FLUSH_INTERVAL_S", str(defaults.flush_interval_s)) or 1.0)
+    if not 0 < flush_interval <= 60:
+        raise ConfigError("STREAMER_FLUSH_INTERVAL_S must be in (0, 60]")
+    partitions = get_int("PARTITIONS", defaults.partitions)
+    if partitions < 1:
+        raise ConfigError("STREAMER_PARTITIONS must be at least 1")
+    return Settings(
+        kafka=kafka,
+        redis_url=get("REDIS_URL", defaults.redis_url) or defaults.redis_url,
+        app_id=get("APP_ID", defaults.app_id) or defaults.app_id,
+        tracks_topic=get("TRACKS_TOPIC", defaults.tracks_topic) or defaults.tracks_topic,
+        uses_topic=get("USES_TOPIC", defaults.uses_topic) or defaults.uses_topic,
+        dlq_topic=get("DLQ_TOPIC", defaults.dlq_topic) or defaults.dlq_topic,
+        partitions=partitions,
+        kafka_session_timeout_s=get_duration("KAFKA_SESSION_TIMEOUT", 10_000) / 1000,
+        replication_factor=get_int("REPLICATION_FACTOR", defaults.replication_factor),
+        key_prefix=get("KEY_PREFIX", defaults.key_prefix) or defaults.key_prefix,
+        windows=windows,
+        retention_ms=_parse_retention(get("RETENTION", "") or "", windows),
+        allowed_lateness_ms=get_duration("ALLOWED_LATENESS", defaults.allowed_lateness_ms),
+        future_tolerance_ms=get_duration("FUTURE_TOLERANCE", defaults.future_tolerance_ms),
+        dedupe_horizon_ms=get_duration("DEDUPE_HORIZON", defaults.dedupe_horizon_ms),
+        catalog_ttl_ms=get_duration("CATALOG_TTL", defaults.catalog_ttl_ms),
+        catalog_cache_size=get_int("CATALOG_CACHE_SIZE", defaults.catalog_cache_size),
+        flush_interval_s=flush_interval,
+        max_unflushed_events=get_int("MAX_UNFLUSHED_EVENTS", defaults.max_unflushed_events),
+        web_host=get("WEB_HOST", defaults.web_host) or defaults.web_host,
+        web_port=get_int("WEB_PORT", defaults.web_port),
+        web_token=get("WEB_TOKEN"),
+    )

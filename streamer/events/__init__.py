@@ -1,0 +1,1 @@
+"""The input contract: event shapes, their JSON Schemas and validation."""

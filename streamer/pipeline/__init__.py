@@ -1,0 +1,1 @@
+"""The Faust application: agents, partition lifecycle and the per-record processor."""

@@ -1,0 +1,117 @@
+"""The Faust application: one agent over both input topics, a flush timer, the web API.
+
+Records of ``tracks.created`` and ``sounds.used`` arrive in one stream, so a track's
+metadata and its uses are applied in the order this worker consumed them. Faust's
+own offset acking is off for the input topics (``acks=False``): offsets are owned by
+the Redis flush (see pipeline/worker.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+import mode
+
+from streamer.api.queries import UsageQueries
+from streamer.api.views import register_routes
+from streamer.config import Settings
+from streamer.metrics import Metrics
+from streamer.pipeline.worker import PipelineWorker
+from streamer.state.keys import KeyLayout
+from streamer.state.partition import TRACKS, USES
+from streamer.state.store import RedisStore, connect
+
+log = logging.getLogger(__name__)
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = kafka.aiokafka_kwargs().get("ssl_context")
+    if kafka.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=kafka.sasl_username, password=kafka.sasl_password,
+            mechanism=kafka.sasl_mechanism, ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker's Faust app; topics must exist (see ensure_topics)."""
+    brokers = ";".join(f"kafka://{host}" for host in settings.kafka.bootstrap.split(","))
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        broker_credentials=_broker_credentials(settings),
+        store="memory://",
+        topic_allow_declare=True,  # Faust's own leader topic; ours exist already
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout_s / 4),
+        topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=4096,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        producer_acks=-1,
+    )
+    metrics = Metrics()
+    store = RedisStore(connect(settings.redis_url), KeyLayout(settings.key_prefix))
+    worker = PipelineWorker(settings, store, metrics)
+    queries = UsageQueries(store.client, store.layout, settings.partitions)
+    register_routes(app, settings, queries, worker, metrics)
+    inputs = app.topic(
+        settings.tracks_topic, settings.uses_topic,
+        key_serializer="raw", value_serializer="raw", acks=False,
+    )
+    codes = {settings.uses_topic: USES, settings.tracks_topic: TRACKS}
+
+    @app.agent(inputs)
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        handle = worker.handle
+        async for event in stream.events():
+            message = event.message
+            await handle(message.topic, message.partition, message.offset, message.value)
+
+    @app.timer(interval=settings.flush_interval_s)
+    async def flush() -> None:
+        await worker.flush_all()
+        for partition, state in list(worker.states.items()):
+            for topic, code in codes.items():
+                highwater = app.consumer.highwater(faust.types.TP(topic, partition))
+                if highwater is not None:
+                    metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
+                        max(0, highwater - state.next_offset[code]))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        await worker.on_revoked(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        await worker.ensure_started(app.consumer)
+        await worker.on_assigned(assigned)
+
+    @app.service
+    class Shutdown(mode.Service):
+        """Flush what is in memory when the worker stops gracefully."""
+
+        async def on_stop(self) -> None:
+            try:
+                await asyncio.wait_for(worker.stop(), timeout=15)
+            finally:
+                await store.close()
+
+    app.streamer_worker = worker  # type: ignore[attr-defined]
+    app.streamer_metrics = metrics  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,203 @@
+"""Turning a partition's in-memory cells into one atomic Redis write.
+
+Order of a flush, and why:
+1. Look up missing track metadata (one batched read), so attribution needs no await.
+2. Snapshot synchronously: swap out the cells, attribute them, resolve or expire
+   pending attributions, collect dedupe hashes, offsets and watermarks.
+3. Wait for the dead-letter sends of the snapshot's records: a rejected record must be
+   in the DLQ before its offset is committed.
+4. Write catalog entries (idempotent, so a crash before step 5 just repeats them).
+5. Apply everything else with the flush script, retrying the same payload until Redis
+   answers; ``seq`` makes a retry of an applied flush a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import orjson
+from redis.exceptions import RedisError
+
+from streamer.config import Settings
+from streamer.metrics import Metrics
+from streamer.pipeline.attribution import attribute_uses, count_track_uses
+from streamer.state.catalog import CatalogCache
+from streamer.state.deltas import CounterDeltas
+from streamer.state.partition import TRACKS, USES, PartitionState
+from streamer.state.store import FlushPayload, FlushRefused, RedisStore, retry_forever
+
+log = logging.getLogger(__name__)
+
+# Pending tracks are re-checked against the Redis catalog at most this often, for
+# tracks whose TrackCreated went through another worker.
+_PENDING_RECHECK_S = 5.0
+
+
+@dataclass(slots=True)
+class Snapshot:
+    payload: FlushPayload
+    dlq_futures: list[asyncio.Future[object]]
+    catalog_writes: dict[str, bytes]
+    events: int
+    newest_event_ms: int | None
+
+
+class Flusher:
+    def __init__(self, settings: Settings, store: RedisStore, cache: CatalogCache,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.cache = cache
+        self.metrics = metrics
+        self.windows = settings.windows
+        self.base_ms = settings.windows[0][1]
+        self._last_pending_check: dict[int, float] = {}
+
+    async def flush(self, state: PartitionState) -> None:
+        """Persist everything the state holds; raises FlushRefused if it lost the partition."""
+        async with state.flush_lock:
+            await self._fetch_metadata(state)
+            snapshot = self._snapshot(state)
+            if snapshot is None:
+                return
+            started = time.perf_counter()
+            if snapshot.dlq_futures:
+                await asyncio.gather(*snapshot.dlq_futures)
+            await self._write(state, snapshot)
+            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+            self.metrics.flush_fields.observe(snapshot.payload.fields_written)
+            self.metrics.flushes.inc()
+            now = time.time()
+            self.metrics.last_flush.set(now)
+            if snapshot.newest_event_ms is not None:
+                self.metrics.end_to_end.observe(max(0.0, now - snapshot.newest_event_ms / 1000))
+
+    async def _fetch_metadata(self, state: PartitionState) -> None:
+        wanted = [track for track in state.cells if track not in self.cache]
+        now = time.monotonic()
+        if state.pending and now - self._last_pending_check.get(state.partition, 0) > (
+            _PENDING_RECHECK_S
+        ):
+            self._last_pending_check[state.partition] = now
+            wanted.extend(track for track in state.pending if track not in self.cache)
+        if not wanted:
+            return
+        found = await self._redis("catalog read", lambda: self.store.get_catalog(wanted))
+        for track_id, meta in found.items():
+            self.cache.put(track_id, meta)
+        self.metrics.catalog_lookups.labels(result="hit").inc(len(found))
+        self.metrics.catalog_lookups.labels(result="miss").inc(len(wanted) - len(found))
+
+    def _snapshot(self, state: PartitionState) -> Snapshot | None:
+        """Everything to write, taken synchronously so the agent can carry on meanwhile."""
+        cells, state.cells = state.cells, {}
+        deltas, state.sealed = state.sealed, CounterDeltas()
+        windows = self.windows
+        for track_id, track_cells in cells.items():
+            meta = self.cache.get(track_id)
+            for (use, base_start), uses in track_cells.items():
+                count_track_uses(deltas, windows, track_id, use, base_start, uses)
+                if meta is not None:
+                    attribute_uses(deltas, windows, meta, use, base_start, uses)
+                else:
+                    state.add_pending(track_id, use, base_start, uses)
+        self._resolve_pending(state, deltas)
+
+        layout = self.store.layout
+        partition = state.partition
+        payload = FlushPayload()
+        retention = self.settings.retention_ms
+        for (kind, window, start), fields in deltas.hashes.items():
+            key = {"t": layout.track_counts, "h": layout.holder_counts,
+                   "g": layout.genre_counts}[kind](partition, window, start)
+            items: list[bytes | str | int] = []
+            for name, value in fields.items():
+                items.extend((name, value))
+            payload.add(key, "H", retention[window], items, len(fields))
+        for (window, start), members in deltas.trending.items():
+            items = []
+            for member, value in members.items():
+                items.extend((member, value))
+            payload.add(layout.trending(partition, window, start), "Z", retention[window], items,
+                        len(members))
+        if state.pending_dirty:
+            items = []
+            for track_id in state.pending_dirty:
+                track_cells = state.pending.get(track_id)
+                encoded = b"" if not track_cells else orjson.dumps(
+                    [[use, base, uses] for (use, base), uses in track_cells.items()])
+                items.extend((track_id, encoded))
+            payload.add(layout.pending(partition), "P", 0, items, len(state.pending_dirty))
+            state.pending_dirty = set()
+        dedupe_ttl = max(self.settings.dedupe_horizon_ms * 4, 7 * 86_400_000)
+        for code in (USES, TRACKS):
+            deduper = state.dedupe[code]
+            new_hashes = deduper.take_new()
+            expired = set(deduper.evict(state.watermark[code]))
+            for bucket, packed in new_hashes.items():
+                if bucket not in expired:
+                    payload.add(layout.dedupe(partition, code, bucket), "A", dedupe_ttl,
+                                [packed], 1)
+            for bucket in expired:
+                payload.add(layout.dedupe(partition, code, bucket), "D", 0, [], 0)
+        marks = (tuple(state.next_offset.values()), tuple(state.watermark.values()))
+        if not payload.keys and marks == state.flushed_marks:
+            return None
+        state.flushed_marks = marks
+        for code in (USES, TRACKS):
+            payload.meta_pairs.append((f"off:{code}", state.next_offset[code]))
+            payload.meta_pairs.append((f"wm:{code}", state.watermark[code]))
+        catalog_writes, state.catalog_writes = state.catalog_writes, {}
+        dlq_futures, state.dlq_futures = state.dlq_futures, []
+        events, state.unflushed_events = state.unflushed_events, 0
+        self.metrics.pending_unattributed.set(state.pending_uses)
+        newest = state.watermark[USES] if events else None
+        return Snapshot(payload, dlq_futures, catalog_writes, events, newest)
+
+    def _resolve_pending(self, state: PartitionState, deltas: CounterDeltas) -> None:
+        """Attribute pending uses whose metadata arrived; expire the rest after the lateness."""
+        if not state.pending:
+            return
+        expire_before = state.watermark[USES] - self.settings.allowed_lateness_ms
+        base_ms = self.base_ms
+        for track_id in list(state.pending):
+            track_cells = state.pending[track_id]
+            meta = self.cache.get(track_id)
+            if meta is not None:
+                for (use, base_start), uses in track_cells.items():
+                    attribute_uses(deltas, self.windows, meta, use, base_start, uses)
+                del state.pending[track_id]
+                state.pending_dirty.add(track_id)
+                continue
+            expired = [cell for cell in track_cells if cell[1] + base_ms <= expire_before]
+            for cell in expired:
+                use, base_start = cell
+                attribute_uses(deltas, self.windows, None, use, base_start, track_cells.pop(cell))
+                state.pending_dirty.add(track_id)
+            if not track_cells:
+                del state.pending[track_id]
+
+    async def _write(self, state: PartitionState, snapshot: Snapshot) -> None:
+        await self._redis("catalog write", lambda: self.store.put_catalog(
+            snapshot.catalog_writes, self.settings.catalog_ttl_ms))
+        await self._redis("flush", lambda: self.store.flush(
+            state.partition, state.owner, state.seq, snapshot.payload))
+        state.seq += 1
+
+    async def _redis(self, operation: str, call):  # type: ignore[no-untyped-def]
+        """Run a Redis call until it succeeds; FlushRefused is final and propagates."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except FlushRefused:
+                self.metrics.flush_refused.inc()
+                raise
+            except (TimeoutError, RedisError, OSError) as exc:
+                self.metrics.redis_errors.labels(operation=operation).inc()
+                log.debug("redis %s error: %r", operation, exc)
+                await retry_forever(f"Redis {operation}", attempt)
+                attempt += 1

@@ -1,0 +1,160 @@
+"""The hot path: one Kafka record in, counted cells or named rejections out.
+
+Nothing here awaits: a record is decoded, each event validated, checked against
+lateness, the future and the dedupe set, and added to the partition's in-memory
+cells. Redis and the dead-letter topic are dealt with by the caller (the agent and
+the flusher), batched.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from streamer.config import Settings
+from streamer.events.validation import Rejected, parse_sound_used, parse_track_created
+from streamer.metrics import Metrics
+from streamer.pipeline.attribution import attribute_uses, count_track_uses
+from streamer.state.catalog import CatalogCache
+from streamer.state.partition import TRACKS, USES, PartitionState, Rejection
+
+
+class RecordProcessor:
+    def __init__(self, settings: Settings, cache: CatalogCache, metrics: Metrics) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.metrics = metrics
+        self.windows = settings.windows
+        self.base_ms = settings.windows[0][1]
+        self.lateness_ms = settings.allowed_lateness_ms
+        self.future_ms = settings.future_tolerance_ms
+        self.max_record_bytes = settings.max_record_bytes
+        self.max_batch = settings.max_batch_events
+
+    # -- records -----------------------------------------------------------------
+
+    def _decode(self, state: PartitionState, topic: str, offset: int, value: bytes | None) -> object:
+        """The record's JSON, or None after rejecting the whole record."""
+        if value is None or len(value) == 0:
+            self._reject(state, topic, offset, value or b"", Rejected("empty_record", None,
+                                                                    "record has no value"))
+            return None
+        if len(value) > self.max_record_bytes:
+            self._reject(state, topic, offset, value, Rejected(
+                "record_too_large", None,
+                f"{len(value)} bytes, the limit is {self.max_record_bytes}"))
+            return None
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            self._reject(state, topic, offset, value, Rejected("not_json", None, str(exc)[:200]))
+            return None
+
+    def handle_uses(self, state: PartitionState, offset: int, value: bytes | None,
+                    now_ms: int) -> int:
+        """Count a ``sounds.used`` record; return the number of events it carried."""
+        if offset < state.next_offset[USES]:
+            self.metrics.replayed_records.inc()
+            return 0
+        state.next_offset[USES] = offset + 1
+        topic = self.settings.uses_topic
+        decoded = self._decode(state, topic, offset, value)
+        if decoded is None:
+            return 0
+        if type(decoded) is list:
+            events = decoded
+            if not events:
+                self._reject(state, topic, offset, value or b"",
+                             Rejected("empty_batch", None, "a batch record needs 1 or more events"))
+                return 0
+            if len(events) > self.max_batch:
+                self._reject(state, topic, offset, value or b"", Rejected(
+                    "batch_too_large", None,
+                    f"{len(events)} events, the limit is {self.max_batch}"))
+                return 0
+            single = False
+        else:
+            events = [decoded]
+            single = True
+
+        base_ms = self.base_ms
+        cells_by_track = state.cells
+        dedupe = state.dedupe[USES]
+        watermark = state.watermark[USES]
+        late_before = watermark - self.lateness_ms
+        future_after = now_ms + self.future_ms
+        counted = duplicates = 0
+        for event in events:
+            try:
+                event_id, track_id, occurred_at, use = parse_sound_used(event)
+                if occurred_at < late_before:
+                    raise Rejected("late", "occurred_at", f"{occurred_at} is older than the "
+                                   f"watermark {watermark} minus the allowed lateness")
+                if occurred_at > future_after:
+                    raise Rejected("future", "occurred_at", f"{occurred_at} is more than "
+                                   f"{self.future_ms} ms ahead of the wall clock {now_ms}")
+            except Rejected as rejected:
+                raw = value if single else orjson.dumps(event)
+                self._reject(state, topic, offset, raw or b"", rejected)
+                continue
+            if not dedupe.add(event_id, occurred_at):
+                duplicates += 1
+                continue
+            if occurred_at > watermark:
+                watermark = occurred_at
+                late_before = watermark - self.lateness_ms
+            cells = cells_by_track.get(track_id)
+            if cells is None:
+                cells = cells_by_track[track_id] = {}
+            key = (use, occurred_at - occurred_at % base_ms)
+            cells[key] = cells.get(key, 0) + 1
+            counted += 1
+        state.watermark[USES] = watermark
+        state.unflushed_events += counted
+        metrics = self.metrics
+        metrics.events_consumed_uses.inc(len(events))
+        metrics.events_counted.inc(counted)
+        if duplicates:
+            metrics.duplicates.inc(duplicates)
+        return len(events)
+
+    def handle_track(self, state: PartitionState, offset: int, value: bytes | None,
+                     now_ms: int) -> int:
+        """Apply a ``tracks.created`` record to the catalog; return 1 if it was an event."""
+        if offset < state.next_offset[TRACKS]:
+            self.metrics.replayed_records.inc()
+            return 0
+        state.next_offset[TRACKS] = offset + 1
+        topic = self.settings.tracks_topic
+        decoded = self._decode(state, topic, offset, value)
+        if decoded is None:
+            return 0
+        try:
+            event_id, track_id, occurred_at, meta = parse_track_created(decoded)
+            if occurred_at > now_ms + self.future_ms:
+                raise Rejected("future", "occurred_at", f"{occurred_at} is more than "
+                               f"{self.future_ms} ms ahead of the wall clock {now_ms}")
+        except Rejected as rejected:
+            self._reject(state, topic, offset, value or b"", rejected)
+            return 1
+        self.metrics.events_consumed_tracks.inc()
+        if not state.dedupe[TRACKS].add(event_id, occurred_at):
+            self.metrics.duplicates.inc()
+            return 1
+        state.watermark[TRACKS] = max(state.watermark[TRACKS], occurred_at)
+        previous = self.cache.get(track_id)
+        if previous is not None and previous != meta and track_id in state.cells:
+            # Uses processed before this replacement keep the metadata they were processed with.
+            for (use, base_start), uses in state.cells.pop(track_id).items():
+                count_track_uses(state.sealed, self.windows, track_id, use, base_start, uses)
+                attribute_uses(state.sealed, self.windows, previous, use, base_start, uses)
+        self.cache.put(track_id, meta)
+        state.catalog_writes[track_id] = meta.to_json()
+        state.unflushed_events += 1
+        return 1
+
+    def _reject(self, state: PartitionState, topic: str, offset: int, value: bytes,
+                rejected: Rejected) -> None:
+        state.rejections.append(
+            Rejection(topic, state.partition, offset, value, rejected.reason, rejected.code)
+        )
+        self.metrics.rejected.labels(reason=rejected.code).inc()

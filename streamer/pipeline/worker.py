@@ -1,0 +1,323 @@
+"""The partition lifecycle of one worker: claim, count, flush, hand over.
+
+Faust tells us which partitions we hold (assignment and revocation signals) and
+feeds records to the agent; this class owns everything else:
+
+* on assignment, claim each partition number in Redis (a fresh owner token), load
+  its offsets, watermarks, pending attributions and dedupe hashes, and seek Kafka to
+  the stored offsets;
+* for each record, skip it if it was counted before (offset below the stored one),
+  otherwise hand it to the RecordProcessor;
+* flush every partition at least once per ``flush_interval_s``;
+* on revocation, flush and forget the partition.
+
+Kafka offsets are committed only after the Redis flush that contains them, so the
+group's committed offset never runs ahead of the counters (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from redis.exceptions import RedisError
+
+from streamer.config import Settings
+from streamer.metrics import Metrics
+from streamer.pipeline.faust_compat import commit_offsets
+from streamer.pipeline.flusher import Flusher
+from streamer.pipeline.processor import RecordProcessor
+from streamer.state.catalog import CatalogCache
+from streamer.state.partition import TRACKS, USES, PartitionState
+from streamer.state.store import FlushRefused, RedisStore, retry_forever
+
+log = logging.getLogger(__name__)
+
+
+class PipelineWorker:
+    def __init__(self, settings: Settings, store: RedisStore, metrics: Metrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.cache = CatalogCache(settings.catalog_cache_size)
+        self.processor = RecordProcessor(settings, self.cache, metrics)
+        self.flusher = Flusher(settings, store, self.cache, metrics)
+        self.worker_id = uuid.uuid4().hex[:12]
+        self.states: dict[int, PartitionState] = {}
+        self.assigned: set[int] = set()
+        self._claims: dict[int, asyncio.Task[PartitionState]] = {}
+        # Offsets at or above this frontier are stale prefetches after a backward seek.
+        self._resync: dict[tuple[str, int], int] = {}
+        self._topic_codes = {settings.uses_topic: USES, settings.tracks_topic: TRACKS}
+        self._dlq: AIOKafkaProducer | None = None
+        self._consumer: Any = None
+        self.rebalancing = True
+        self.last_flush_ok = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def ensure_started(self, consumer: Any) -> None:
+        """Start the dead-letter producer on the first assignment (Faust runs the loop)."""
+        self._consumer = consumer
+        if self._dlq is None:
+            producer = AIOKafkaProducer(
+                **self.settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True,
+                linger_ms=5,
+            )
+            await producer.start()
+            self._dlq = producer
+
+    async def stop(self) -> None:
+        for state in list(self.states.values()):
+            try:
+                await asyncio.wait_for(self.flusher.flush(state), timeout=10)
+            except Exception as exc:
+                log.warning("final flush of partition %d failed: %r", state.partition, exc)
+        self.states.clear()
+        if self._dlq is not None:
+            await self._dlq.stop()
+
+    # -- rebalancing ---------------------------------------------------------------
+
+    def _partitions(self, tps: Iterable[Any]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic in self._topic_codes}
+
+    async def on_revoked(self, revoked: Iterable[Any]) -> None:
+        """Flush what we counted, then forget: the next owner resumes from Redis."""
+        self.rebalancing = True
+        partitions = self._partitions(revoked)
+        self.assigned -= partitions
+        for partition in partitions:
+            claim = self._claims.pop(partition, None)
+            if claim is not None:
+                claim.cancel()
+            state = self.states.pop(partition, None)
+            if state is None:
+                continue
+            try:
+                await asyncio.wait_for(self.flusher.flush(state), timeout=20)
+            except (FlushRefused, TimeoutError) as exc:
+                log.warning("partition %d revoked without final flush: %r", partition, exc)
+        self.cache.clear()
+        self.metrics.partitions_assigned.set(len(self.states))
+
+    async def on_assigned(self, assigned: Iterable[Any]) -> None:
+        self.metrics.rebalances.inc()
+        partitions = self._partitions(assigned)
+        # Partitions kept across the rebalance are re-claimed too: cheap, and it keeps
+        # one rule (a new owner token per assignment).
+        for partition in partitions - self.assigned:
+            self.assigned.add(partition)
+            self._claims[partition] = asyncio.ensure_future(self._claim(partition))
+        if self._claims:
+            await asyncio.gather(*self._claims.values(), return_exceptions=True)
+        self.rebalancing = False
+
+    async def _claim(self, partition: int) -> PartitionState:
+        owner = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
+        attempt = 0
+        while True:
+            try:
+                state = await self._load(partition, owner)
+                break
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.metrics.redis_errors.labels(operation="claim").inc()
+                log.debug("claim error %r", exc)
+            await retry_forever(f"claim partition {partition}", attempt)
+            attempt += 1
+        if partition in self.assigned:
+            self.states[partition] = state
+            await self._seek(state)
+        self._claims.pop(partition, None)
+        self.metrics.partitions_assigned.set(len(self.states))
+        return state
+
+    async def _load(self, partition: int, owner: str) -> PartitionState:
+        claimed = await self.store.claim(partition, owner)
+        state = PartitionState(partition, owner, claimed.seq, self.settings.dedupe_horizon_ms)
+        for code in (USES, TRACKS):
+            state.next_offset[code] = claimed.offsets.get(code, 0)
+            state.watermark[code] = claimed.watermarks.get(code, 0)
+        state.flushed_marks = (tuple(state.next_offset.values()), tuple(state.watermark.values()))
+        for track_id, encoded in (await self.store.load_pending(partition)).items():
+            state.pending[track_id.decode()] = {
+                (use, base): uses for use, base, uses in orjson.loads(encoded)
+            }
+        for code in (USES, TRACKS):
+            deduper = state.dedupe[code]
+            buckets = deduper.live_buckets(state.watermark[code])
+            for bucket, packed in (await self.store.load_dedupe(partition, code, buckets)).items():
+                deduper.load(bucket, packed)
+        log.info("claimed partition %d: offsets %s, %d pending tracks", partition,
+                 state.next_offset, len(state.pending))
+        return state
+
+    async def _seek(self, state: PartitionState) -> None:
+        """Skip what Redis already holds instead of re-reading it from the group's offset."""
+        from faust.types import TP
+
+        for topic, code in self._topic_codes.items():
+            offset = state.next_offset[code]
+            if offset > 0:
+                try:
+                    await self._consumer.seek(TP(topic, state.partition), offset)
+                except Exception as exc:
+                    log.warning("seek %s/%d to %d failed: %r", topic, state.partition, offset, exc)
+
+    # -- the record path ----------------------------------------------------------
+
+    async def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        code = self._topic_codes.get(topic)
+        if code is None:
+            return
+        state = self.states.get(partition)
+        if state is None:
+            claim = self._claims.get(partition)
+            if claim is None:
+                return  # not ours (any more): the owner counts it from the Redis offset
+            state = await claim
+            if self.states.get(partition) is not state:
+                return
+        frontier = self._resync.get((code, partition))
+        if frontier is not None:
+            if offset >= frontier:
+                return  # fetched before we rewound; it comes again after the rewind
+            del self._resync[(code, partition)]
+        now_ms = int(time.time() * 1000)
+        if code == USES:
+            self.metrics.records_consumed.labels(topic="uses").inc()
+            self.processor.handle_uses(state, offset, value, now_ms)
+        else:
+            self.metrics.records_consumed.labels(topic="tracks").inc()
+            self.processor.handle_track(state, offset, value, now_ms)
+        if state.rejections:
+            await self._send_rejections(state)
+        if state.unflushed_events >= self.settings.max_unflushed_events:
+            self.metrics.backpressure_waits.inc()
+            await self.flush_partition(state)
+
+    async def _send_rejections(self, state: PartitionState) -> None:
+        assert self._dlq is not None
+        rejections, state.rejections = state.rejections, []
+        for rejection in rejections:
+            headers = [
+                ("reason", rejection.reason.encode()),
+                ("source_topic", rejection.topic.encode()),
+                ("source_partition", str(rejection.partition).encode()),
+                ("source_offset", str(rejection.offset).encode()),
+            ]
+            try:
+                future = await self._dlq.send(self.settings.dlq_topic, value=rejection.value,
+                                              headers=headers)
+            except Exception:
+                self.metrics.dlq_errors.inc()
+                raise
+            state.dlq_futures.append(future)
+
+    # -- flushing -----------------------------------------------------------------
+
+    async def flush_all(self) -> None:
+        for state in list(self.states.values()):
+            await self.flush_partition(state)
+        self.metrics.unflushed_events.set(
+            sum(state.unflushed_events for state in self.states.values()))
+
+    async def flush_partition(self, state: PartitionState) -> None:
+        try:
+            await self.flusher.flush(state)
+        except FlushRefused:
+            await self._recover_refused(state)
+            return
+        self.last_flush_ok = time.monotonic()
+        await self._commit(state)
+
+    async def _recover_refused(self, state: PartitionState) -> None:
+        """Redis no longer matches our state: another owner, or Redis lost recent writes."""
+        partition = state.partition
+        if self.states.get(partition) is not state:
+            return
+        del self.states[partition]
+        owner = await self.store.owner(partition)
+        if owner != state.owner:
+            log.error("partition %d is owned by %s now; dropping it here", partition, owner)
+            self.assigned.discard(partition)
+            return
+        log.error("partition %d: Redis is behind our state (restarted without the last writes?);"
+                  " re-reading from the offsets stored in Redis", partition)
+        frontier = dict(state.next_offset)
+        self._claims[partition] = asyncio.ensure_future(self._claim(partition))
+        new_state = await self._claims[partition]
+        for code, offset in new_state.next_offset.items():
+            if offset < frontier[code]:
+                self._resync[(code, partition)] = frontier[code]
+
+    async def _commit(self, state: PartitionState) -> None:
+        """Best effort: lets Kafka tools show the group's progress; Redis stays the truth."""
+        offsets = {
+            (topic, state.partition): state.next_offset[code]
+            for topic, code in self._topic_codes.items()
+            if state.next_offset[code] > 0
+        }
+        try:
+            await commit_offsets(self._consumer, offsets)
+        except Exception as exc:
+            log.debug("offset commit failed: %r", exc)
+
+    # -- reporting -----------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        stale = time.monotonic() - self.last_flush_ok > max(10.0, 5 * self.settings.flush_interval_s)
+        busy = any(state.unflushed_events for state in self.states.values())
+        healthy = not self.rebalancing and not (stale and busy)
+        partitions = {
+            str(partition): {
+                "next_offset": {"sounds.used": state.next_offset[USES],
+                                "tracks.created": state.next_offset[TRACKS]},
+                "watermark_ms": state.watermark[USES],
+                "unflushed_events": state.unflushed_events,
+                "pending_tracks": len(state.pending),
+            }
+            for partition, state in sorted(self.states.items())
+        }
+        return healthy, {
+            "status": "ok" if healthy else "unavailable",
+            "worker_id": self.worker_id,
+            "rebalancing": self.rebalancing,
+            "partitions": partitions,
+        }
+
+
+async def ensure_topics(settings: Settings) -> int:
+    """Create missing input and dead-letter topics; return the inputs' partition count."""
+    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.partitions, settings.replication_factor)
+            for name in (settings.tracks_topic, settings.uses_topic, settings.dlq_topic)
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+        described = await admin.describe_topics([settings.tracks_topic, settings.uses_topic])
+        counts = {item["topic"]: len(item["partitions"]) for item in described}
+        if len(set(counts.values())) != 1:
+            raise RuntimeError(
+                f"{settings.tracks_topic} and {settings.uses_topic} must have the same number of "
+                f"partitions (co-partitioned by track_id), found {counts}"
+            )
+        return counts[settings.uses_topic]
+    finally:
+        await admin.close()

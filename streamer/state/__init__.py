@@ -1,0 +1,1 @@
+"""Windowed counter state: in-memory deltas per partition, flushed atomically to Redis."""

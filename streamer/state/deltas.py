@@ -1,0 +1,40 @@
+"""Counter increments collected in memory between two flushes of a partition."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+# Kinds of counter hashes, as used in key names (see keys.py).
+TRACKS = "t"
+HOLDERS = "h"
+GENRES = "g"
+
+
+class CounterDeltas:
+    """Increments per Redis hash (and trending sorted set), merged before they are written."""
+
+    __slots__ = ("hashes", "trending")
+
+    def __init__(self) -> None:
+        self.hashes: defaultdict[tuple[str, str, int], defaultdict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+        self.trending: defaultdict[tuple[str, int], defaultdict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+
+    def hash(self, kind: str, window: str, start: int) -> defaultdict[str, int]:
+        return self.hashes[(kind, window, start)]
+
+    def __bool__(self) -> bool:
+        return bool(self.hashes or self.trending)
+
+    def merge(self, other: CounterDeltas) -> None:
+        for key, fields in other.hashes.items():
+            target = self.hashes[key]
+            for name, value in fields.items():
+                target[name] += value
+        for key, members in other.trending.items():
+            target = self.trending[key]
+            for name, value in members.items():
+                target[name] += value

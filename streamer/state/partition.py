@@ -1,0 +1,75 @@
+"""Everything a worker holds for one claimed input partition between two flushes.
+
+Partition N of ``sounds.used`` and partition N of ``tracks.created`` share one state:
+Faust assigns co-partitioned topics together, and one atomic flush per partition
+number covers both topics' offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from streamer.state.dedupe import Deduper
+from streamer.state.deltas import CounterDeltas
+
+USES = "u"
+TRACKS = "t"
+
+# (use, base window start) -> uses
+Cells = dict[tuple[str, int], int]
+
+
+@dataclass(slots=True)
+class Rejection:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    reason: str
+    code: str
+
+
+@dataclass(slots=True)
+class PartitionState:
+    partition: int
+    owner: str
+    seq: int
+    dedupe_horizon_ms: int
+    # Next offset to count per topic code; records below it were counted before.
+    next_offset: dict[str, int] = field(default_factory=dict)
+    # Largest occurred_at accepted per topic code.
+    watermark: dict[str, int] = field(default_factory=dict)
+    # track_id -> cells counted since the last flush, not yet expanded to counters.
+    cells: dict[str, Cells] = field(default_factory=dict)
+    # Increments already attributed (e.g. sealed before a metadata replacement).
+    sealed: CounterDeltas = field(default_factory=CounterDeltas)
+    # Uses whose track metadata has not arrived yet, persisted in Redis.
+    pending: dict[str, Cells] = field(default_factory=dict)
+    pending_dirty: set[str] = field(default_factory=set)
+    catalog_writes: dict[str, bytes] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
+    dlq_futures: list[asyncio.Future[object]] = field(default_factory=list)
+    unflushed_events: int = 0
+    # Offsets and watermarks of the last flush, to skip flushes with nothing new.
+    flushed_marks: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
+    flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    dedupe: dict[str, Deduper] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for code in (USES, TRACKS):
+            self.dedupe.setdefault(code, Deduper(self.dedupe_horizon_ms))
+            self.next_offset.setdefault(code, 0)
+            self.watermark.setdefault(code, 0)
+
+    def add_pending(self, track_id: str, use: str, base_start: int, uses: int) -> None:
+        cells = self.pending.get(track_id)
+        if cells is None:
+            cells = self.pending[track_id] = {}
+        key = (use, base_start)
+        cells[key] = cells.get(key, 0) + uses
+        self.pending_dirty.add(track_id)
+
+    @property
+    def pending_uses(self) -> int:
+        return sum(sum(cells.values()) for cells in self.pending.values())

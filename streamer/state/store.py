@@ -1,0 +1,197 @@
+"""Redis access: claiming a partition, the atomic flush, the catalog and state loading.
+
+The flush is one Lua script per partition, so counter increments, dedupe hashes,
+pending attributions and the input offsets they came from are applied all or
+nothing. Two guards make it safe to retry and safe against zombies:
+
+* ``owner``: claiming a partition writes a fresh token; a flush carrying another
+  token is refused (the partition moved to another worker, which re-reads the offsets).
+* ``seq``: each flush names the sequence number it builds on and sets the next one;
+  a retry of a flush that was applied before the connection broke sees ``seq`` already
+  advanced and reports success without applying it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from streamer.events.validation import TrackMeta
+from streamer.state.keys import KeyLayout
+
+log = logging.getLogger(__name__)
+
+Redis = aioredis.Redis | RedisCluster
+
+# KEYS[1] = meta hash. ARGV[1] = owner token.
+_CLAIM = """
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS[1] = meta hash, KEYS[2..n] = the keys written.
+# ARGV: owner, expected seq, n meta pairs, pairs..., then per key 2..n:
+#   op, ttl_ms, n items, items...
+#   op H: HINCRBY field delta pairs; Z: ZINCRBY member delta pairs;
+#   A: APPEND one value; P: HSET field value pairs (empty value = HDEL); D: DEL (0 items).
+# Returns 1 applied, 2 already applied (a retry), 0 refused (not the owner / other seq).
+_FLUSH = """
+local meta = KEYS[1]
+local state = redis.call('HMGET', meta, 'owner', 'seq')
+if state[1] ~= ARGV[1] then return 0 end
+local seq = tonumber(state[2] or '0')
+local want = tonumber(ARGV[2])
+if seq == want + 1 then return 2 end
+if seq ~= want then return 0 end
+local i = 3
+local pairs_n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, pairs_n do
+  redis.call('HSET', meta, ARGV[i], ARGV[i + 1]); i = i + 2
+end
+redis.call('HSET', meta, 'seq', want + 1)
+for k = 2, #KEYS do
+  local key = KEYS[k]
+  local op = ARGV[i]; local ttl = tonumber(ARGV[i + 1]); local n = tonumber(ARGV[i + 2])
+  i = i + 3
+  if op == 'H' then
+    for _ = 1, n do redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
+  elseif op == 'Z' then
+    for _ = 1, n do redis.call('ZINCRBY', key, ARGV[i + 1], ARGV[i]); i = i + 2 end
+  elseif op == 'A' then
+    redis.call('APPEND', key, ARGV[i]); i = i + 1
+  elseif op == 'P' then
+    for _ = 1, n do
+      if ARGV[i + 1] == '' then redis.call('HDEL', key, ARGV[i])
+      else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+      i = i + 2
+    end
+  elseif op == 'D' then
+    redis.call('DEL', key)
+  end
+  if ttl > 0 and op ~= 'D' then redis.call('PEXPIRE', key, ttl) end
+end
+return 1
+"""
+
+
+class FlushRefused(RuntimeError):
+    """The partition is owned by someone else now, or its state moved on without us."""
+
+
+@dataclass(slots=True)
+class FlushPayload:
+    """One atomic write: the keys and the argument list of the flush script."""
+
+    keys: list[str] = field(default_factory=list)
+    ops: list[bytes | str | int] = field(default_factory=list)
+    meta_pairs: list[tuple[str, str | int]] = field(default_factory=list)
+    fields_written: int = 0
+
+    def add(self, key: str, op: str, ttl_ms: int, items: list[bytes | str | int], count: int) -> None:
+        self.keys.append(key)
+        self.ops.extend((op, ttl_ms, count))
+        self.ops.extend(items)
+        self.fields_written += count
+
+
+@dataclass(slots=True)
+class ClaimedPartition:
+    """What Redis remembers of a partition when a worker takes it over."""
+
+    seq: int
+    offsets: dict[str, int]
+    watermarks: dict[str, int]
+
+
+def connect(url: str) -> Redis:
+    """A client for ``redis://``, ``rediss://`` (TLS) or a cluster (``redis+cluster://``)."""
+    for scheme in ("redis+cluster://", "rediss+cluster://"):
+        if url.startswith(scheme):
+            real = url.replace("+cluster", "", 1)
+            return RedisCluster.from_url(real, decode_responses=False)
+    return aioredis.from_url(url, decode_responses=False, health_check_interval=10)
+
+
+class RedisStore:
+    """The worker's only door to Redis; everything is batched per partition."""
+
+    def __init__(self, client: Redis, layout: KeyLayout) -> None:
+        self.client = client
+        self.layout = layout
+        self._claim = client.register_script(_CLAIM)
+        self._flush = client.register_script(_FLUSH)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def claim(self, partition: int, owner: str) -> ClaimedPartition:
+        meta = self.layout.meta(partition)
+        raw = await self._claim(keys=[meta], args=[owner])
+        values = {raw[i].decode(): raw[i + 1].decode() for i in range(0, len(raw), 2)}
+        offsets = {k[4:]: int(v) for k, v in values.items() if k.startswith("off:")}
+        watermarks = {k[3:]: int(v) for k, v in values.items() if k.startswith("wm:")}
+        return ClaimedPartition(int(values.get("seq", 0)), offsets, watermarks)
+
+    async def owner(self, partition: int) -> str | None:
+        value = await self.client.hget(self.layout.meta(partition), "owner")
+        return value.decode() if value is not None else None
+
+    async def flush(self, partition: int, owner: str, seq: int, payload: FlushPayload) -> bool:
+        """Apply the payload; True if applied now, False if it had been applied already."""
+        args: list[bytes | str | int] = [owner, seq, len(payload.meta_pairs)]
+        for name, value in payload.meta_pairs:
+            args.extend((name, value))
+        args.extend(payload.ops)
+        result = await self._flush(keys=[self.layout.meta(partition), *payload.keys], args=args)
+        if result == 0:
+            raise FlushRefused(f"partition {partition}: owner or sequence changed in Redis")
+        return result == 1
+
+    async def load_pending(self, partition: int) -> dict[bytes, bytes]:
+        return await self.client.hgetall(self.layout.pending(partition))
+
+    async def load_dedupe(self, partition: int, topic_code: str, buckets: range) -> dict[int, bytes]:
+        keys = [self.layout.dedupe(partition, topic_code, bucket) for bucket in buckets]
+        if not keys:
+            return {}
+        values = await self.client.mget(keys) if not isinstance(self.client, RedisCluster) else (
+            await self.client.mget_nonatomic(keys)
+        )
+        return {bucket: value for bucket, value in zip(buckets, values, strict=True) if value}
+
+    async def get_catalog(self, track_ids: list[str]) -> dict[str, TrackMeta]:
+        if not track_ids:
+            return {}
+        keys = [self.layout.catalog(track_id) for track_id in track_ids]
+        if isinstance(self.client, RedisCluster):
+            values = await self.client.mget_nonatomic(keys)
+        else:
+            values = await self.client.mget(keys)
+        return {
+            track_id: TrackMeta.from_json(value)
+            for track_id, value in zip(track_ids, values, strict=True)
+            if value is not None
+        }
+
+    async def put_catalog(self, entries: dict[str, bytes], ttl_ms: int) -> None:
+        """Idempotent metadata writes: replaying them after a crash gives the same result."""
+        if not entries:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for track_id, value in entries.items():
+                pipe.set(self.layout.catalog(track_id), value, px=ttl_ms)
+            await pipe.execute()
+
+
+async def retry_forever(what: str, attempt: int) -> None:
+    """Back off between Redis retries: 50 ms doubling to 2 s."""
+    delay = min(2.0, 0.05 * (2 ** min(attempt, 6)))
+    log.warning("%s failed (attempt %d), retrying in %.2fs", what, attempt + 1, delay)
+    await asyncio.sleep(delay)
