@@ -74,8 +74,8 @@ class Settings:
     catalog_ttl_ms: int = 400 * 86_400_000
     catalog_cache_size: int = 200_000
     flush_interval_s: float = 1.0
-    # Unflushed events per worker beyond which the agent waits for a flush (backpressure).
-    max_unflushed_events: int = 2_000_000
+    # Unflushed events per partition beyond which the agent waits for a flush (backpressure).
+    max_unflushed_events: int = 500_000
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_token: str | None = field(default=None, repr=False)

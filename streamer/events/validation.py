@@ -78,7 +78,9 @@ class _TrackIdCache:
         if value is None:
             raise _missing("track_id")
         if type(value) is not str:
-            raise Rejected("wrong_type", "track_id", f"expected a string, got {type(value).__name__}")
+            raise Rejected(
+                "wrong_type", "track_id", f"expected a string, got {type(value).__name__}"
+            )
         if not _TRACK_ID.fullmatch(value):
             raise Rejected("invalid_value", "track_id", "must be 1-128 characters of A-Za-z0-9._:-")
         if len(self._seen) >= self._limit:
@@ -213,7 +215,9 @@ def _parse_rights(rights: object) -> tuple[tuple[tuple[str, int], ...], ...]:
         except ShareError as exc:
             raise Rejected("bad_share", f"{where}.share", str(exc)) from None
         if any(existing == holder for existing, _ in by_right[right]):
-            raise Rejected("bad_share", f"{where}.holder_id", f"{holder!r} listed twice for {right}")
+            raise Rejected(
+                "bad_share", f"{where}.holder_id", f"{holder!r} listed twice for {right}"
+            )
         by_right[right].append((holder, micro))
     for right, holders in by_right.items():
         total = sum(micro for _, micro in holders)

@@ -32,7 +32,9 @@ class RecordProcessor:
 
     # -- records -----------------------------------------------------------------
 
-    def _decode(self, state: PartitionState, topic: str, offset: int, value: bytes | None) -> object:
+    def _decode(
+        self, state: PartitionState, topic: str, offset: int, value: bytes | None
+    ) -> object:
         """The record's JSON, or None after rejecting the whole record."""
         if value is None or len(value) == 0:
             self._reject(state, topic, offset, value or b"", Rejected("empty_record", None,

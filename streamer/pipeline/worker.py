@@ -18,6 +18,7 @@ group's committed offset never runs ahead of the counters (docs/ARCHITECTURE.md)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -76,12 +77,9 @@ class PipelineWorker:
             self._dlq = producer
 
     async def stop(self) -> None:
-        for state in list(self.states.values()):
-            try:
-                await asyncio.wait_for(self.flusher.flush(state), timeout=10)
-            except Exception as exc:
-                log.warning("final flush of partition %d failed: %r", state.partition, exc)
+        states = list(self.states.values())
         self.states.clear()
+        await self._final_flush(states, timeout=10)
         if self._dlq is not None:
             await self._dlq.stop()
 
@@ -95,19 +93,30 @@ class PipelineWorker:
         self.rebalancing = True
         partitions = self._partitions(revoked)
         self.assigned -= partitions
+        states = []
         for partition in partitions:
             claim = self._claims.pop(partition, None)
             if claim is not None:
                 claim.cancel()
             state = self.states.pop(partition, None)
-            if state is None:
-                continue
-            try:
-                await asyncio.wait_for(self.flusher.flush(state), timeout=20)
-            except (FlushRefused, TimeoutError) as exc:
-                log.warning("partition %d revoked without final flush: %r", partition, exc)
+            if state is not None:
+                states.append(state)
+        await self._final_flush(states, timeout=15)
         self.cache.clear()
         self.metrics.partitions_assigned.set(len(self.states))
+
+    async def _final_flush(self, states: list[PartitionState], timeout: float) -> None:
+        """Best effort within the rebalance budget: whatever is not flushed is re-read."""
+        if not states:
+            return
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self.flusher.flush(state), timeout) for state in states),
+            return_exceptions=True,
+        )
+        for state, result in zip(states, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("partition %d handed over without a final flush: %r",
+                            state.partition, result)
 
     async def on_assigned(self, assigned: Iterable[Any]) -> None:
         self.metrics.rebalances.inc()
@@ -274,7 +283,8 @@ class PipelineWorker:
     # -- reporting -----------------------------------------------------------------
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        stale = time.monotonic() - self.last_flush_ok > max(10.0, 5 * self.settings.flush_interval_s)
+        stale_after = max(10.0, 5 * self.settings.flush_interval_s)
+        stale = time.monotonic() - self.last_flush_ok > stale_after
         busy = any(state.unflushed_events for state in self.states.values())
         healthy = not self.rebalancing and not (stale and busy)
         partitions = {
@@ -307,10 +317,8 @@ async def ensure_topics(settings: Settings) -> int:
             if name not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent worker won
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
         described = await admin.describe_topics([settings.tracks_topic, settings.uses_topic])
         counts = {item["topic"]: len(item["partitions"]) for item in described}
         if len(set(counts.values())) != 1:

@@ -91,7 +91,9 @@ class FlushPayload:
     meta_pairs: list[tuple[str, str | int]] = field(default_factory=list)
     fields_written: int = 0
 
-    def add(self, key: str, op: str, ttl_ms: int, items: list[bytes | str | int], count: int) -> None:
+    def add(
+        self, key: str, op: str, ttl_ms: int, items: list[bytes | str | int], count: int
+    ) -> None:
         self.keys.append(key)
         self.ops.extend((op, ttl_ms, count))
         self.ops.extend(items)
@@ -157,7 +159,9 @@ class RedisStore:
     async def load_pending(self, partition: int) -> dict[bytes, bytes]:
         return await self.client.hgetall(self.layout.pending(partition))
 
-    async def load_dedupe(self, partition: int, topic_code: str, buckets: range) -> dict[int, bytes]:
+    async def load_dedupe(
+        self, partition: int, topic_code: str, buckets: range
+    ) -> dict[int, bytes]:
         keys = [self.layout.dedupe(partition, topic_code, bucket) for bucket in buckets]
         if not keys:
             return {}
