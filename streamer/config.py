@@ -7,6 +7,7 @@ and this module are the single source of truth for names and defaults.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -76,6 +77,8 @@ class Settings:
     flush_interval_s: float = 1.0
     # Unflushed events per partition beyond which the agent waits for a flush (backpressure).
     max_unflushed_events: int = 500_000
+    # Faust's working folder (it keeps no table data here: the counters live in Redis).
+    data_dir: str = os.path.join(tempfile.gettempdir(), "streamer")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_token: str | None = field(default=None, repr=False)
@@ -188,6 +191,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catalog_cache_size=get_int("CATALOG_CACHE_SIZE", defaults.catalog_cache_size),
         flush_interval_s=flush_interval,
         max_unflushed_events=get_int("MAX_UNFLUSHED_EVENTS", defaults.max_unflushed_events),
+        data_dir=get("DATA_DIR", defaults.data_dir) or defaults.data_dir,
         web_host=get("WEB_HOST", defaults.web_host) or defaults.web_host,
         web_port=get_int("WEB_PORT", defaults.web_port),
         web_token=get("WEB_TOKEN"),

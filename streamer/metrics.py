@@ -55,7 +55,8 @@ class Metrics:
         self.flushes = Counter(
             "streamer_flushes_total", "Atomic partition flushes applied", registry=registry)
         self.last_flush = Gauge(
-            "streamer_last_flush_timestamp_seconds", "Wall time of the last applied flush",
+            "streamer_last_flush_timestamp_seconds",
+            "Wall time of the last applied flush or completed flush pass (idle included)",
             registry=registry)
         self.end_to_end = Histogram(
             "streamer_end_to_end_latency_seconds",

@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> faust.App:
         broker=brokers,
         broker_credentials=_broker_credentials(settings),
         store="memory://",
+        datadir=f"{settings.data_dir}/{settings.app_id}-data",
         topic_allow_declare=True,  # Faust's own leader topic; ours exist already
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout_s / 4),

@@ -104,6 +104,9 @@ class PipelineWorker:
         await self._final_flush(states, timeout=15)
         self.cache.clear()
         self.metrics.partitions_assigned.set(len(self.states))
+        for partition in partitions:  # a revoked partition's lag is its new owner's to report
+            for topic in self._topic_codes:
+                self.metrics.consumer_lag.remove(topic, str(partition))
 
     async def _final_flush(self, states: list[PartitionState], timeout: float) -> None:
         """Best effort within the rebalance budget: whatever is not flushed is re-read."""
@@ -238,6 +241,9 @@ class PipelineWorker:
             await self.flush_partition(state)
         self.metrics.unflushed_events.set(
             sum(state.unflushed_events for state in self.states.values()))
+        self.metrics.pending_unattributed.set(
+            sum(state.pending_uses for state in self.states.values()))
+        self.metrics.last_flush.set(time.time())  # a pass done: idle partitions are flushed too
 
     async def flush_partition(self, state: PartitionState) -> None:
         try:

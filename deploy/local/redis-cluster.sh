@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# A local 3-master Redis Cluster (no replicas) on 127.0.0.1:7001-7003, AOF on.
+#
+#   deploy/local/redis-cluster.sh up       start the nodes, create the cluster once, wait for cluster_state:ok
+#   deploy/local/redis-cluster.sh down     stop all nodes (SIGTERM, SIGKILL after a timeout)
+#   deploy/local/redis-cluster.sh status   exit 0 when every node answers and the cluster is ok
+#   deploy/local/redis-cluster.sh url      print the STREAMER_REDIS_URL-style seed URL
+#
+# Data stays in $STREAMER_LOCAL_DIR/redis-cluster/<port>/ (nodes.conf + AOF), so a
+# later `up` brings the same cluster back. Independent of the single Redis of stack.sh.
+# Env: STREAMER_LOCAL_REDIS_CLUSTER_PORTS ("7001 7002 7003").
+# shellcheck source=deploy/local/lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+read -r -a PORTS <<<"${STREAMER_LOCAL_REDIS_CLUSTER_PORTS:-7001 7002 7003}"
+CLUSTER_DIR="$LOCAL_DIR/redis-cluster"
+
+node_dir() { printf '%s/%s\n' "$CLUSTER_DIR" "$1"; }
+node_pid() { pid_from_file "$(node_dir "$1")/redis.pid" "redis-server $BIND_HOST:$1"; }
+ncli() {
+  local port="$1"
+  shift
+  redis-cli -h "$BIND_HOST" -p "$port" "$@"
+}
+cluster_field() { ncli "$1" cluster info 2>/dev/null | tr -d '\r' | awk -F: -v k="$2" '$1 == k {print $2}'; }
+
+start_node() {
+  local port="$1" dir pid
+  dir="$(node_dir "$port")"
+  if pid="$(node_pid "$port")"; then
+    return 0
+  fi
+  if port_open "$port"; then
+    die "port $BIND_HOST:$port is already in use by another process ($(port_owner "$port"))"
+  fi
+  mkdir -p "$dir"
+  cat >"$dir/redis.conf" <<EOF
+# Written by deploy/local/redis-cluster.sh on every start.
+bind $BIND_HOST
+port $port
+protected-mode yes
+daemonize yes
+pidfile $dir/redis.pid
+logfile $dir/redis.log
+dir $dir
+cluster-enabled yes
+cluster-config-file nodes.conf
+cluster-node-timeout 5000
+appendonly yes
+appendfsync always
+save ""
+EOF
+  redis-server "$dir/redis.conf" </dev/null >>"$dir/redis.log" 2>&1 9>&- ||
+    die "redis-server on port $port failed to start; log: $dir/redis.log"
+}
+
+wait_until() {
+  # wait_until SECONDS DESCRIPTION COMMAND...
+  local deadline=$((SECONDS + $1)) what="$2"
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || die "timed out waiting for $what"
+    sleep 0.2
+  done
+}
+
+all_pong() {
+  local port
+  for port in "${PORTS[@]}"; do
+    [[ "$(ncli "$port" ping 2>/dev/null)" == PONG ]] || return 1
+  done
+}
+
+all_ok() {
+  local port
+  for port in "${PORTS[@]}"; do
+    [[ "$(cluster_field "$port" cluster_state)" == ok ]] || return 1
+    [[ "$(cluster_field "$port" cluster_known_nodes)" == "${#PORTS[@]}" ]] || return 1
+  done
+}
+
+cmd_up() {
+  with_lock redis-cluster
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    "$LOCAL_SCRIPTS_DIR/install-deps.sh" redis redis-cli
+  fi
+  local port start=$SECONDS
+  for port in "${PORTS[@]}"; do start_node "$port"; done
+  wait_until 60 "all cluster nodes to answer PING" all_pong
+  if [[ "$(cluster_field "${PORTS[0]}" cluster_known_nodes)" == 1 &&
+    "$(cluster_field "${PORTS[0]}" cluster_slots_assigned)" == 0 ]]; then
+    local seeds=()
+    for port in "${PORTS[@]}"; do seeds+=("$BIND_HOST:$port"); done
+    log "creating cluster ${seeds[*]}"
+    redis-cli --cluster create "${seeds[@]}" --cluster-replicas 0 --cluster-yes </dev/null >"$CLUSTER_DIR/create.log" 2>&1 ||
+      { cat "$CLUSTER_DIR/create.log" >&2; die "redis-cli --cluster create failed"; }
+  fi
+  wait_until 60 "cluster_state:ok on all nodes" all_ok
+  log "cluster ok on ports ${PORTS[*]} in $((SECONDS - start))s; data in $CLUSTER_DIR"
+}
+
+cmd_down() {
+  with_lock redis-cluster
+  local port pid any=0
+  for port in "${PORTS[@]}"; do
+    if pid="$(node_pid "$port")"; then
+      stop_pid "$pid" "redis-cluster node $port" 30
+      any=1
+    fi
+    rm -f "$(node_dir "$port")/redis.pid"
+  done
+  if ((any)); then log "stopped"; else log "not running"; fi
+}
+
+cmd_status() {
+  local port pid rc=0
+  for port in "${PORTS[@]}"; do
+    if pid="$(node_pid "$port")"; then
+      log "node $port: pid $pid, cluster_state $(cluster_field "$port" cluster_state || true)"
+    else
+      log "node $port: stopped"
+      rc=3
+    fi
+  done
+  ((rc == 0)) && ! all_ok && rc=1
+  return "$rc"
+}
+
+case "${1:-}" in
+  up | start) cmd_up ;;
+  down | stop) cmd_down ;;
+  status) cmd_status ;;
+  url) printf 'redis://%s:%s/0\n' "$BIND_HOST" "${PORTS[0]}" ;;
+  *)
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
