@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from importlib import resources
 from typing import Any
 
@@ -141,6 +142,10 @@ class TrackMeta:
     ai_origin: str
     master: tuple[tuple[str, int], ...]
     publishing: tuple[tuple[str, int], ...]
+    # Counter fields and multipliers per use, built once (pipeline/attribution.py).
+    plan: object | None = dataclass_field(
+        default=None, compare=False, repr=False
+    )
 
     def holders(self, right: str) -> tuple[tuple[str, int], ...]:
         return self.master if right == "master" else self.publishing

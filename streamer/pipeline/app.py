@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import faust
@@ -42,6 +43,7 @@ def _broker_credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the worker's Faust app; topics must exist (see ensure_topics)."""
+    os.makedirs(settings.data_dir, exist_ok=True)
     brokers = ";".join(f"kafka://{host}" for host in settings.kafka.bootstrap.split(","))
     app = faust.App(
         settings.app_id,

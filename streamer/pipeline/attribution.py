@@ -3,12 +3,17 @@
 Attribution is exact integer arithmetic: a use adds ``share_micro`` to each holder
 of a right and the unclaimed rest to ``_unclaimed``, so per right the weights of one
 use add up to exactly 1,000,000.
+
+A track's *plan* lists, per use, every holder and genre counter field a use of it
+increments and by how much (1 for ``u`` fields, the micro-share for ``w`` fields).
+It is built once per track metadata, so a flush attributes a cell with a few dict
+additions and no string formatting.
 """
 
 from __future__ import annotations
 
 from streamer.events.shares import MICRO
-from streamer.events.validation import USE_CREATE, TrackMeta
+from streamer.events.validation import USE_CREATE, USES, TrackMeta
 from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
 from streamer.state.keys import genre_field, holder_field, track_field
 
@@ -16,6 +21,48 @@ UNCLAIMED = "_unclaimed"
 UNATTRIBUTED = "_unattributed"
 
 Windows = tuple[tuple[str, int], ...]
+Plan = dict[str, tuple[tuple[str, int], ...]]
+
+
+def _build_plan(meta: TrackMeta | None) -> tuple[Plan, dict[str, str | None]]:
+    holders: Plan = {}
+    genres: dict[str, str | None] = {}
+    for use in USES:
+        fields: list[tuple[str, int]] = []
+        if meta is None:
+            for right in ("master", "publishing"):
+                fields.append((holder_field(right, use, "u", UNATTRIBUTED), 1))
+                fields.append((holder_field(right, use, "w", UNATTRIBUTED), MICRO))
+            genres[use] = None
+        else:
+            for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
+                claimed = 0
+                for holder_id, micro in shares:
+                    fields.append((holder_field(right, use, "u", holder_id), 1))
+                    fields.append((holder_field(right, use, "w", holder_id), micro))
+                    claimed += micro
+                if claimed < MICRO:
+                    fields.append((holder_field(right, use, "u", UNCLAIMED), 1))
+                    fields.append((holder_field(right, use, "w", UNCLAIMED), MICRO - claimed))
+            genres[use] = genre_field(meta.ai_origin, use, meta.genre)
+        holders[use] = tuple(fields)
+    return holders, genres
+
+
+_UNATTRIBUTED_PLAN = _build_plan(None)
+
+
+def plan_for(meta: TrackMeta | None) -> tuple[Plan, dict[str, str | None]]:
+    """Holder fields with multipliers, and the genre field (None: not counted), per use."""
+    if meta is None:
+        return _UNATTRIBUTED_PLAN
+    cached = meta.plan
+    if cached is None:
+        built = _build_plan(meta)
+        # The plan is derived data: caching it on the frozen metadata object is safe.
+        object.__setattr__(meta, "plan", built)
+        return built
+    return cached  # type: ignore[return-value]
 
 
 def count_track_uses(
@@ -39,21 +86,12 @@ def attribute_uses(
     uses: int,
 ) -> None:
     """Holder and genre counters; ``meta=None`` attributes to ``_unattributed`` only."""
+    holder_plan, genre_plan = plan_for(meta)
+    genre = genre_plan[use]
     for name, size in windows:
         start = base_start - base_start % size
         holders = deltas.hash(HOLDERS, name, start)
-        if meta is None:
-            for right in ("master", "publishing"):
-                holders[holder_field(right, use, "u", UNATTRIBUTED)] += uses
-                holders[holder_field(right, use, "w", UNATTRIBUTED)] += uses * MICRO
-            continue
-        for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
-            claimed = 0
-            for holder_id, micro in shares:
-                holders[holder_field(right, use, "u", holder_id)] += uses
-                holders[holder_field(right, use, "w", holder_id)] += uses * micro
-                claimed += micro
-            if claimed < MICRO:
-                holders[holder_field(right, use, "u", UNCLAIMED)] += uses
-                holders[holder_field(right, use, "w", UNCLAIMED)] += uses * (MICRO - claimed)
-        deltas.hash(GENRES, name, start)[genre_field(meta.ai_origin, use, meta.genre)] += uses
+        for field, multiplier in holder_plan[use]:
+            holders[field] += uses * multiplier
+        if genre is not None:
+            deltas.hash(GENRES, name, start)[genre] += uses

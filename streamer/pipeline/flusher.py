@@ -22,10 +22,12 @@ import orjson
 from redis.exceptions import RedisError
 
 from streamer.config import Settings
+from streamer.events.validation import USE_CREATE
 from streamer.metrics import Metrics
-from streamer.pipeline.attribution import attribute_uses, count_track_uses
+from streamer.pipeline.attribution import attribute_uses, plan_for
 from streamer.state.catalog import CatalogCache
-from streamer.state.deltas import CounterDeltas
+from streamer.state.deltas import GENRES, HOLDERS, CounterDeltas
+from streamer.state.deltas import TRACKS as TRACK_COUNTS
 from streamer.state.partition import TRACKS, USES, PartitionState
 from streamer.state.store import FlushPayload, FlushRefused, RedisStore, retry_forever
 
@@ -43,6 +45,55 @@ class Snapshot:
     catalog_writes: dict[str, bytes]
     events: int
     newest_event_ms: int | None
+
+
+TRACKS_KIND = TRACK_COUNTS
+TRENDING = "z"
+
+
+def _per_window(
+    by_base: dict[int, dict[str, dict[str, int]]],
+    kind: str,
+    windows: tuple[tuple[str, int], ...],
+    extra: dict,  # type: ignore[type-arg]
+) -> dict[tuple[str, int], dict[str, int]]:
+    """Spread base-window increments over every window size, summing where they meet.
+
+    Usually all cells of a flush share one base window; then each window size gets the
+    very same dict, and nothing is copied.
+    """
+    result: dict[tuple[str, int], dict[str, int]] = {}
+    shared: set[tuple[str, int]] = set()
+    for base_start, parts in by_base.items():
+        fields = parts[kind]
+        if not fields:
+            continue
+        for name, size in windows:
+            target = (name, base_start - base_start % size)
+            existing = result.get(target)
+            if existing is None:
+                result[target] = fields
+                shared.add(target)
+                continue
+            if target in shared:
+                existing = result[target] = dict(existing)
+                shared.discard(target)
+            for field, value in fields.items():
+                existing[field] = existing.get(field, 0) + value
+    for key, fields in extra.items():
+        target = key if kind == TRENDING else key[1:]
+        if kind != TRENDING and key[0] != kind:
+            continue
+        existing = result.get(target)
+        if existing is None:
+            result[target] = dict(fields)
+            continue
+        if target in shared:
+            existing = result[target] = dict(existing)
+            shared.discard(target)
+        for field, value in fields.items():
+            existing[field] = existing.get(field, 0) + value
+    return result
 
 
 class Flusher:
@@ -76,61 +127,51 @@ class Flusher:
                 self.metrics.end_to_end.observe(max(0.0, now - snapshot.newest_event_ms / 1000))
 
     async def _fetch_metadata(self, state: PartitionState) -> None:
-        wanted = [track for track in state.cells if track not in self.cache]
+        cache = self.cache
+        wanted = list({key[0] for key in state.cells if key[0] not in cache})
         now = time.monotonic()
         if state.pending and now - self._last_pending_check.get(state.partition, 0) > (
             _PENDING_RECHECK_S
         ):
             self._last_pending_check[state.partition] = now
-            wanted.extend(track for track in state.pending if track not in self.cache)
+            wanted.extend(track for track in state.pending if track not in cache)
         if not wanted:
             return
         found = await self._redis("catalog read", lambda: self.store.get_catalog(wanted))
         for track_id, meta in found.items():
-            self.cache.put(track_id, meta)
+            cache.put(track_id, meta)
         self.metrics.catalog_lookups.labels(result="hit").inc(len(found))
         self.metrics.catalog_lookups.labels(result="miss").inc(len(wanted) - len(found))
 
     def _snapshot(self, state: PartitionState) -> Snapshot | None:
         """Everything to write, taken synchronously so the agent can carry on meanwhile."""
         cells, state.cells = state.cells, {}
-        deltas, state.sealed = state.sealed, CounterDeltas()
-        windows = self.windows
-        for track_id, track_cells in cells.items():
-            meta = self.cache.get(track_id)
-            for (use, base_start), uses in track_cells.items():
-                count_track_uses(deltas, windows, track_id, use, base_start, uses)
-                if meta is not None:
-                    attribute_uses(deltas, windows, meta, use, base_start, uses)
-                else:
-                    state.add_pending(track_id, use, base_start, uses)
-        self._resolve_pending(state, deltas)
+        sealed, state.sealed = state.sealed, CounterDeltas()
+        by_base = self._aggregate(state, cells)
+        self._resolve_pending(state, sealed)
 
         layout = self.store.layout
         partition = state.partition
-        payload = FlushPayload()
         retention = self.settings.retention_ms
-        for (kind, window, start), fields in deltas.hashes.items():
-            key = {"t": layout.track_counts, "h": layout.holder_counts,
-                   "g": layout.genre_counts}[kind](partition, window, start)
-            items: list[bytes | str | int] = []
-            for name, value in fields.items():
-                items.extend((name, value))
-            payload.add(key, "H", retention[window], items, len(fields))
-        for (window, start), members in deltas.trending.items():
-            items = []
-            for member, value in members.items():
-                items.extend((member, value))
-            payload.add(layout.trending(partition, window, start), "Z", retention[window], items,
-                        len(members))
+        payload = FlushPayload()
+        key_of = {TRACKS_KIND: layout.track_counts, HOLDERS: layout.holder_counts,
+                  GENRES: layout.genre_counts}
+        for kind in (TRACKS_KIND, HOLDERS, GENRES):
+            for (window, start), fields in _per_window(
+                by_base, kind, self.windows, sealed.hashes
+            ).items():
+                payload.add_hash(key_of[kind](partition, window, start), retention[window], fields)
+        for (window, start), members in _per_window(
+            by_base, TRENDING, self.windows, sealed.trending
+        ).items():
+            payload.add_zset(layout.trending(partition, window, start), retention[window], members)
         if state.pending_dirty:
-            items = []
-            for track_id in state.pending_dirty:
-                track_cells = state.pending.get(track_id)
-                encoded = b"" if not track_cells else orjson.dumps(
-                    [[use, base, uses] for (use, base), uses in track_cells.items()])
-                items.extend((track_id, encoded))
-            payload.add(layout.pending(partition), "P", 0, items, len(state.pending_dirty))
+            payload.set_pending(layout.pending(partition), {
+                track_id: orjson.dumps(
+                    [[use, base, uses] for (use, base), uses in state.pending[track_id].items()]
+                ).decode() if state.pending.get(track_id) else ""
+                for track_id in state.pending_dirty
+            })
             state.pending_dirty = set()
         dedupe_ttl = max(self.settings.dedupe_horizon_ms * 4, 7 * 86_400_000)
         for code in (USES, TRACKS):
@@ -139,23 +180,52 @@ class Flusher:
             expired = set(deduper.evict(state.watermark[code]))
             for bucket, packed in new_hashes.items():
                 if bucket not in expired:
-                    payload.add(layout.dedupe(partition, code, bucket), "A", dedupe_ttl,
-                                [packed], 1)
+                    payload.add_append(layout.dedupe(partition, code, bucket), dedupe_ttl, packed)
             for bucket in expired:
-                payload.add(layout.dedupe(partition, code, bucket), "D", 0, [], 0)
+                payload.add_delete(layout.dedupe(partition, code, bucket))
         marks = (tuple(state.next_offset.values()), tuple(state.watermark.values()))
-        if not payload.keys and marks == state.flushed_marks:
+        if payload.empty and marks == state.flushed_marks:
             return None
         state.flushed_marks = marks
         for code in (USES, TRACKS):
-            payload.meta_pairs.append((f"off:{code}", state.next_offset[code]))
-            payload.meta_pairs.append((f"wm:{code}", state.watermark[code]))
+            payload.meta[f"off:{code}"] = state.next_offset[code]
+            payload.meta[f"wm:{code}"] = state.watermark[code]
         catalog_writes, state.catalog_writes = state.catalog_writes, {}
         dlq_futures, state.dlq_futures = state.dlq_futures, []
         events, state.unflushed_events = state.unflushed_events, 0
-        self.metrics.pending_unattributed.set(state.pending_uses)
         newest = state.watermark[USES] if events else None
         return Snapshot(payload, dlq_futures, catalog_writes, events, newest)
+
+    def _aggregate(
+        self, state: PartitionState, cells: dict[tuple[str, str, int], int]
+    ) -> dict[int, dict[str, dict[str, int]]]:
+        """Counter increments per base window, one pass over the cells.
+
+        Cells are distinct (track, use, base), so per-track fields need no summing; holder
+        and genre fields are summed over the tracks that share them.
+        """
+        by_base: dict[int, dict[str, dict[str, int]]] = {}
+        cache_get = self.cache.get
+        for (track_id, use, base_start), uses in cells.items():
+            parts = by_base.get(base_start)
+            if parts is None:
+                parts = by_base[base_start] = {TRACKS_KIND: {}, TRENDING: {}, HOLDERS: {},
+                                               GENRES: {}}
+            parts[TRACKS_KIND][use + "|" + track_id] = uses
+            if use == USE_CREATE:
+                parts[TRENDING][track_id] = uses
+            meta = cache_get(track_id)
+            if meta is None:
+                state.add_pending(track_id, use, base_start, uses)
+                continue
+            holder_plan, genre_plan = plan_for(meta)
+            holders = parts[HOLDERS]
+            for field, multiplier in holder_plan[use]:
+                holders[field] = holders.get(field, 0) + uses * multiplier
+            genre = genre_plan[use]
+            genres = parts[GENRES]
+            genres[genre] = genres.get(genre, 0) + uses  # type: ignore[index]
+        return by_base
 
     def _resolve_pending(self, state: PartitionState, deltas: CounterDeltas) -> None:
         """Attribute pending uses whose metadata arrived; expire the rest after the lateness."""

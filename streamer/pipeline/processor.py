@@ -11,7 +11,12 @@ from __future__ import annotations
 import orjson
 
 from streamer.config import Settings
-from streamer.events.validation import Rejected, parse_sound_used, parse_track_created
+from streamer.events.validation import (
+    Rejected,
+    TrackMeta,
+    parse_sound_used,
+    parse_track_created,
+)
 from streamer.metrics import Metrics
 from streamer.pipeline.attribution import attribute_uses, count_track_uses
 from streamer.state.catalog import CatalogCache
@@ -79,7 +84,7 @@ class RecordProcessor:
             single = True
 
         base_ms = self.base_ms
-        cells_by_track = state.cells
+        cells = state.cells
         dedupe = state.dedupe[USES]
         watermark = state.watermark[USES]
         late_before = watermark - self.lateness_ms
@@ -104,10 +109,7 @@ class RecordProcessor:
             if occurred_at > watermark:
                 watermark = occurred_at
                 late_before = watermark - self.lateness_ms
-            cells = cells_by_track.get(track_id)
-            if cells is None:
-                cells = cells_by_track[track_id] = {}
-            key = (use, occurred_at - occurred_at % base_ms)
+            key = (track_id, use, occurred_at - occurred_at % base_ms)
             cells[key] = cells.get(key, 0) + 1
             counted += 1
         state.watermark[USES] = watermark
@@ -144,15 +146,21 @@ class RecordProcessor:
             return 1
         state.watermark[TRACKS] = max(state.watermark[TRACKS], occurred_at)
         previous = self.cache.get(track_id)
-        if previous is not None and previous != meta and track_id in state.cells:
-            # Uses processed before this replacement keep the metadata they were processed with.
-            for (use, base_start), uses in state.cells.pop(track_id).items():
-                count_track_uses(state.sealed, self.windows, track_id, use, base_start, uses)
-                attribute_uses(state.sealed, self.windows, previous, use, base_start, uses)
+        if previous is not None and previous != meta:
+            self._seal(state, track_id, previous)
         self.cache.put(track_id, meta)
         state.catalog_writes[track_id] = meta.to_json()
         state.unflushed_events += 1
         return 1
+
+    def _seal(self, state: PartitionState, track_id: str, previous: TrackMeta) -> None:
+        """Attribute this track's unflushed uses with the metadata they were counted under."""
+        sealed = [key for key in state.cells if key[0] == track_id]
+        for key in sealed:
+            _, use, base_start = key
+            uses = state.cells.pop(key)
+            count_track_uses(state.sealed, self.windows, track_id, use, base_start, uses)
+            attribute_uses(state.sealed, self.windows, previous, use, base_start, uses)
 
     def _reject(self, state: PartitionState, topic: str, offset: int, value: bytes,
                 rejected: Rejected) -> None:

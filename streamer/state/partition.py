@@ -16,7 +16,7 @@ from streamer.state.deltas import CounterDeltas
 USES = "u"
 TRACKS = "t"
 
-# (use, base window start) -> uses
+# (use, base window start) -> uses, for pending attributions of one track
 Cells = dict[tuple[str, int], int]
 
 
@@ -40,8 +40,8 @@ class PartitionState:
     next_offset: dict[str, int] = field(default_factory=dict)
     # Largest occurred_at accepted per topic code.
     watermark: dict[str, int] = field(default_factory=dict)
-    # track_id -> cells counted since the last flush, not yet expanded to counters.
-    cells: dict[str, Cells] = field(default_factory=dict)
+    # (track_id, use, base window start) -> uses counted since the last flush.
+    cells: dict[tuple[str, str, int], int] = field(default_factory=dict)
     # Increments already attributed (e.g. sealed before a metadata replacement).
     sealed: CounterDeltas = field(default_factory=CounterDeltas)
     # Uses whose track metadata has not arrived yet, persisted in Redis.

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
@@ -34,10 +35,10 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 # KEYS[1] = meta hash, KEYS[2..n] = the keys written.
-# ARGV: owner, expected seq, n meta pairs, pairs..., then per key 2..n:
-#   op, ttl_ms, n items, items...
-#   op H: HINCRBY field delta pairs; Z: ZINCRBY member delta pairs;
-#   A: APPEND one value; P: HSET field value pairs (empty value = HDEL); D: DEL (0 items).
+# ARGV[1] owner, ARGV[2] expected seq, ARGV[3] JSON payload, ARGV[4..] binary values.
+# Payload: m {field: value} meta; h [[key#, ttl_ms, {field: delta}]] HINCRBY;
+#   z [[key#, ttl_ms, {member: delta}]] ZINCRBY; p [[key#, {field: value}]] HSET, "" = HDEL;
+#   a [[key#, ttl_ms, argv#]] APPEND; d [key#] DEL.
 # Returns 1 applied, 2 already applied (a retry), 0 refused (not the owner / other seq).
 _FLUSH = """
 local meta = KEYS[1]
@@ -47,33 +48,31 @@ local seq = tonumber(state[2] or '0')
 local want = tonumber(ARGV[2])
 if seq == want + 1 then return 2 end
 if seq ~= want then return 0 end
-local i = 3
-local pairs_n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, pairs_n do
-  redis.call('HSET', meta, ARGV[i], ARGV[i + 1]); i = i + 2
-end
+local p = cjson.decode(ARGV[3])
+for field, value in pairs(p.m) do redis.call('HSET', meta, field, value) end
 redis.call('HSET', meta, 'seq', want + 1)
-for k = 2, #KEYS do
-  local key = KEYS[k]
-  local op = ARGV[i]; local ttl = tonumber(ARGV[i + 1]); local n = tonumber(ARGV[i + 2])
-  i = i + 3
-  if op == 'H' then
-    for _ = 1, n do redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
-  elseif op == 'Z' then
-    for _ = 1, n do redis.call('ZINCRBY', key, ARGV[i + 1], ARGV[i]); i = i + 2 end
-  elseif op == 'A' then
-    redis.call('APPEND', key, ARGV[i]); i = i + 1
-  elseif op == 'P' then
-    for _ = 1, n do
-      if ARGV[i + 1] == '' then redis.call('HDEL', key, ARGV[i])
-      else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-      i = i + 2
-    end
-  elseif op == 'D' then
-    redis.call('DEL', key)
-  end
-  if ttl > 0 and op ~= 'D' then redis.call('PEXPIRE', key, ttl) end
+for _, e in ipairs(p.h) do
+  local key = KEYS[e[1]]
+  for field, delta in pairs(e[3]) do redis.call('HINCRBY', key, field, delta) end
+  redis.call('PEXPIRE', key, e[2])
 end
+for _, e in ipairs(p.z) do
+  local key = KEYS[e[1]]
+  for member, delta in pairs(e[3]) do redis.call('ZINCRBY', key, delta, member) end
+  redis.call('PEXPIRE', key, e[2])
+end
+for _, e in ipairs(p.p) do
+  local key = KEYS[e[1]]
+  for field, value in pairs(e[2]) do
+    if value == '' then redis.call('HDEL', key, field)
+    else redis.call('HSET', key, field, value) end
+  end
+end
+for _, e in ipairs(p.a) do
+  redis.call('APPEND', KEYS[e[1]], ARGV[e[3]])
+  redis.call('PEXPIRE', KEYS[e[1]], e[2])
+end
+for _, k in ipairs(p.d) do redis.call('DEL', KEYS[k]) end
 return 1
 """
 
@@ -84,20 +83,47 @@ class FlushRefused(RuntimeError):
 
 @dataclass(slots=True)
 class FlushPayload:
-    """One atomic write: the keys and the argument list of the flush script."""
+    """One atomic write, encoded as one JSON argument (cheap for client and Lua alike)."""
 
     keys: list[str] = field(default_factory=list)
-    ops: list[bytes | str | int] = field(default_factory=list)
-    meta_pairs: list[tuple[str, str | int]] = field(default_factory=list)
+    meta: dict[str, int | str] = field(default_factory=dict)
+    hashes: list[tuple[int, int, dict[str, int]]] = field(default_factory=list)
+    zsets: list[tuple[int, int, dict[str, int]]] = field(default_factory=list)
+    pending: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    appends: list[tuple[int, int, int]] = field(default_factory=list)
+    deletes: list[int] = field(default_factory=list)
+    blobs: list[bytes] = field(default_factory=list)
     fields_written: int = 0
 
-    def add(
-        self, key: str, op: str, ttl_ms: int, items: list[bytes | str | int], count: int
-    ) -> None:
+    def _key(self, key: str) -> int:
         self.keys.append(key)
-        self.ops.extend((op, ttl_ms, count))
-        self.ops.extend(items)
-        self.fields_written += count
+        return len(self.keys) + 1  # KEYS[1] is the meta hash
+
+    @property
+    def empty(self) -> bool:
+        return not self.keys
+
+    def add_hash(self, key: str, ttl_ms: int, increments: dict[str, int]) -> None:
+        self.hashes.append((self._key(key), ttl_ms, increments))
+        self.fields_written += len(increments)
+
+    def add_zset(self, key: str, ttl_ms: int, increments: dict[str, int]) -> None:
+        self.zsets.append((self._key(key), ttl_ms, increments))
+        self.fields_written += len(increments)
+
+    def set_pending(self, key: str, values: dict[str, str]) -> None:
+        self.pending.append((self._key(key), values))
+
+    def add_append(self, key: str, ttl_ms: int, value: bytes) -> None:
+        self.blobs.append(value)
+        self.appends.append((self._key(key), ttl_ms, len(self.blobs) + 3))  # ARGV index
+
+    def add_delete(self, key: str) -> None:
+        self.deletes.append(self._key(key))
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"m": self.meta, "h": self.hashes, "z": self.zsets,
+                             "p": self.pending, "a": self.appends, "d": self.deletes})
 
 
 @dataclass(slots=True)
@@ -147,10 +173,7 @@ class RedisStore:
 
     async def flush(self, partition: int, owner: str, seq: int, payload: FlushPayload) -> bool:
         """Apply the payload; True if applied now, False if it had been applied already."""
-        args: list[bytes | str | int] = [owner, seq, len(payload.meta_pairs)]
-        for name, value in payload.meta_pairs:
-            args.extend((name, value))
-        args.extend(payload.ops)
+        args = [owner, seq, payload.encode(), *payload.blobs]
         result = await self._flush(keys=[self.layout.meta(partition), *payload.keys], args=args)
         if result == 0:
             raise FlushRefused(f"partition {partition}: owner or sequence changed in Redis")

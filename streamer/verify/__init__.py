@@ -1,0 +1,26 @@
+"""Independent checks of the pipeline's results, for tests, fault injection and benchmarks.
+
+* :mod:`streamer.verify.truth`: ``GroundTruth``, the counters the pipeline should hold,
+  computed from the events a test sent, with no code shared with the pipeline's own
+  attribution (shares are re-parsed here with :mod:`decimal`).
+* :mod:`streamer.verify.redis_counters`: ``read_counters``, every counter a worker wrote
+  under a key prefix, merged over the per-partition shards, in the same key shapes.
+* :mod:`streamer.verify.reconcile`: ``compare`` expected against actual counters.
+* :mod:`streamer.verify.kafka_progress`: ``wait_drained`` until Redis has counted every
+  record Kafka holds.
+* :mod:`streamer.verify.worker_process`: ``WorkerProcess``, a ``streamer worker`` subprocess.
+
+Counter keys (tuples), shared by all of them::
+
+    ("track", window, start_ms, track_id, use)                                   -> uses
+    ("holder", window, start_ms, holder_id, right, use, "uses"|"weighted_micro") -> value
+    ("genre", window, start_ms, genre, ai_origin, use)                           -> uses
+    ("trending", window, start_ms, track_id)                                      -> creates
+"""
+
+from __future__ import annotations
+
+from streamer.verify.reconcile import Reconciliation, compare
+from streamer.verify.truth import GroundTruth
+
+__all__ = ["GroundTruth", "Reconciliation", "compare"]

@@ -1,0 +1,118 @@
+"""Read every counter a worker wrote under a key prefix, merged over partition shards.
+
+Key layout (streamer/state/keys.py; read here from the documented names, not through
+the pipeline's code): per input partition N,
+
+* ``{prefix:N}:t:<window>:<start>`` HASH ``<use>|<track>`` -> uses
+* ``{prefix:N}:h:<window>:<start>`` HASH ``<right>|<use>|u|<holder>`` -> uses and
+  ``<right>|<use>|w|<holder>`` -> weighted micro-shares
+* ``{prefix:N}:g:<window>:<start>`` HASH ``<ai_origin>|<use>|<genre>`` -> uses
+* ``{prefix:N}:z:<window>:<start>`` ZSET track -> creates
+
+Other keys under the prefix (meta, pending, dedupe, catalog) are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+CounterKey = tuple[Any, ...]
+
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+_COUNTER_KINDS = ("t", "h", "g", "z")
+_READ_BATCH = 500
+
+
+def open_redis(url: str) -> aioredis.Redis | RedisCluster:
+    for scheme in ("redis+cluster://", "rediss+cluster://"):
+        if url.startswith(scheme):
+            return RedisCluster.from_url(url.replace("+cluster", "", 1))
+    return aioredis.from_url(url)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_counter_key(key: str, key_prefix: str) -> tuple[int, str, str, int] | None:
+    """``{prefix:N}:<kind>:<window>:<start>`` -> ``(N, kind, window, start)``, else None."""
+    head = "{" + key_prefix + ":"
+    if not key.startswith(head):
+        return None
+    partition, sep, rest = key[len(head):].partition("}:")
+    if not sep or not partition.isdigit():
+        return None
+    parts = rest.split(":")
+    if len(parts) != 3 or parts[0] not in _COUNTER_KINDS:
+        return None
+    kind, window, start = parts
+    if not start.lstrip("-").isdigit():
+        return None
+    return int(partition), kind, window, int(start)
+
+
+def _add_hash(totals: defaultdict[CounterKey, int], kind: str, window: str, start: int,
+              fields: dict[Any, Any]) -> None:
+    for raw_field, raw_value in fields.items():
+        field = _text(raw_field)
+        value = int(raw_value)
+        if kind == "t":
+            use, _, track = field.partition("|")
+            totals[("track", window, start, track, use)] += value
+        elif kind == "h":
+            # The holder id comes last and may itself contain "|".
+            right, use, code, holder = field.split("|", 3)
+            measure = {"u": "uses", "w": "weighted_micro"}[code]
+            totals[("holder", window, start, holder, right, use, measure)] += value
+        else:
+            origin, use, genre = field.split("|", 2)
+            totals[("genre", window, start, genre, origin, use)] += value
+
+
+async def read_counters(redis_client_or_url: Any, key_prefix: str) -> dict[CounterKey, int]:
+    """Every non-zero counter under ``key_prefix``, summed over the partition shards.
+
+    Takes a ``redis.asyncio.Redis``, a ``RedisCluster`` or a URL (``redis://``,
+    ``rediss://``, ``redis+cluster://``; a client made from a URL is closed again).
+    Reads are not one snapshot: call it when the workers are drained or stopped.
+    """
+    own = isinstance(redis_client_or_url, str)
+    client = open_redis(redis_client_or_url) if own else redis_client_or_url
+    try:
+        pattern = "{" + _GLOB_SPECIAL.sub(r"\\\1", key_prefix) + ":*"
+        wanted: list[tuple[str, str, str, int]] = []
+        seen: set[str] = set()
+        async for raw_key in client.scan_iter(match=pattern, count=1000):
+            key = _text(raw_key)
+            if key in seen:  # SCAN may return a key more than once
+                continue
+            seen.add(key)
+            parsed = parse_counter_key(key, key_prefix)
+            if parsed is not None:
+                _, kind, window, start = parsed
+                wanted.append((key, kind, window, start))
+        totals: defaultdict[CounterKey, int] = defaultdict(int)
+        for offset in range(0, len(wanted), _READ_BATCH):
+            chunk = wanted[offset:offset + _READ_BATCH]
+            async with client.pipeline(transaction=False) as pipe:
+                for key, kind, _, _ in chunk:
+                    if kind == "z":
+                        pipe.zrange(key, 0, -1, withscores=True)
+                    else:
+                        pipe.hgetall(key)
+                replies = await pipe.execute()
+            for (_, kind, window, start), reply in zip(chunk, replies, strict=True):
+                if kind == "z":
+                    for member, score in reply:
+                        totals[("trending", window, start, _text(member))] += int(score)
+                else:
+                    _add_hash(totals, kind, window, start, reply)
+        return {key: value for key, value in totals.items() if value}
+    finally:
+        if own:
+            await client.aclose()

@@ -1,0 +1,206 @@
+"""The counters the pipeline should hold, computed independently of the pipeline.
+
+``GroundTruth`` follows the counting rules of the pipeline spec (issue 3) on its own:
+it shares no code with ``streamer.pipeline.attribution`` or ``streamer.events.shares``,
+and reads rights shares with :class:`decimal.Decimal` itself. The caller decides which
+events count (valid, not a duplicate, not late or from the future) and feeds exactly
+those, in the order the pipeline applies them per track.
+
+Memory stays small whatever the number of events: uses are aggregated per
+``(track, use, base window)`` cell and expanded into counters only when a track's
+metadata changes and when ``expected()`` is asked for.
+
+Attribution rules modelled here:
+
+* a use of a track with metadata is attributed with the metadata known at that moment;
+* a newer TrackCreated replaces the metadata for uses after it (uses before it keep the
+  metadata they were counted with);
+* uses of a track without any TrackCreated yet are counted per track (and in trending)
+  at once, and attributed to holders and genre with the first TrackCreated that arrives;
+* if no TrackCreated arrives before ``finish()`` (or ``expected()``), they go to holder
+  ``_unattributed`` with full weight in both rights, and not to any genre.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+DEFAULT_WINDOWS: tuple[tuple[str, int], ...] = (
+    ("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000))
+WHOLE_RIGHT_MICRO = 1_000_000
+RIGHT_NAMES = ("master", "publishing")
+UNCLAIMED_HOLDER = "_unclaimed"
+UNATTRIBUTED_HOLDER = "_unattributed"
+
+CounterKey = tuple[Any, ...]
+
+
+def share_to_micro(value: object) -> int:
+    """A share (JSON number or decimal string) as an exact count of millionths.
+
+    Raises ValueError for anything the contract does not allow; the caller is meant to
+    pass only TrackCreated events the pipeline accepts, so this catches test mistakes.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"share must not be a boolean: {value!r}")
+    try:
+        if isinstance(value, int | Decimal):
+            exact = Decimal(value)
+        elif isinstance(value, float):
+            # JSON text "0.3" becomes the float 0.3; str() gives back the shortest
+            # decimal that reads as the same float, i.e. the text that was sent.
+            exact = Decimal(str(value))
+        elif isinstance(value, str):
+            exact = Decimal(value)
+        else:
+            raise ValueError(f"share must be a number or a decimal string: {value!r}")
+    except InvalidOperation:
+        raise ValueError(f"share is not a decimal: {value!r}") from None
+    if not exact.is_finite():
+        raise ValueError(f"share must be finite: {value!r}")
+    scaled = exact.scaleb(6)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"share has more than 6 decimals: {value!r}")
+    micro = int(scaled)
+    if not 0 < micro <= WHOLE_RIGHT_MICRO:
+        raise ValueError(f"share outside (0, 1]: {value!r}")
+    return micro
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    """What attribution needs: genre, origin and per right the weights adding up to 1e6."""
+
+    genre: str
+    ai_origin: str
+    # (right, holder_id, micro) including the _unclaimed remainder of each right.
+    weights: tuple[tuple[str, str, int], ...]
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> TrackInfo:
+        per_right: dict[str, dict[str, int]] = {right: {} for right in RIGHT_NAMES}
+        for entry in event["rights"]:
+            right = entry["right"]
+            if right not in per_right:
+                raise ValueError(f"unknown right {right!r}")
+            holder = entry["holder_id"]
+            if holder in per_right[right]:
+                raise ValueError(f"holder {holder!r} listed twice for {right}")
+            per_right[right][holder] = share_to_micro(entry["share"])
+        weights: list[tuple[str, str, int]] = []
+        for right in RIGHT_NAMES:
+            holders = per_right[right]
+            claimed = sum(holders.values())
+            if claimed > WHOLE_RIGHT_MICRO:
+                raise ValueError(f"{right} shares add up to more than 1: {claimed} micro")
+            weights.extend((right, holder, micro) for holder, micro in holders.items())
+            if claimed < WHOLE_RIGHT_MICRO:
+                weights.append((right, UNCLAIMED_HOLDER, WHOLE_RIGHT_MICRO - claimed))
+        return cls(str(event["genre"]), str(event["ai_origin"]), tuple(weights))
+
+
+_UNATTRIBUTED_WEIGHTS = tuple(
+    (right, UNATTRIBUTED_HOLDER, WHOLE_RIGHT_MICRO) for right in RIGHT_NAMES)
+
+
+class GroundTruth:
+    """Expected counters from the events that should count; see the module docstring."""
+
+    def __init__(
+        self,
+        windows: Iterable[tuple[str, int]] = DEFAULT_WINDOWS,
+        allowed_lateness_ms: int = 3_600_000,
+    ) -> None:
+        self.windows = tuple((str(name), int(size)) for name, size in windows)
+        if not self.windows:
+            raise ValueError("at least one window is needed")
+        # Kept for callers deciding what is late; attribution does not depend on it.
+        self.allowed_lateness_ms = allowed_lateness_ms
+        # Every window start is a function of the event time rounded down to the gcd.
+        self._grain = math.gcd(*(size for _, size in self.windows))
+        self._sealed: defaultdict[CounterKey, int] = defaultdict(int)
+        # track_id -> (use, grain start) -> uses not yet expanded into counters
+        self._cells: dict[str, Counter[tuple[str, int]]] = {}
+        self._tracks: dict[str, TrackInfo] = {}
+        self.uses_counted = 0
+        self.tracks_created = 0
+        self.finished = False
+
+    # -- input ----------------------------------------------------------------------
+
+    def track_created(self, event: Mapping[str, Any]) -> None:
+        """Apply an accepted TrackCreated: new or replaced metadata for its track."""
+        track_id = str(event["track_id"])
+        info = TrackInfo.from_event(event)
+        previous = self._tracks.get(track_id)
+        cells = self._cells.get(track_id)
+        if previous is not None and previous != info and cells:
+            # Uses before the replacement keep the metadata they were counted with.
+            self._expand(track_id, previous, cells, self._sealed)
+            del self._cells[track_id]
+        # Uses that waited for metadata (previous is None) get this one.
+        self._tracks[track_id] = info
+        self.tracks_created += 1
+
+    def use(self, event: Mapping[str, Any]) -> None:
+        """Count one SoundUsed that the pipeline should count."""
+        track_id = str(event["track_id"])
+        occurred_at = int(event["occurred_at"])
+        use = str(event["use"])
+        cells = self._cells.get(track_id)
+        if cells is None:
+            cells = self._cells[track_id] = Counter()
+        cells[(use, occurred_at - occurred_at % self._grain)] += 1
+        self.uses_counted += 1
+
+    def finish(self) -> None:
+        """No more TrackCreated will come: attribute what still waits to ``_unattributed``.
+
+        Later calls keep working (the waiting uses are settled once and for all).
+        """
+        for track_id, cells in self._cells.items():
+            self._expand(track_id, self._tracks.get(track_id), cells, self._sealed)
+        self._cells = {}
+        self.finished = True
+
+    # -- output ---------------------------------------------------------------------
+
+    def pending_tracks(self) -> set[str]:
+        """Tracks with uses and no TrackCreated yet."""
+        return {track for track, cells in self._cells.items()
+                if cells and track not in self._tracks}
+
+    def expected(self) -> dict[CounterKey, int]:
+        """Every non-zero counter, as if ``finish()`` were called now (nothing is mutated)."""
+        result: defaultdict[CounterKey, int] = defaultdict(int, self._sealed)
+        for track_id, cells in self._cells.items():
+            self._expand(track_id, self._tracks.get(track_id), cells, result)
+        return {key: value for key, value in result.items() if value}
+
+    def _expand(
+        self,
+        track_id: str,
+        info: TrackInfo | None,
+        cells: Mapping[tuple[str, int], int],
+        into: defaultdict[CounterKey, int],
+    ) -> None:
+        weights = info.weights if info is not None else _UNATTRIBUTED_WEIGHTS
+        for (use, grain_start), uses in cells.items():
+            if not uses:
+                continue
+            for name, size in self.windows:
+                start = grain_start - grain_start % size
+                into[("track", name, start, track_id, use)] += uses
+                if use == "create":
+                    into[("trending", name, start, track_id)] += uses
+                for right, holder, micro in weights:
+                    into[("holder", name, start, holder, right, use, "uses")] += uses
+                    into[("holder", name, start, holder, right, use, "weighted_micro")] += (
+                        uses * micro)
+                if info is not None:
+                    into[("genre", name, start, info.genre, info.ai_origin, use)] += uses
