@@ -12,6 +12,8 @@ additions and no string formatting.
 
 from __future__ import annotations
 
+from sys import intern
+
 from streamer.events.shares import MICRO
 from streamer.events.validation import USE_CREATE, USES, TrackMeta
 from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
@@ -25,6 +27,8 @@ Plan = dict[str, tuple[tuple[str, int], ...]]
 
 
 def _build_plan(meta: TrackMeta | None) -> tuple[Plan, dict[str, str | None]]:
+    # Field names are interned: a holder's fields are one string object however many of
+    # its tracks sit in the catalog cache.
     holders: Plan = {}
     genres: dict[str, str | None] = {}
     for use in USES:
@@ -38,13 +42,14 @@ def _build_plan(meta: TrackMeta | None) -> tuple[Plan, dict[str, str | None]]:
             for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
                 claimed = 0
                 for holder_id, micro in shares:
-                    fields.append((holder_field(right, use, "u", holder_id), 1))
-                    fields.append((holder_field(right, use, "w", holder_id), micro))
+                    fields.append((intern(holder_field(right, use, "u", holder_id)), 1))
+                    fields.append((intern(holder_field(right, use, "w", holder_id)), micro))
                     claimed += micro
                 if claimed < MICRO:
-                    fields.append((holder_field(right, use, "u", UNCLAIMED), 1))
-                    fields.append((holder_field(right, use, "w", UNCLAIMED), MICRO - claimed))
-            genres[use] = genre_field(meta.ai_origin, use, meta.genre)
+                    fields.append((intern(holder_field(right, use, "u", UNCLAIMED)), 1))
+                    rest = MICRO - claimed
+                    fields.append((intern(holder_field(right, use, "w", UNCLAIMED)), rest))
+            genres[use] = intern(genre_field(meta.ai_origin, use, meta.genre))
         holders[use] = tuple(fields)
     return holders, genres
 
