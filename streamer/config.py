@@ -100,7 +100,11 @@ def _parse_windows(text: str) -> tuple[tuple[str, int], ...]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
         raise ConfigError("STREAMER_WINDOWS must list at least one window, e.g. 1m,1h,1d")
-    windows = sorted(((name, parse_duration(name)) for name in names), key=lambda item: item[1])
+    try:
+        parsed = [(name, parse_duration(name)) for name in names]
+    except ValueError as exc:
+        raise ConfigError(f"STREAMER_WINDOWS: {exc}") from None
+    windows = sorted(parsed, key=lambda item: item[1])
     base = windows[0][1]
     for name, size in windows:
         if size % base:
@@ -116,7 +120,10 @@ def _parse_retention(text: str, windows: tuple[tuple[str, int], ...]) -> dict[st
         name, _, value = part.partition("=")
         if not value:
             raise ConfigError(f"STREAMER_RETENTION: expected WINDOW=DURATION, got {part!r}")
-        retention[name.strip()] = parse_duration(value.strip())
+        try:
+            retention[name.strip()] = parse_duration(value.strip())
+        except ValueError as exc:
+            raise ConfigError(f"STREAMER_RETENTION: {exc}") from None
     for name, size in windows:
         retention.setdefault(name, max(2 * size, 2 * 3_600_000))
     return retention
@@ -165,7 +172,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     windows_text = get("WINDOWS")
     windows = _parse_windows(windows_text) if windows_text else defaults.windows
-    flush_interval = float(get("FLUSH_INTERVAL_S", str(defaults.flush_interval_s)) or 1.0)
+    raw_interval = get("FLUSH_INTERVAL_S", str(defaults.flush_interval_s)) or "1.0"
+    try:
+        flush_interval = float(raw_interval)
+    except ValueError:
+        raise ConfigError(
+            f"STREAMER_FLUSH_INTERVAL_S must be a number of seconds, got {raw_interval!r}"
+        ) from None
     if not 0 < flush_interval <= 60:
         raise ConfigError("STREAMER_FLUSH_INTERVAL_S must be in (0, 60]")
     partitions = get_int("PARTITIONS", defaults.partitions)

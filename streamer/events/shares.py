@@ -6,10 +6,15 @@ a JSON number is re-read from its shortest decimal repr, a string is read as a d
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 MICRO = 1_000_000
 """One whole right, in micro-shares: the weights of one use add up to exactly this."""
+
+
+# The grammar of the published schema: ASCII digits, at most 6 decimals, no sign or exponent.
+_SHARE_STRING = re.compile(r"0(\.[0-9]{1,6})?|1(\.0{1,6})?|\.[0-9]{1,6}")
 
 
 class ShareError(ValueError):
@@ -25,14 +30,12 @@ def share_to_micro(value: object) -> int:
     elif isinstance(value, float):
         decimal = Decimal(repr(value))
     elif isinstance(value, str):
-        if not value or len(value) > 32 or value.strip() != value:
-            raise ShareError(f"not a decimal string: {value[:40]!r}")
-        try:
-            decimal = Decimal(value)
-        except InvalidOperation:
-            raise ShareError(f"not a decimal string: {value[:40]!r}") from None
-        if "e" in value.lower() or value.startswith(("+", "-")):
-            raise ShareError(f"write the share as a plain decimal such as 0.25, not {value!r}")
+        if not _SHARE_STRING.fullmatch(value):
+            raise ShareError(
+                f"not a share string: {value[:40]!r} "
+                "(write a decimal from 0 to 1 such as '0.25', at most 6 decimal places)"
+            )
+        decimal = Decimal(value)
     else:
         raise ShareError(f"must be a number or a decimal string, not {type(value).__name__}")
     if not decimal.is_finite():

@@ -74,8 +74,8 @@ class _TrackIdCache:
         self._limit = limit
 
     def check(self, value: object) -> str:
-        if value in self._seen:
-            return value  # type: ignore[return-value]
+        if type(value) is str and value in self._seen:
+            return value
         if value is None:
             raise _missing("track_id")
         if type(value) is not str:

@@ -22,7 +22,7 @@ from streamer.config import Settings
 from streamer.metrics import Metrics
 from streamer.pipeline.worker import PipelineWorker
 from streamer.state.keys import KeyLayout
-from streamer.state.partition import TRACKS, USES
+from streamer.state.partition import TRACKS_CODE, USES_CODE
 from streamer.state.store import RedisStore, connect
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.tracks_topic, settings.uses_topic,
         key_serializer="raw", value_serializer="raw", acks=False,
     )
-    codes = {settings.uses_topic: USES, settings.tracks_topic: TRACKS}
+    codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
 
     @app.agent(inputs)
     async def count(stream: faust.StreamT[bytes]) -> None:

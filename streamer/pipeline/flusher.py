@@ -22,13 +22,13 @@ import orjson
 from redis.exceptions import RedisError
 
 from streamer.config import Settings
-from streamer.events.validation import USE_CREATE
+from streamer.events.validation import USE_CREATE, TrackMeta
 from streamer.metrics import Metrics
-from streamer.pipeline.attribution import attribute_uses, plan_for
+from streamer.pipeline.attribution import attribute_uses, count_track_uses, plan_for
 from streamer.state.catalog import CatalogCache
 from streamer.state.deltas import GENRES, HOLDERS, CounterDeltas
 from streamer.state.deltas import TRACKS as TRACK_COUNTS
-from streamer.state.partition import TRACKS, USES, PartitionState
+from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState
 from streamer.state.store import FlushPayload, FlushRefused, RedisStore, retry_forever
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,8 @@ class Flusher:
     async def flush(self, state: PartitionState) -> None:
         """Persist everything the state holds; raises FlushRefused if it lost the partition."""
         async with state.flush_lock:
-            await self._fetch_metadata(state)
-            snapshot = self._snapshot(state)
+            previous = await self._fetch_metadata(state)
+            snapshot = self._snapshot(state, previous)
             if snapshot is None:
                 return
             started = time.perf_counter()
@@ -126,7 +126,14 @@ class Flusher:
             if snapshot.newest_event_ms is not None:
                 self.metrics.end_to_end.observe(max(0.0, now - snapshot.newest_event_ms / 1000))
 
-    async def _fetch_metadata(self, state: PartitionState) -> None:
+    async def _fetch_metadata(self, state: PartitionState) -> dict[str, TrackMeta | None]:
+        """Fill the cache for this flush's tracks; return the pre-replacement metadata."""
+        previous: dict[str, TrackMeta | None] = {}
+        if state.needs_old_meta:
+            replaced = list(state.needs_old_meta)
+            # Still the old entries: the replacements are written to Redis by this flush.
+            found_old = await self._redis("catalog read", lambda: self.store.get_catalog(replaced))
+            previous = {track_id: found_old.get(track_id) for track_id in replaced}
         cache = self.cache
         wanted = list({key[0] for key in state.cells if key[0] not in cache})
         now = time.monotonic()
@@ -136,17 +143,22 @@ class Flusher:
             self._last_pending_check[state.partition] = now
             wanted.extend(track for track in state.pending if track not in cache)
         if not wanted:
-            return
+            return previous
         found = await self._redis("catalog read", lambda: self.store.get_catalog(wanted))
         for track_id, meta in found.items():
             cache.put(track_id, meta)
         self.metrics.catalog_lookups.labels(result="hit").inc(len(found))
         self.metrics.catalog_lookups.labels(result="miss").inc(len(wanted) - len(found))
+        return previous
 
-    def _snapshot(self, state: PartitionState) -> Snapshot | None:
+    def _snapshot(
+        self, state: PartitionState, previous: dict[str, TrackMeta | None]
+    ) -> Snapshot | None:
         """Everything to write, taken synchronously so the agent can carry on meanwhile."""
         cells, state.cells = state.cells, {}
+        state.bases = set()
         sealed, state.sealed = state.sealed, CounterDeltas()
+        held_back = self._seal_replaced(state, previous, sealed)
         by_base = self._aggregate(state, cells)
         self._resolve_pending(state, sealed)
 
@@ -174,7 +186,7 @@ class Flusher:
             })
             state.pending_dirty = set()
         dedupe_ttl = max(self.settings.dedupe_horizon_ms * 4, 7 * 86_400_000)
-        for code in (USES, TRACKS):
+        for code in (USES_CODE, TRACKS_CODE):
             deduper = state.dedupe[code]
             new_hashes = deduper.take_new()
             expired = set(deduper.evict(state.watermark[code]))
@@ -187,14 +199,37 @@ class Flusher:
         if payload.empty and marks == state.flushed_marks:
             return None
         state.flushed_marks = marks
-        for code in (USES, TRACKS):
+        for code in (USES_CODE, TRACKS_CODE):
             payload.meta[f"off:{code}"] = state.next_offset[code]
             payload.meta[f"wm:{code}"] = state.watermark[code]
-        catalog_writes, state.catalog_writes = state.catalog_writes, {}
+        catalog_writes, state.catalog_writes = state.catalog_writes, held_back
         dlq_futures, state.dlq_futures = state.dlq_futures, []
         events, state.unflushed_events = state.unflushed_events, 0
-        newest = state.watermark[USES] if events else None
+        newest = state.watermark[USES_CODE] if events else None
         return Snapshot(payload, dlq_futures, catalog_writes, events, newest)
+
+    def _seal_replaced(
+        self, state: PartitionState, previous: dict[str, TrackMeta | None], sealed: CounterDeltas
+    ) -> dict[str, bytes]:
+        """Attribute uses counted before a replacement with the metadata they belong to.
+
+        Returns the catalog writes to hold back: replacements whose old metadata this flush
+        did not read yet must not overwrite it in Redis before the next flush reads it.
+        """
+        held_back: dict[str, bytes] = {}
+        for track_id in list(state.needs_old_meta):
+            if track_id not in previous:
+                if track_id in state.catalog_writes:
+                    held_back[track_id] = state.catalog_writes.pop(track_id)
+                continue
+            old = previous[track_id]
+            for (_, use, base_start), uses in state.needs_old_meta.pop(track_id).items():
+                count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
+                if old is None:
+                    state.add_pending(track_id, use, base_start, uses)
+                else:
+                    attribute_uses(sealed, self.windows, old, use, base_start, uses)
+        return held_back
 
     def _aggregate(
         self, state: PartitionState, cells: dict[tuple[str, str, int], int]
@@ -231,7 +266,7 @@ class Flusher:
         """Attribute pending uses whose metadata arrived; expire the rest after the lateness."""
         if not state.pending:
             return
-        expire_before = state.watermark[USES] - self.settings.allowed_lateness_ms
+        expire_before = state.watermark[USES_CODE] - self.settings.allowed_lateness_ms
         base_ms = self.base_ms
         for track_id in list(state.pending):
             track_cells = state.pending[track_id]

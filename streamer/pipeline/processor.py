@@ -12,6 +12,7 @@ import orjson
 
 from streamer.config import Settings
 from streamer.events.validation import (
+    USES,
     Rejected,
     TrackMeta,
     parse_sound_used,
@@ -20,7 +21,10 @@ from streamer.events.validation import (
 from streamer.metrics import Metrics
 from streamer.pipeline.attribution import attribute_uses, count_track_uses
 from streamer.state.catalog import CatalogCache
-from streamer.state.partition import TRACKS, USES, PartitionState, Rejection
+from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState, Rejection
+
+_REJECTED = object()
+"""What _decode returns for a record it sent to the DLQ (a JSON null is a value too)."""
 
 
 class RecordProcessor:
@@ -40,32 +44,32 @@ class RecordProcessor:
     def _decode(
         self, state: PartitionState, topic: str, offset: int, value: bytes | None
     ) -> object:
-        """The record's JSON, or None after rejecting the whole record."""
+        """The record's JSON, or _REJECTED after rejecting the whole record."""
         if value is None or len(value) == 0:
             self._reject(state, topic, offset, value or b"", Rejected("empty_record", None,
                                                                     "record has no value"))
-            return None
+            return _REJECTED
         if len(value) > self.max_record_bytes:
             self._reject(state, topic, offset, value, Rejected(
                 "record_too_large", None,
                 f"{len(value)} bytes, the limit is {self.max_record_bytes}"))
-            return None
+            return _REJECTED
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             self._reject(state, topic, offset, value, Rejected("not_json", None, str(exc)[:200]))
-            return None
+            return _REJECTED
 
     def handle_uses(self, state: PartitionState, offset: int, value: bytes | None,
                     now_ms: int) -> int:
         """Count a ``sounds.used`` record; return the number of events it carried."""
-        if offset < state.next_offset[USES]:
+        if offset < state.next_offset[USES_CODE]:
             self.metrics.replayed_records.inc()
             return 0
-        state.next_offset[USES] = offset + 1
+        state.next_offset[USES_CODE] = offset + 1
         topic = self.settings.uses_topic
         decoded = self._decode(state, topic, offset, value)
-        if decoded is None:
+        if decoded is _REJECTED:
             return 0
         if type(decoded) is list:
             events = decoded
@@ -85,8 +89,10 @@ class RecordProcessor:
 
         base_ms = self.base_ms
         cells = state.cells
-        dedupe = state.dedupe[USES]
-        watermark = state.watermark[USES]
+        bases = state.bases
+        last_base = -1
+        dedupe = state.dedupe[USES_CODE]
+        watermark = state.watermark[USES_CODE]
         late_before = watermark - self.lateness_ms
         future_after = now_ms + self.future_ms
         counted = duplicates = 0
@@ -109,10 +115,14 @@ class RecordProcessor:
             if occurred_at > watermark:
                 watermark = occurred_at
                 late_before = watermark - self.lateness_ms
-            key = (track_id, use, occurred_at - occurred_at % base_ms)
+            base = occurred_at - occurred_at % base_ms
+            if base != last_base:
+                bases.add(base)
+                last_base = base
+            key = (track_id, use, base)
             cells[key] = cells.get(key, 0) + 1
             counted += 1
-        state.watermark[USES] = watermark
+        state.watermark[USES_CODE] = watermark
         state.unflushed_events += counted
         metrics = self.metrics
         metrics.events_consumed_uses.inc(len(events))
@@ -124,13 +134,13 @@ class RecordProcessor:
     def handle_track(self, state: PartitionState, offset: int, value: bytes | None,
                      now_ms: int) -> int:
         """Apply a ``tracks.created`` record to the catalog; return 1 if it was an event."""
-        if offset < state.next_offset[TRACKS]:
+        if offset < state.next_offset[TRACKS_CODE]:
             self.metrics.replayed_records.inc()
             return 0
-        state.next_offset[TRACKS] = offset + 1
+        state.next_offset[TRACKS_CODE] = offset + 1
         topic = self.settings.tracks_topic
         decoded = self._decode(state, topic, offset, value)
-        if decoded is None:
+        if decoded is _REJECTED:
             return 0
         try:
             event_id, track_id, occurred_at, meta = parse_track_created(decoded)
@@ -141,22 +151,33 @@ class RecordProcessor:
             self._reject(state, topic, offset, value or b"", rejected)
             return 1
         self.metrics.events_consumed_tracks.inc()
-        if not state.dedupe[TRACKS].add(event_id, occurred_at):
+        if not state.dedupe[TRACKS_CODE].add(event_id, occurred_at):
             self.metrics.duplicates.inc()
             return 1
-        state.watermark[TRACKS] = max(state.watermark[TRACKS], occurred_at)
+        state.watermark[TRACKS_CODE] = max(state.watermark[TRACKS_CODE], occurred_at)
         previous = self.cache.get(track_id)
         if previous is not None and previous != meta:
             self._seal(state, track_id, previous)
+        elif previous is None and track_id not in state.needs_old_meta:
+            # Earlier uses may belong to metadata we no longer cache (restart, eviction):
+            # the flusher reads it from Redis before this replacement is written there.
+            earlier = {key: state.cells.pop(key) for key in self._cells_of(state, track_id)}
+            if earlier:
+                state.needs_old_meta[track_id] = earlier
         self.cache.put(track_id, meta)
         state.catalog_writes[track_id] = meta.to_json()
         state.unflushed_events += 1
         return 1
 
+    @staticmethod
+    def _cells_of(state: PartitionState, track_id: str) -> list[tuple[str, str, int]]:
+        cells = state.cells
+        return [key for base in state.bases for use in USES
+                if (key := (track_id, use, base)) in cells]
+
     def _seal(self, state: PartitionState, track_id: str, previous: TrackMeta) -> None:
         """Attribute this track's unflushed uses with the metadata they were counted under."""
-        sealed = [key for key in state.cells if key[0] == track_id]
-        for key in sealed:
+        for key in self._cells_of(state, track_id):
             _, use, base_start = key
             uses = state.cells.pop(key)
             count_track_uses(state.sealed, self.windows, track_id, use, base_start, uses)

@@ -37,7 +37,7 @@ from streamer.pipeline.faust_compat import commit_offsets
 from streamer.pipeline.flusher import Flusher
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
-from streamer.state.partition import TRACKS, USES, PartitionState
+from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState
 from streamer.state.store import FlushRefused, RedisStore, retry_forever
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class PipelineWorker:
         self._claims: dict[int, asyncio.Task[PartitionState]] = {}
         # Offsets at or above this frontier are stale prefetches after a backward seek.
         self._resync: dict[tuple[str, int], int] = {}
-        self._topic_codes = {settings.uses_topic: USES, settings.tracks_topic: TRACKS}
+        self._topic_codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
         self._dlq: AIOKafkaProducer | None = None
         self._consumer: Any = None
         self.rebalancing = True
@@ -155,7 +155,7 @@ class PipelineWorker:
     async def _load(self, partition: int, owner: str) -> PartitionState:
         claimed = await self.store.claim(partition, owner)
         state = PartitionState(partition, owner, claimed.seq, self.settings.dedupe_horizon_ms)
-        for code in (USES, TRACKS):
+        for code in (USES_CODE, TRACKS_CODE):
             state.next_offset[code] = claimed.offsets.get(code, 0)
             state.watermark[code] = claimed.watermarks.get(code, 0)
         state.flushed_marks = (tuple(state.next_offset.values()), tuple(state.watermark.values()))
@@ -163,7 +163,7 @@ class PipelineWorker:
             state.pending[track_id.decode()] = {
                 (use, base): uses for use, base, uses in orjson.loads(encoded)
             }
-        for code in (USES, TRACKS):
+        for code in (USES_CODE, TRACKS_CODE):
             deduper = state.dedupe[code]
             buckets = deduper.live_buckets(state.watermark[code])
             for bucket, packed in (await self.store.load_dedupe(partition, code, buckets)).items():
@@ -204,7 +204,7 @@ class PipelineWorker:
                 return  # fetched before we rewound; it comes again after the rewind
             del self._resync[(code, partition)]
         now_ms = int(time.time() * 1000)
-        if code == USES:
+        if code == USES_CODE:
             self.metrics.records_consumed.labels(topic="uses").inc()
             self.processor.handle_uses(state, offset, value, now_ms)
         else:
@@ -295,9 +295,9 @@ class PipelineWorker:
         healthy = not self.rebalancing and not (stale and busy)
         partitions = {
             str(partition): {
-                "next_offset": {"sounds.used": state.next_offset[USES],
-                                "tracks.created": state.next_offset[TRACKS]},
-                "watermark_ms": state.watermark[USES],
+                "next_offset": {topic: state.next_offset[code]
+                                for topic, code in self._topic_codes.items()},
+                "watermark_ms": state.watermark[USES_CODE],
                 "unflushed_events": state.unflushed_events,
                 "pending_tracks": len(state.pending),
             }

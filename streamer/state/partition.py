@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from streamer.state.dedupe import Deduper
 from streamer.state.deltas import CounterDeltas
 
-USES = "u"
-TRACKS = "t"
+# Topic codes, as used in Redis meta fields and dedupe keys.
+USES_CODE = "u"
+TRACKS_CODE = "t"
 
 # (use, base window start) -> uses, for pending attributions of one track
 Cells = dict[tuple[str, int], int]
@@ -42,12 +43,16 @@ class PartitionState:
     watermark: dict[str, int] = field(default_factory=dict)
     # (track_id, use, base window start) -> uses counted since the last flush.
     cells: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    # Base window starts present in ``cells`` (usually one or two).
+    bases: set[int] = field(default_factory=set)
     # Increments already attributed (e.g. sealed before a metadata replacement).
     sealed: CounterDeltas = field(default_factory=CounterDeltas)
     # Uses whose track metadata has not arrived yet, persisted in Redis.
     pending: dict[str, Cells] = field(default_factory=dict)
     pending_dirty: set[str] = field(default_factory=set)
     catalog_writes: dict[str, bytes] = field(default_factory=dict)
+    # Cells of tracks replaced while their previous metadata was not cached.
+    needs_old_meta: dict[str, dict[tuple[str, str, int], int]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     dlq_futures: list[asyncio.Future[object]] = field(default_factory=list)
     unflushed_events: int = 0
@@ -57,7 +62,7 @@ class PartitionState:
     dedupe: dict[str, Deduper] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for code in (USES, TRACKS):
+        for code in (USES_CODE, TRACKS_CODE):
             self.dedupe.setdefault(code, Deduper(self.dedupe_horizon_ms))
             self.next_offset.setdefault(code, 0)
             self.watermark.setdefault(code, 0)

@@ -1,0 +1,286 @@
+"""Exact attribution of counted uses to tracks, holders, genres and trending."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer.events.validation import TrackMeta
+from streamer.pipeline.attribution import (
+    UNATTRIBUTED,
+    UNCLAIMED,
+    attribute_uses,
+    count_track_uses,
+)
+from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
+
+SETTINGS = settings(max_examples=300, deadline=None)
+MICRO = 1_000_000
+WINDOWS = (("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000))
+
+
+def ms(*args: int) -> int:
+    return int(datetime(*args, tzinfo=UTC).timestamp()) * 1000
+
+
+BASE = ms(2024, 5, 17, 13, 42)  # a 1m window start
+STARTS = {"1m": BASE, "1h": ms(2024, 5, 17, 13), "1d": ms(2024, 5, 17)}
+
+
+def plain(deltas: CounterDeltas) -> tuple[dict, dict]:
+    """The deltas as plain dicts, dropping nothing (a defaultdict lookup would add keys)."""
+    return ({key: dict(fields) for key, fields in deltas.hashes.items()},
+            {key: dict(members) for key, members in deltas.trending.items()})
+
+
+def test_constants() -> None:
+    assert (UNCLAIMED, UNATTRIBUTED) == ("_unclaimed", "_unattributed")
+
+
+def test_count_track_uses_creates_go_to_every_window_and_trending() -> None:
+    deltas = CounterDeltas()
+    count_track_uses(deltas, WINDOWS, "trk:1", "create", BASE, 3)
+    hashes, trending = plain(deltas)
+    assert hashes == {(TRACKS, name, start): {"create|trk:1": 3} for name, start in STARTS.items()}
+    assert trending == {(name, start): {"trk:1": 3} for name, start in STARTS.items()}
+
+
+def test_count_track_uses_plays_are_not_trending() -> None:
+    deltas = CounterDeltas()
+    count_track_uses(deltas, WINDOWS, "trk:1", "play", BASE, 5)
+    count_track_uses(deltas, WINDOWS, "trk:1", "play", BASE, 2)
+    hashes, trending = plain(deltas)
+    assert hashes == {(TRACKS, name, start): {"play|trk:1": 7} for name, start in STARTS.items()}
+    assert trending == {}
+
+
+def test_attribute_uses_worked_example() -> None:
+    meta = TrackMeta("lofi", "human", master=(("a", 500_000), ("b", 250_000)),
+                     publishing=(("c", 1_000_000),))
+    deltas = CounterDeltas()
+    attribute_uses(deltas, WINDOWS, meta, "create", BASE, 3)
+    hashes, trending = plain(deltas)
+    holders = {
+        "master|create|u|a": 3, "master|create|w|a": 1_500_000,
+        "master|create|u|b": 3, "master|create|w|b": 750_000,
+        "master|create|u|_unclaimed": 3, "master|create|w|_unclaimed": 750_000,
+        "publishing|create|u|c": 3, "publishing|create|w|c": 3_000_000,
+    }
+    expected = {}
+    for name, start in STARTS.items():
+        expected[(HOLDERS, name, start)] = holders
+        expected[(GENRES, name, start)] = {"human|create|lofi": 3}
+    assert hashes == expected
+    assert trending == {}
+
+
+def test_attribute_uses_without_metadata() -> None:
+    deltas = CounterDeltas()
+    attribute_uses(deltas, WINDOWS, None, "play", BASE, 4)
+    hashes, _ = plain(deltas)
+    full = {
+        "master|play|u|_unattributed": 4, "master|play|w|_unattributed": 4_000_000,
+        "publishing|play|u|_unattributed": 4, "publishing|play|w|_unattributed": 4_000_000,
+    }
+    assert hashes == {(HOLDERS, name, start): full for name, start in STARTS.items()}
+    assert not any(kind == GENRES for kind, _, _ in deltas.hashes)
+
+
+def test_no_holders_means_the_whole_right_is_unclaimed() -> None:
+    meta = TrackMeta("ambient", "ai_generated", master=(), publishing=(("p", 400_000),))
+    deltas = CounterDeltas()
+    attribute_uses(deltas, (("1m", 60_000),), meta, "play", BASE, 2)
+    holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
+    assert holders == {
+        "master|play|u|_unclaimed": 2, "master|play|w|_unclaimed": 2_000_000,
+        "publishing|play|u|p": 2, "publishing|play|w|p": 800_000,
+        "publishing|play|u|_unclaimed": 2, "publishing|play|w|_unclaimed": 1_200_000,
+    }
+
+
+def test_a_holder_named_like_a_right_or_in_both_rights() -> None:
+    meta = TrackMeta("lofi", "human", master=(("x", 1_000_000),), publishing=(("x", 1),))
+    deltas = CounterDeltas()
+    attribute_uses(deltas, (("1m", 60_000),), meta, "create", BASE, 1)
+    holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
+    assert holders["master|create|w|x"] == 1_000_000
+    assert holders["publishing|create|w|x"] == 1
+    assert holders["publishing|create|w|_unclaimed"] == 999_999
+    assert "master|create|u|_unclaimed" not in holders
+
+
+# -- the exactness property ---------------------------------------------------------------
+
+
+@st.composite
+def holder_shares(draw: st.DrawFn) -> tuple[tuple[str, int], ...]:
+    """Distinct holders with micro shares adding up to at most 1,000,000."""
+    names = draw(st.lists(st.text(min_size=1, max_size=12).filter(lambda n: "|" not in n
+                                                                   and not n.startswith("_")),
+                          max_size=8, unique=True))
+    remaining = MICRO
+    shares = []
+    for index, name in enumerate(names):
+        if remaining == 0:
+            break
+        last = index == len(names) - 1
+        micro = remaining if last and draw(st.booleans()) else draw(st.integers(1, remaining))
+        remaining -= micro
+        shares.append((name, micro))
+    return tuple(shares)
+
+
+metas = st.builds(
+    TrackMeta,
+    genre=st.sampled_from(["lofi", "hyperpop", "ambient"]),
+    ai_origin=st.sampled_from(["human", "ai_assisted", "ai_generated"]),
+    master=holder_shares(),
+    publishing=holder_shares(),
+)
+
+
+def _split(field: str) -> tuple[str, str, str, str]:
+    right, use, kind, holder = field.split("|", 3)
+    return right, use, kind, holder
+
+
+@SETTINGS
+@given(metas, st.lists(st.tuples(st.sampled_from(["create", "play"]),
+                                 st.integers(min_value=1, max_value=10**9)), min_size=1,
+                       max_size=5))
+def test_weights_of_every_right_add_up_to_exactly_one_per_use(
+    meta: TrackMeta, batches: list[tuple[str, int]]
+) -> None:
+    deltas = CounterDeltas()
+    uses_by_kind: defaultdict[str, int] = defaultdict(int)
+    for use, uses in batches:
+        attribute_uses(deltas, WINDOWS, meta, use, BASE, uses)
+        uses_by_kind[use] += uses
+    hashes, _ = plain(deltas)
+    for name, start in STARTS.items():
+        holders = hashes[(HOLDERS, name, start)]
+        weights: defaultdict[tuple[str, str], int] = defaultdict(int)
+        for field, value in holders.items():
+            right, use, kind, holder = _split(field)
+            assert isinstance(value, int)
+            if kind == "w":
+                weights[(right, use)] += value
+            else:
+                assert kind == "u"
+                assert value == uses_by_kind[use], field
+        for right in ("master", "publishing"):
+            shares = dict(meta.holders(right))
+            claimed = sum(shares.values())
+            for use, uses in uses_by_kind.items():
+                assert weights[(right, use)] == uses * MICRO
+                for holder, micro in shares.items():
+                    assert holders[f"{right}|{use}|w|{holder}"] == uses * micro
+                unclaimed = f"{right}|{use}|w|{UNCLAIMED}"
+                if claimed == MICRO:
+                    assert unclaimed not in holders
+                    assert f"{right}|{use}|u|{UNCLAIMED}" not in holders
+                else:
+                    assert holders[unclaimed] == uses * (MICRO - claimed)
+            assert f"{right}|create|w|{UNATTRIBUTED}" not in holders
+        genres = hashes[(GENRES, name, start)]
+        assert genres == {f"{meta.ai_origin}|{use}|{meta.genre}": uses
+                          for use, uses in uses_by_kind.items()}
+
+
+@SETTINGS
+@given(st.sampled_from(["create", "play"]), st.integers(min_value=1, max_value=10**12))
+def test_unattributed_always_full_weight(use: str, uses: int) -> None:
+    deltas = CounterDeltas()
+    attribute_uses(deltas, WINDOWS, None, use, BASE, uses)
+    for name, start in STARTS.items():
+        assert dict(deltas.hashes[(HOLDERS, name, start)]) == {
+            f"{right}|{use}|{kind}|_unattributed": uses * (MICRO if kind == "w" else 1)
+            for right in ("master", "publishing") for kind in ("u", "w")
+        }
+    assert {kind for kind, _, _ in deltas.hashes} == {HOLDERS}
+
+
+def test_shares_summing_to_exactly_one_leave_nothing_unclaimed() -> None:
+    meta = TrackMeta("lofi", "human",
+                     master=(("a", 333_333), ("b", 333_333), ("c", 333_334)),
+                     publishing=(("d", 999_999),))
+    deltas = CounterDeltas()
+    attribute_uses(deltas, (("1m", 60_000),), meta, "play", BASE, 7)
+    holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
+    assert "master|play|w|_unclaimed" not in holders
+    assert holders["publishing|play|w|_unclaimed"] == 7
+    assert sum(v for f, v in holders.items() if f.startswith("master|play|w|")) == 7_000_000
+
+
+# -- window expansion ----------------------------------------------------------------------
+
+window_sets = st.sampled_from([
+    (("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000)),
+    (("5m", 300_000), ("15m", 900_000), ("1h", 3_600_000), ("1d", 86_400_000)),
+    (("10s", 10_000), ("1m", 60_000)),
+    (("1h", 3_600_000), ("7d", 604_800_000)),
+    (("1d", 86_400_000),),
+])
+
+
+@SETTINGS
+@given(window_sets, st.integers(min_value=0, max_value=2**47), st.sampled_from(["create", "play"]))
+def test_each_configured_window_gets_the_window_containing_the_use(
+    windows: tuple[tuple[str, int], ...], t: int, use: str
+) -> None:
+    base = windows[0][1]
+    base_start = t - t % base
+    meta = TrackMeta("lofi", "human", master=(("a", MICRO),), publishing=())
+    deltas = CounterDeltas()
+    count_track_uses(deltas, windows, "trk", use, base_start, 1)
+    attribute_uses(deltas, windows, meta, use, base_start, 1)
+    attribute_uses(deltas, windows, None, use, base_start, 1)
+    by_kind: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    for kind, name, start in deltas.hashes:
+        assert name not in by_kind[kind], "one window start per size"
+        by_kind[kind][name] = start
+    assert set(by_kind) == {TRACKS, HOLDERS, GENRES}
+    for kind, starts in by_kind.items():
+        assert set(starts) == {name for name, _ in windows}, kind
+        for name, size in windows:
+            start = starts[name]
+            assert start % size == 0
+            assert start <= t < start + size  # the event's own time, not just the base start
+    if use == "create":
+        assert {name: start for name, start in deltas.trending} == by_kind[TRACKS]
+    else:
+        assert not deltas.trending
+
+
+@pytest.mark.parametrize(
+    ("t", "expected"),
+    [
+        (ms(2024, 12, 31, 23, 59, 59) + 999,
+         {"5m": ms(2024, 12, 31, 23, 55), "1h": ms(2024, 12, 31, 23), "1d": ms(2024, 12, 31)}),
+        (ms(2025, 1, 1),
+         {"5m": ms(2025, 1, 1), "1h": ms(2025, 1, 1), "1d": ms(2025, 1, 1)}),
+    ],
+)
+def test_window_expansion_utc_examples(t: int, expected: dict[str, int]) -> None:
+    windows = (("5m", 300_000), ("1h", 3_600_000), ("1d", 86_400_000))
+    deltas = CounterDeltas()
+    count_track_uses(deltas, windows, "trk", "play", t - t % 300_000, 1)
+    assert {name: start for _, name, start in deltas.hashes} == expected
+
+
+def test_counter_deltas_merge_adds() -> None:
+    one, two = CounterDeltas(), CounterDeltas()
+    assert not one
+    count_track_uses(one, WINDOWS, "trk", "create", BASE, 2)
+    count_track_uses(two, WINDOWS, "trk", "create", BASE, 3)
+    count_track_uses(two, WINDOWS, "other", "play", BASE, 1)
+    one.merge(two)
+    assert one
+    hashes, trending = plain(one)
+    for name, start in STARTS.items():
+        assert hashes[(TRACKS, name, start)] == {"create|trk": 5, "play|other": 1}
+        assert trending[(name, start)] == {"trk": 5}

@@ -1,0 +1,182 @@
+"""The event-id seen-set: duplicates, eviction by event time, persistence round trip."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer.state.dedupe import Deduper, event_hash
+
+SETTINGS = settings(max_examples=300, deadline=None)
+HORIZON = 5 * 60_000  # the default: 5 minutes, buckets of 1 minute
+
+
+def test_bucket_is_a_fifth_of_the_horizon() -> None:
+    assert Deduper(HORIZON).bucket_ms == 60_000
+    assert Deduper(10_000).bucket_ms == 2_000
+    assert Deduper(3).bucket_ms == 1
+    assert Deduper(1).bucket_ms == 1
+
+
+def test_event_hash_is_64_bit_and_stable() -> None:
+    h = event_hash("ev-1")
+    assert 0 <= h < 2**64
+    assert event_hash("ev-1") == h
+    assert event_hash("ev-2") != h
+    assert event_hash("\u00e9") != event_hash("e")
+
+
+def test_add_and_duplicates() -> None:
+    d = Deduper(HORIZON)
+    assert len(d) == 0
+    assert d.add("a", 1_000) is True
+    assert d.add("a", 1_000) is False
+    # The same id with another time (a producer retry re-stamped) is still a duplicate.
+    assert d.add("a", 200_000) is False
+    assert d.add("b", 1_000) is True
+    assert d.add("A", 1_000) is True
+    assert len(d) == 3
+
+
+def test_eviction_by_watermark_and_horizon() -> None:
+    d = Deduper(HORIZON)
+    d.add("early", 0)  # bucket 0 = [0, 60000)
+    d.add("later", 60_000)  # bucket 1
+    # Bucket 0 ends at 60000; it goes once 60000 <= watermark - horizon.
+    assert d.evict(359_999) == []
+    assert d.add("early", 359_999) is False
+    assert d.evict(360_000) == [0]
+    assert len(d) == 1
+    assert d.add("later", 360_000) is False
+    assert d.add("early", 360_000) is True  # forgotten: beyond the horizon
+    assert d.evict(420_000) == [1]
+    assert d.add("later", 420_000) is True
+
+
+def test_evict_is_idempotent_and_keeps_recent() -> None:
+    d = Deduper(HORIZON)
+    for i in range(10):
+        d.add(f"e{i}", i * 60_000)
+    assert sorted(d.evict(9 * 60_000)) == [0, 1, 2, 3]
+    assert d.evict(9 * 60_000) == []
+    assert len(d) == 6
+
+
+@SETTINGS
+@given(
+    st.integers(min_value=1, max_value=10**7),
+    st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=60),
+    st.integers(min_value=0, max_value=10**7),
+)
+def test_everything_within_the_horizon_survives_eviction(
+    horizon: int, times: list[int], advance: int
+) -> None:
+    d = Deduper(horizon)
+    for i, t in enumerate(times):
+        assert d.add(f"id-{i}", t)
+    watermark = max(times) + advance
+    evicted = d.evict(watermark)
+    bucket_ms = d.bucket_ms
+    for bucket in evicted:
+        # Only buckets that end at or before watermark - horizon go.
+        assert (bucket + 1) * bucket_ms <= watermark - horizon
+    for i, t in enumerate(times):
+        if t >= watermark - horizon:
+            assert d.add(f"id-{i}", watermark) is False, (t, watermark)
+        if (t // bucket_ms + 1) * bucket_ms <= watermark - horizon:
+            assert t // bucket_ms in evicted
+    # State is bounded: only buckets overlapping [watermark - horizon, watermark] remain,
+    # i.e. about horizon / bucket_ms + 1 of them.
+    kept = {t // bucket_ms for t in times} - set(evicted)
+    assert all(b >= (watermark - horizon) // bucket_ms for b in kept)
+
+
+def test_take_new_packs_8_bytes_per_hash_and_resets() -> None:
+    d = Deduper(HORIZON)
+    d.add("a", 10)
+    d.add("b", 20)
+    d.add("a", 30)  # a duplicate is not new
+    d.add("c", 61_000)
+    packed = d.take_new()
+    assert sorted(packed) == [0, 1]
+    assert len(packed[0]) == 16
+    assert len(packed[1]) == 8
+    assert d.take_new() == {}
+    d.add("d", 70_000)
+    assert list(d.take_new()) == [1]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=40), st.integers(0, 10**8)),
+                min_size=1, max_size=80, unique_by=lambda pair: pair[0]))
+def test_take_new_round_trips_through_load(events: list[tuple[str, int]]) -> None:
+    original = Deduper(HORIZON)
+    for event_id, t in events:
+        assert original.add(event_id, t)
+    packed = original.take_new()
+    assert sum(len(blob) for blob in packed.values()) == 8 * len(events)
+
+    restarted = Deduper(HORIZON)  # a new worker that read the buckets back from Redis
+    for bucket, blob in packed.items():
+        restarted.load(bucket, blob)
+    assert len(restarted) == len(events)
+    assert restarted.take_new() == {}  # loaded hashes are not new
+    for event_id, t in events:
+        assert restarted.add(event_id, t) is False
+    assert restarted.add("\x00never-seen\x00", 0) is True
+
+
+def test_load_appends_and_ignores_a_torn_tail() -> None:
+    d = Deduper(HORIZON)
+    d.add("a", 0)
+    d.add("b", 0)
+    first = d.take_new()[0]
+    d.add("c", 0)
+    second = d.take_new()[0]
+    restarted = Deduper(HORIZON)
+    # Redis APPENDs each flush's hashes to the bucket's string.
+    restarted.load(0, first + second + b"\x01\x02\x03")
+    assert len(restarted) == 3
+    for event_id in ("a", "b", "c"):
+        assert restarted.add(event_id, 0) is False
+    restarted.load(0, first)  # loading again does not double anything
+    assert len(restarted) == 3
+    restarted.load(5, b"")
+    assert len(restarted) == 3
+
+
+@pytest.mark.parametrize(
+    ("watermark", "expected"),
+    [
+        (0, range(0, 1)),
+        (59_999, range(0, 1)),
+        (300_000, range(0, 6)),
+        (360_000, range(1, 7)),
+        (359_999, range(0, 6)),
+    ],
+)
+def test_live_buckets_examples(watermark: int, expected: range) -> None:
+    assert Deduper(HORIZON).live_buckets(watermark) == expected
+
+
+@SETTINGS
+@given(st.integers(min_value=1, max_value=10**8), st.integers(min_value=0, max_value=2**45),
+       st.data())
+def test_live_buckets_cover_the_horizon(horizon: int, watermark: int, data: st.DataObject) -> None:
+    d = Deduper(horizon)
+    live = d.live_buckets(watermark)
+    t = data.draw(st.integers(min_value=max(0, watermark - horizon), max_value=watermark))
+    assert t // d.bucket_ms in live
+    # Nothing beyond the watermark, and no more than the horizon needs (plus edges).
+    assert live.stop - 1 == watermark // d.bucket_ms
+    assert len(live) <= horizon // d.bucket_ms + 2
+    # What a restarted worker loads is exactly what eviction would keep.
+    for i, bucket in enumerate((live.start - 1, live.start, live.stop - 1)):
+        if bucket >= 0:
+            d.add(f"b{i}", bucket * d.bucket_ms)
+    evicted = set(d.evict(watermark))
+    assert live.start not in evicted
+    assert live.stop - 1 not in evicted
+    if live.start >= 1:
+        assert live.start - 1 in evicted
