@@ -123,6 +123,7 @@ class RecordProcessor:
             cells[key] = cells.get(key, 0) + 1
             counted += 1
         state.watermark[USES_CODE] = watermark
+        dedupe.advance(watermark)
         state.unflushed_events += counted
         metrics = self.metrics
         metrics.events_consumed_uses.inc(len(events))
@@ -155,6 +156,7 @@ class RecordProcessor:
             self.metrics.duplicates.inc()
             return 1
         state.watermark[TRACKS_CODE] = max(state.watermark[TRACKS_CODE], occurred_at)
+        state.dedupe[TRACKS_CODE].advance(state.watermark[TRACKS_CODE])
         previous = self.cache.get(track_id)
         if previous is not None and previous != meta:
             self._seal(state, track_id, previous)

@@ -27,7 +27,7 @@ def event_hash(event_id: str) -> int:
 class Deduper:
     """Seen-set of one input partition of one topic."""
 
-    __slots__ = ("_buckets", "_horizon_ms", "_new", "bucket_ms")
+    __slots__ = ("_buckets", "_expired", "_first_live", "_horizon_ms", "_new", "bucket_ms")
 
     def __init__(self, horizon_ms: int) -> None:
         self._horizon_ms = horizon_ms
@@ -35,6 +35,9 @@ class Deduper:
         self._buckets: dict[int, set[int]] = {}
         # Hashes added since the last flush, per bucket, to append to Redis.
         self._new: dict[int, list[int]] = {}
+        # Buckets dropped since the last flush, to delete in Redis.
+        self._expired: list[int] = []
+        self._first_live = 0
 
     def __len__(self) -> int:
         return sum(len(hashes) for hashes in self._buckets.values())
@@ -66,12 +69,21 @@ class Deduper:
         first = max(0, (watermark - self._horizon_ms) // self.bucket_ms)
         return range(first, watermark // self.bucket_ms + 1)
 
-    def evict(self, watermark: int) -> list[int]:
-        """Forget buckets wholly older than the horizon; return them for deletion in Redis."""
+    def advance(self, watermark: int) -> None:
+        """Forget buckets wholly older than the horizon (called as the watermark moves)."""
         first_live = (watermark - self._horizon_ms) // self.bucket_ms
+        if first_live <= self._first_live:
+            return
+        self._first_live = first_live
         expired = [bucket for bucket in self._buckets if bucket < first_live]
         for bucket in expired:
             del self._buckets[bucket]
+        self._expired.extend(expired)
+
+    def evict(self, watermark: int) -> list[int]:
+        """Advance to the watermark; return the buckets dropped since the last call."""
+        self.advance(watermark)
+        expired, self._expired = self._expired, []
         return expired
 
     def take_new(self) -> dict[int, bytes]:
