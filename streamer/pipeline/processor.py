@@ -9,6 +9,7 @@ the flusher), batched.
 from __future__ import annotations
 
 import orjson
+import xxhash
 
 from streamer.config import Settings
 from streamer.events.validation import (
@@ -22,6 +23,8 @@ from streamer.metrics import Metrics
 from streamer.pipeline.attribution import attribute_uses, count_track_uses
 from streamer.state.catalog import CatalogCache
 from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState, Rejection
+
+_hash64 = xxhash.xxh3_64_intdigest
 
 _REJECTED = object()
 """What _decode returns for a record it sent to the DLQ (a JSON null is a value too)."""
@@ -95,10 +98,11 @@ class RecordProcessor:
         watermark = state.watermark[USES_CODE]
         late_before = watermark - self.lateness_ms
         future_after = now_ms + self.future_ms
-        counted = duplicates = 0
+        accepted: list[tuple[str, str, int, str]] = []
         for event in events:
             try:
-                event_id, track_id, occurred_at, use = parse_sound_used(event)
+                parsed = parse_sound_used(event)
+                occurred_at = parsed[2]
                 if occurred_at < late_before:
                     raise Rejected("late", "occurred_at", f"{occurred_at} is older than the "
                                    f"watermark {watermark} minus the allowed lateness")
@@ -109,12 +113,23 @@ class RecordProcessor:
                 raw = value if single else orjson.dumps(event)
                 self._reject(state, topic, offset, raw or b"", rejected)
                 continue
-            if not dedupe.add(event_id, occurred_at):
-                duplicates += 1
-                continue
+            accepted.append(parsed)
             if occurred_at > watermark:
                 watermark = occurred_at
                 late_before = watermark - self.lateness_ms
+
+        digests = [_hash64(parsed[0].encode()) for parsed in accepted]
+        frozen = dedupe.frozen_hits(digests)
+        hits: list[bool] | list[None] = frozen.tolist() if frozen is not None else (
+            [None] * len(digests))
+        add = dedupe.add_digest
+        counted = duplicates = 0
+        for (_, track_id, occurred_at, use), digest, hit in zip(
+            accepted, digests, hits, strict=True
+        ):
+            if not add(digest, occurred_at, hit):
+                duplicates += 1
+                continue
             base = occurred_at - occurred_at % base_ms
             if base != last_base:
                 bases.add(base)
@@ -124,6 +139,7 @@ class RecordProcessor:
             counted += 1
         state.watermark[USES_CODE] = watermark
         dedupe.advance(watermark)
+        dedupe.compact()
         state.unflushed_events += counted
         metrics = self.metrics
         metrics.events_consumed_uses.inc(len(events))
