@@ -4,7 +4,7 @@
 #   deploy/local/redis-cluster.sh up       start the nodes, create the cluster once, wait for cluster_state:ok
 #   deploy/local/redis-cluster.sh down     stop all nodes (SIGTERM, SIGKILL after a timeout)
 #   deploy/local/redis-cluster.sh status   exit 0 when every node answers and the cluster is ok
-#   deploy/local/redis-cluster.sh url      print the STREAMER_REDIS_URL-style seed URL
+#   deploy/local/redis-cluster.sh url      print the seed URL for STREAMER_REDIS_URL (redis+cluster://)
 #
 # Data stays in $STREAMER_LOCAL_DIR/redis-cluster/<port>/ (nodes.conf + AOF), so a
 # later `up` brings the same cluster back. Independent of the single Redis of stack.sh.
@@ -130,7 +130,8 @@ case "${1:-}" in
   up | start) cmd_up ;;
   down | stop) cmd_down ;;
   status) cmd_status ;;
-  url) printf 'redis://%s:%s/0\n' "$BIND_HOST" "${PORTS[0]}" ;;
+  # redis+cluster:// makes the worker use redis-py's cluster client (streamer/state/store.py).
+  url) printf 'redis+cluster://%s:%s/0\n' "$BIND_HOST" "${PORTS[0]}" ;;
   *)
     sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
     exit 2

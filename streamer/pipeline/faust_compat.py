@@ -1,8 +1,13 @@
-"""The two places where we reach below Faust's public API, kept in one file.
+"""The places where we reach below Faust's public API, kept in one file.
 
 Faust's own ``Consumer._commit`` crashes the consumer on any commit error; ours is
 best effort (Redis holds the offsets that count), so it calls aiokafka's commit in
 the consumer's thread and lets the caller ignore failures.
+
+Faust's ``Consumer.seek`` calls aiokafka's ``seek`` from the app's thread while the
+consumer thread may be inside ``fetched_records`` on the same fetcher: aiokafka is not
+thread-safe and that race crashes the worker (``KeyError`` in ``fetched_records``,
+found by tests/faults). ``seek_offset`` runs the seek in the consumer's thread.
 """
 
 from __future__ import annotations
@@ -30,3 +35,19 @@ async def commit_offsets(faust_consumer: Any, offsets: dict[tuple[str, int], int
         await thread._ensure_consumer().commit(wanted)
 
     await thread.call_thread(commit_in_consumer_thread)
+
+
+async def seek_offset(faust_consumer: Any, topic: str, partition: int, offset: int) -> None:
+    """Move the fetch position of ``topic``/``partition`` to ``offset``; raises on failure.
+
+    Like Faust's ``Consumer.seek``, but the aiokafka call runs in the consumer's thread.
+    Faust's read offset is reset too, or it would drop re-read records below it.
+    """
+    thread = faust_consumer._thread
+    tp = TopicPartition(topic, partition)
+
+    def seek_in_consumer_thread() -> None:
+        thread._ensure_consumer().seek(tp, offset)
+
+    await thread.call_thread(seek_in_consumer_thread)
+    faust_consumer._read_offset[tp] = offset if offset else None

@@ -13,7 +13,6 @@ Order of a flush, and why:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from streamer.config import Settings
 from streamer.events.validation import USE_CREATE, TrackMeta
 from streamer.metrics import Metrics
 from streamer.pipeline.attribution import attribute_uses, count_track_uses, plan_for
+from streamer.pipeline.dlq import DeadLetters, PendingRejection
 from streamer.state.catalog import CatalogCache
 from streamer.state.deltas import GENRES, HOLDERS, CounterDeltas
 from streamer.state.deltas import TRACKS as TRACK_COUNTS
@@ -41,7 +41,7 @@ _PENDING_RECHECK_S = 5.0
 @dataclass(slots=True)
 class Snapshot:
     payload: FlushPayload
-    dlq_futures: list[asyncio.Future[object]]
+    dlq_pending: list[PendingRejection]
     catalog_writes: dict[str, bytes]
     events: int
     newest_event_ms: int | None
@@ -106,6 +106,7 @@ class Flusher:
         self.windows = settings.windows
         self.base_ms = settings.windows[0][1]
         self._last_pending_check: dict[int, float] = {}
+        self.dead_letters: DeadLetters | None = None  # set once the DLQ producer runs
 
     async def flush(self, state: PartitionState) -> None:
         """Persist everything the state holds; raises FlushRefused if it lost the partition."""
@@ -115,8 +116,9 @@ class Flusher:
             if snapshot is None:
                 return
             started = time.perf_counter()
-            if snapshot.dlq_futures:
-                await asyncio.gather(*snapshot.dlq_futures)
+            if snapshot.dlq_pending:
+                assert self.dead_letters is not None
+                await self.dead_letters.confirm(snapshot.dlq_pending)
             await self._write(state, snapshot)
             self.metrics.flush_seconds.observe(time.perf_counter() - started)
             self.metrics.flush_fields.observe(snapshot.payload.fields_written)
@@ -203,10 +205,10 @@ class Flusher:
             payload.meta[f"off:{code}"] = state.next_offset[code]
             payload.meta[f"wm:{code}"] = state.watermark[code]
         catalog_writes, state.catalog_writes = state.catalog_writes, held_back
-        dlq_futures, state.dlq_futures = state.dlq_futures, []
+        dlq_pending, state.dlq_pending = state.dlq_pending, []
         events, state.unflushed_events = state.unflushed_events, 0
         newest = state.watermark[USES_CODE] if events else None
-        return Snapshot(payload, dlq_futures, catalog_writes, events, newest)
+        return Snapshot(payload, dlq_pending, catalog_writes, events, newest)
 
     def _seal_replaced(
         self, state: PartitionState, previous: dict[str, TrackMeta | None], sealed: CounterDeltas

@@ -33,7 +33,8 @@ from redis.exceptions import RedisError
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
-from streamer.pipeline.faust_compat import commit_offsets
+from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES, DeadLetters
+from streamer.pipeline.faust_compat import commit_offsets, seek_offset
 from streamer.pipeline.flusher import Flusher
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
@@ -59,6 +60,7 @@ class PipelineWorker:
         self._resync: dict[tuple[str, int], int] = {}
         self._topic_codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
         self._dlq: AIOKafkaProducer | None = None
+        self._dead_letters: DeadLetters | None = None
         self._consumer: Any = None
         self.rebalancing = True
         self.last_flush_ok = time.monotonic()
@@ -69,12 +71,17 @@ class PipelineWorker:
         """Start the dead-letter producer on the first assignment (Faust runs the loop)."""
         self._consumer = consumer
         if self._dlq is None:
+            # Not idempotent on purpose: a record the broker refuses as too large would
+            # break an idempotent producer's sequence for good (OutOfOrderSequenceNumber).
+            # The DLQ is at-least-once anyway (see pipeline/dlq.py).
             producer = AIOKafkaProducer(
-                **self.settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True,
-                linger_ms=5,
+                **self.settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=False,
+                linger_ms=5, max_request_size=DLQ_MAX_RECORD_BYTES,
             )
             await producer.start()
             self._dlq = producer
+            self._dead_letters = DeadLetters(producer, self.settings.dlq_topic, self.metrics)
+            self.flusher.dead_letters = self._dead_letters
 
     async def stop(self) -> None:
         states = list(self.states.values())
@@ -174,13 +181,12 @@ class PipelineWorker:
 
     async def _seek(self, state: PartitionState) -> None:
         """Skip what Redis already holds instead of re-reading it from the group's offset."""
-        from faust.types import TP
-
         for topic, code in self._topic_codes.items():
             offset = state.next_offset[code]
             if offset > 0:
                 try:
-                    await self._consumer.seek(TP(topic, state.partition), offset)
+                    await asyncio.wait_for(
+                        seek_offset(self._consumer, topic, state.partition, offset), 10)
                 except Exception as exc:
                     log.warning("seek %s/%d to %d failed: %r", topic, state.partition, offset, exc)
 
@@ -217,22 +223,10 @@ class PipelineWorker:
             await self.flush_partition(state)
 
     async def _send_rejections(self, state: PartitionState) -> None:
-        assert self._dlq is not None
+        assert self._dead_letters is not None
         rejections, state.rejections = state.rejections, []
         for rejection in rejections:
-            headers = [
-                ("reason", rejection.reason.encode()),
-                ("source_topic", rejection.topic.encode()),
-                ("source_partition", str(rejection.partition).encode()),
-                ("source_offset", str(rejection.offset).encode()),
-            ]
-            try:
-                future = await self._dlq.send(self.settings.dlq_topic, value=rejection.value,
-                                              headers=headers)
-            except Exception:
-                self.metrics.dlq_errors.inc()
-                raise
-            state.dlq_futures.append(future)
+            state.dlq_pending.append(await self._dead_letters.send(rejection))
 
     # -- flushing -----------------------------------------------------------------
 
@@ -246,13 +240,17 @@ class PipelineWorker:
         self.metrics.last_flush.set(time.time())  # a pass done: idle partitions are flushed too
 
     async def flush_partition(self, state: PartitionState) -> None:
+        # Read before the flush: it writes these offsets or later ones to Redis. Committing
+        # state.next_offset after it would run ahead of Redis, because the agent keeps
+        # counting while the flush awaits; a crash then skipped the gap (tests/faults).
+        flushed_offsets = dict(state.next_offset)
         try:
             await self.flusher.flush(state)
         except FlushRefused:
             await self._recover_refused(state)
             return
         self.last_flush_ok = time.monotonic()
-        await self._commit(state)
+        await self._commit(state, flushed_offsets)
 
     async def _recover_refused(self, state: PartitionState) -> None:
         """Redis no longer matches our state: another owner, or Redis lost recent writes."""
@@ -274,12 +272,12 @@ class PipelineWorker:
             if offset < frontier[code]:
                 self._resync[(code, partition)] = frontier[code]
 
-    async def _commit(self, state: PartitionState) -> None:
+    async def _commit(self, state: PartitionState, next_offsets: dict[str, int]) -> None:
         """Best effort: lets Kafka tools show the group's progress; Redis stays the truth."""
         offsets = {
-            (topic, state.partition): state.next_offset[code]
+            (topic, state.partition): next_offsets[code]
             for topic, code in self._topic_codes.items()
-            if state.next_offset[code] > 0
+            if next_offsets[code] > 0
         }
         try:
             await commit_offsets(self._consumer, offsets)
@@ -319,9 +317,14 @@ async def ensure_topics(settings: Settings) -> int:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, settings.partitions, settings.replication_factor)
-            for name in (settings.tracks_topic, settings.uses_topic, settings.dlq_topic)
+            for name in (settings.tracks_topic, settings.uses_topic)
             if name not in existing
         ]
+        if settings.dlq_topic not in existing:
+            # The DLQ takes any rejected record whole, even one over the input limit.
+            wanted.append(NewTopic(settings.dlq_topic, settings.partitions,
+                                   settings.replication_factor,
+                                   topic_configs={"max.message.bytes": str(DLQ_MAX_RECORD_BYTES)}))
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent worker won
                 await admin.create_topics(wanted)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamer.state.dedupe import Deduper
 from streamer.state.deltas import CounterDeltas
@@ -54,7 +55,8 @@ class PartitionState:
     # Cells of tracks replaced while their previous metadata was not cached.
     needs_old_meta: dict[str, dict[tuple[str, str, int], int]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
-    dlq_futures: list[asyncio.Future[object]] = field(default_factory=list)
+    # Rejections handed to the DLQ producer, confirmed by the next flush.
+    dlq_pending: list[Any] = field(default_factory=list)
     unflushed_events: int = 0
     # Offsets and watermarks of the last flush, to skip flushes with nothing new.
     flushed_marks: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
