@@ -1,4 +1,4 @@
-"""``streamer`` command line: ``worker``, ``produce``, ``query``.
+"""``streamer`` command line: ``worker``, ``produce``, ``query``, ``load``.
 
 Errors a user can fix (bad configuration, unreachable Kafka, invalid input lines)
 end with one clear message and a non-zero exit code, not a traceback.
@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument("--limit", type=int)
     query.add_argument("--url", default=None, help="worker base URL (default from settings)")
 
+    load = sub.add_parser("load", help="send generated traffic (load generator, see "
+                          "streamer/loadgen)")
+    from streamer.loadgen.cli import add_arguments as add_load_arguments
+
+    add_load_arguments(load)
+
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -51,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "worker":
         return run_worker(settings, args.loglevel)
+    if args.command == "load":
+        from streamer.loadgen.cli import main as load_main
+
+        return load_main(settings, args)
     if args.command == "produce":
         return asyncio.run(produce_file(settings, args.file, args.kind, args.batch_events))
     return run_query(settings, args)

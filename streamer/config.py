@@ -159,7 +159,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     kafka = KafkaSettings(
         bootstrap=get("KAFKA_BOOTSTRAP", defaults.kafka.bootstrap) or "",
         security_protocol=(get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT") or "").upper(),
-        sasl_mechanism=get("KAFKA_SASL_MECHANISM"),
+        sasl_mechanism=(get("KAFKA_SASL_MECHANISM") or "").upper() or None,
         sasl_username=get("KAFKA_SASL_USERNAME"),
         sasl_password=get("KAFKA_SASL_PASSWORD"),
         ssl_cafile=get("KAFKA_SSL_CAFILE"),
@@ -170,6 +170,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             "STREAMER_KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
         )
+    if kafka.security_protocol.startswith("SASL_"):
+        # Caught here, or aiokafka and Faust fail later with errors naming no variable.
+        if kafka.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise ConfigError(f"{kafka.security_protocol} needs STREAMER_KAFKA_SASL_MECHANISM: "
+                              "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        if not kafka.sasl_username or not kafka.sasl_password:
+            raise ConfigError(f"{kafka.security_protocol} needs STREAMER_KAFKA_SASL_USERNAME "
+                              "and STREAMER_KAFKA_SASL_PASSWORD")
     windows_text = get("WINDOWS")
     windows = _parse_windows(windows_text) if windows_text else defaults.windows
     raw_interval = get("FLUSH_INTERVAL_S", str(defaults.flush_interval_s)) or "1.0"

@@ -20,12 +20,29 @@ from streamer.api.queries import UsageQueries
 from streamer.api.views import register_routes
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.pipeline.faust_compat import resume_from_stored_offsets
 from streamer.pipeline.worker import PipelineWorker
 from streamer.state.keys import KeyLayout
 from streamer.state.partition import TRACKS_CODE, USES_CODE
 from streamer.state.store import RedisStore, connect
 
 log = logging.getLogger(__name__)
+
+
+class _HideSaslAuthBytes(logging.Filter):
+    """aiokafka logs every request at DEBUG; a SASL PLAIN one carries the password."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+                type(arg).__name__.startswith("SaslAuthenticate") for arg in record.args):
+            record.args = tuple(
+                "<SASL bytes hidden>" if type(arg).__name__.startswith("SaslAuthenticate")
+                else arg for arg in record.args)
+        return True
+
+
+# At import, so it is in place before ensure_topics' admin client logs in (cli.py).
+logging.getLogger("aiokafka.conn").addFilter(_HideSaslAuthBytes())
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -96,13 +113,21 @@ def create_app(settings: Settings) -> faust.App:
                     metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
                         max(0, highwater - state.next_offset[code]))
 
+    async def ensure_started() -> None:
+        # Services of @app.service start after the first assignment; the revocation
+        # signal comes before every assignment, the first one included.
+        if not worker.started:
+            await worker.start(app.consumer)
+            resume_from_stored_offsets(app.consumer, worker.stored_positions)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        await ensure_started()
         await worker.on_revoked(revoked)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
-        await worker.ensure_started(app.consumer)
+        await ensure_started()
         await worker.on_assigned(assigned)
 
     @app.service

@@ -31,6 +31,7 @@ _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 class PendingRejection:
     rejection: Rejection
     delivery: asyncio.Future[object] | None
+    truncated: bool = False
 
 
 class DeadLetters:
@@ -41,20 +42,17 @@ class DeadLetters:
 
     async def send(self, rejection: Rejection) -> PendingRejection:
         """Hand the rejection to the producer; ``confirm`` makes sure it arrived."""
-        try:
-            delivery = await self._send(rejection, truncated=False)
-        except _TOO_LARGE:
-            delivery = await self._send(rejection, truncated=True)
-        except KafkaError as exc:
-            self.metrics.dlq_errors.inc()
-            log.warning("DLQ send failed, will retry: %r", exc)
-            delivery = None
-        return PendingRejection(rejection, delivery)
+        pending = PendingRejection(rejection, None)
+        await self._attempt(pending)
+        return pending
 
     async def confirm(self, pending: list[PendingRejection]) -> None:
-        """Wait until Kafka acknowledged every rejection, re-sending failed ones."""
+        """Wait until Kafka acknowledged every rejection, re-sending failed ones.
+
+        A rejection the broker refuses as too large for the topic is re-sent truncated.
+        """
         attempt = 0
-        while pending:
+        while True:
             failed: list[PendingRejection] = []
             for item in pending:
                 if item.delivery is not None:
@@ -62,9 +60,7 @@ class DeadLetters:
                         await item.delivery
                         continue
                     except _TOO_LARGE:
-                        item.delivery = await self._send(item.rejection, truncated=True)
-                        failed.append(item)
-                        continue
+                        item.truncated = True
                     except KafkaError as exc:
                         self.metrics.dlq_errors.inc()
                         log.warning("DLQ delivery failed, re-sending: %r", exc)
@@ -74,10 +70,26 @@ class DeadLetters:
             await asyncio.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)))
             attempt += 1
             for item in failed:
-                if item.delivery is None or item.delivery.done():
-                    resent = await self.send(item.rejection)
-                    item.delivery = resent.delivery
+                await self._attempt(item)
             pending = failed
+
+    async def _attempt(self, item: PendingRejection) -> None:
+        """Start one delivery; ``item.delivery`` stays None if the producer refused it."""
+        item.delivery = None
+        try:
+            item.delivery = await self._send(item.rejection, truncated=item.truncated)
+        except _TOO_LARGE as exc:
+            if not item.truncated:
+                item.truncated = True
+                await self._attempt(item)
+                return
+            # The DLQ topic takes less than _TRUNCATE_TO: retried (and stalled) until fixed.
+            self.metrics.dlq_errors.inc()
+            log.error("DLQ topic %s refuses even a %d-byte record: %r", self.topic,
+                      _TRUNCATE_TO, exc)
+        except KafkaError as exc:
+            self.metrics.dlq_errors.inc()
+            log.warning("DLQ send failed, will retry: %r", exc)
 
     async def _send(self, rejection: Rejection, *, truncated: bool) -> asyncio.Future[object]:
         value = rejection.value

@@ -8,13 +8,23 @@ Faust's ``Consumer.seek`` calls aiokafka's ``seek`` from the app's thread while 
 consumer thread may be inside ``fetched_records`` on the same fetcher: aiokafka is not
 thread-safe and that race crashes the worker (``KeyError`` in ``fetched_records``,
 found by tests/faults). ``seek_offset`` runs the seek in the consumer's thread.
+
+After every assignment Faust's recovery seeks the partitions to the group's committed
+offsets and only then resumes fetching. ``resume_from_stored_offsets`` makes that seek
+go to the offsets stored in Redis instead, so no record is delivered from any other
+position: a seek of our own after the flow resumed raced Faust's fetch loop, which
+re-raised its read offset past the rewound records and skipped them (tests/integration,
+commits running ahead of Redis).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+StoredPositions = Callable[[set[Any]], Awaitable[Mapping[Any, int]]]
 
 
 async def commit_offsets(faust_consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
@@ -51,3 +61,30 @@ async def seek_offset(faust_consumer: Any, topic: str, partition: int, offset: i
 
     await thread.call_thread(seek_in_consumer_thread)
     faust_consumer._read_offset[tp] = offset if offset else None
+
+
+def resume_from_stored_offsets(faust_consumer: Any, stored_positions: StoredPositions) -> None:
+    """Make Faust's post-rebalance seek use ``stored_positions(assignment)`` where it has one.
+
+    ``stored_positions`` gets the assigned topic partitions and returns
+    ``{TP: next offset}`` for those whose position is kept elsewhere (claiming them
+    first); the others keep Faust's committed-offset seek.
+    """
+    committed_seek = faust_consumer.seek_to_committed
+    thread = faust_consumer._thread
+
+    async def seek_to_stored() -> Mapping[Any, int]:
+        positions = dict(await committed_seek())
+        stored = await stored_positions(set(faust_consumer.assignment()))
+
+        def seek_in_consumer_thread() -> None:
+            consumer = thread._ensure_consumer()
+            for tp, offset in stored.items():
+                consumer.seek(TopicPartition(tp.topic, tp.partition), offset)
+
+        if stored:
+            await thread.call_thread(seek_in_consumer_thread)
+        positions.update(stored)  # Faust sets its read offsets from these
+        return positions
+
+    faust_consumer.seek_to_committed = seek_to_stored

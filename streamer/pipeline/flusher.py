@@ -129,13 +129,14 @@ class Flusher:
                 self.metrics.end_to_end.observe(max(0.0, now - snapshot.newest_event_ms / 1000))
 
     async def _fetch_metadata(self, state: PartitionState) -> dict[str, TrackMeta | None]:
-        """Fill the cache for this flush's tracks; return the pre-replacement metadata."""
-        previous: dict[str, TrackMeta | None] = {}
-        if state.needs_old_meta:
-            replaced = list(state.needs_old_meta)
-            # Still the old entries: the replacements are written to Redis by this flush.
-            found_old = await self._redis("catalog read", lambda: self.store.get_catalog(replaced))
-            previous = {track_id: found_old.get(track_id) for track_id in replaced}
+        """Fill the cache for this flush's tracks; return the pre-replacement metadata.
+
+        The snapshot follows the last await here directly, so every track in
+        ``needs_old_meta`` at snapshot time has its old metadata read: a replacement
+        handled while a read was in flight is read in one more round. (Holding such a
+        track back to the next flush would write offsets past uses this flush does not
+        contain: a crash in between lost them and the replacement's catalog entry.)
+        """
         cache = self.cache
         wanted = list({key[0] for key in state.cells if key[0] not in cache})
         now = time.monotonic()
@@ -144,13 +145,17 @@ class Flusher:
         ):
             self._last_pending_check[state.partition] = now
             wanted.extend(track for track in state.pending if track not in cache)
-        if not wanted:
-            return previous
-        found = await self._redis("catalog read", lambda: self.store.get_catalog(wanted))
-        for track_id, meta in found.items():
-            cache.put(track_id, meta)
-        self.metrics.catalog_lookups.labels(result="hit").inc(len(found))
-        self.metrics.catalog_lookups.labels(result="miss").inc(len(wanted) - len(found))
+        if wanted:
+            found = await self._redis("catalog read", lambda: self.store.get_catalog(wanted))
+            for track_id, meta in found.items():
+                cache.put(track_id, meta)
+            self.metrics.catalog_lookups.labels(result="hit").inc(len(found))
+            self.metrics.catalog_lookups.labels(result="miss").inc(len(wanted) - len(found))
+        previous: dict[str, TrackMeta | None] = {}
+        while replaced := [track for track in state.needs_old_meta if track not in previous]:
+            # Still the old entries: the replacements are written to Redis by this flush.
+            found_old = await self._redis("catalog read", lambda: self.store.get_catalog(replaced))
+            previous.update({track_id: found_old.get(track_id) for track_id in replaced})
         return previous
 
     def _snapshot(
@@ -160,7 +165,7 @@ class Flusher:
         cells, state.cells = state.cells, {}
         state.bases = set()
         sealed, state.sealed = state.sealed, CounterDeltas()
-        held_back = self._seal_replaced(state, previous, sealed)
+        self._seal_replaced(state, previous, sealed)
         by_base = self._aggregate(state, cells)
         self._resolve_pending(state, sealed)
 
@@ -204,7 +209,7 @@ class Flusher:
         for code in (USES_CODE, TRACKS_CODE):
             payload.meta[f"off:{code}"] = state.next_offset[code]
             payload.meta[f"wm:{code}"] = state.watermark[code]
-        catalog_writes, state.catalog_writes = state.catalog_writes, held_back
+        catalog_writes, state.catalog_writes = state.catalog_writes, {}
         dlq_pending, state.dlq_pending = state.dlq_pending, []
         events, state.unflushed_events = state.unflushed_events, 0
         newest = state.watermark[USES_CODE] if events else None
@@ -212,26 +217,17 @@ class Flusher:
 
     def _seal_replaced(
         self, state: PartitionState, previous: dict[str, TrackMeta | None], sealed: CounterDeltas
-    ) -> dict[str, bytes]:
-        """Attribute uses counted before a replacement with the metadata they belong to.
-
-        Returns the catalog writes to hold back: replacements whose old metadata this flush
-        did not read yet must not overwrite it in Redis before the next flush reads it.
-        """
-        held_back: dict[str, bytes] = {}
-        for track_id in list(state.needs_old_meta):
-            if track_id not in previous:
-                if track_id in state.catalog_writes:
-                    held_back[track_id] = state.catalog_writes.pop(track_id)
-                continue
-            old = previous[track_id]
-            for (_, use, base_start), uses in state.needs_old_meta.pop(track_id).items():
+    ) -> None:
+        """Attribute uses counted before a replacement with the metadata they belong to."""
+        for track_id, cells in state.needs_old_meta.items():
+            old = previous[track_id]  # _fetch_metadata read every one of them
+            for (_, use, base_start), uses in cells.items():
                 count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
                 if old is None:
                     state.add_pending(track_id, use, base_start, uses)
                 else:
                     attribute_uses(sealed, self.windows, old, use, base_start, uses)
-        return held_back
+        state.needs_old_meta = {}
 
     def _aggregate(
         self, state: PartitionState, cells: dict[tuple[str, str, int], int]

@@ -29,6 +29,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
 from redis.exceptions import RedisError
 
 from streamer.config import Settings
@@ -56,6 +57,8 @@ class PipelineWorker:
         self.states: dict[int, PartitionState] = {}
         self.assigned: set[int] = set()
         self._claims: dict[int, asyncio.Task[PartitionState]] = {}
+        # Per (topic code, partition): one past the highest offset delivered to handle().
+        self._seen: dict[tuple[str, int], int] = {}
         # Offsets at or above this frontier are stale prefetches after a backward seek.
         self._resync: dict[tuple[str, int], int] = {}
         self._topic_codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
@@ -67,21 +70,24 @@ class PipelineWorker:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def ensure_started(self, consumer: Any) -> None:
-        """Start the dead-letter producer on the first assignment (Faust runs the loop)."""
+    @property
+    def started(self) -> bool:
+        return self._dlq is not None
+
+    async def start(self, consumer: Any) -> None:
+        """Start the dead-letter producer before any partition is assigned."""
         self._consumer = consumer
-        if self._dlq is None:
-            # Not idempotent on purpose: a record the broker refuses as too large would
-            # break an idempotent producer's sequence for good (OutOfOrderSequenceNumber).
-            # The DLQ is at-least-once anyway (see pipeline/dlq.py).
-            producer = AIOKafkaProducer(
-                **self.settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=False,
-                linger_ms=5, max_request_size=DLQ_MAX_RECORD_BYTES,
-            )
-            await producer.start()
-            self._dlq = producer
-            self._dead_letters = DeadLetters(producer, self.settings.dlq_topic, self.metrics)
-            self.flusher.dead_letters = self._dead_letters
+        # Not idempotent on purpose: a record the broker refuses as too large would
+        # break an idempotent producer's sequence for good (OutOfOrderSequenceNumber).
+        # The DLQ is at-least-once anyway (see pipeline/dlq.py).
+        producer = AIOKafkaProducer(
+            **self.settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=False,
+            linger_ms=5, max_request_size=DLQ_MAX_RECORD_BYTES,
+        )
+        await producer.start()
+        self._dlq = producer
+        self._dead_letters = DeadLetters(producer, self.settings.dlq_topic, self.metrics)
+        self.flusher.dead_letters = self._dead_letters
 
     async def stop(self) -> None:
         states = list(self.states.values())
@@ -130,15 +136,38 @@ class PipelineWorker:
 
     async def on_assigned(self, assigned: Iterable[Any]) -> None:
         self.metrics.rebalances.inc()
-        partitions = self._partitions(assigned)
-        # Partitions kept across the rebalance are re-claimed too: cheap, and it keeps
-        # one rule (a new owner token per assignment).
+        claims = self._start_claims(self._partitions(assigned))
+        if claims:
+            await asyncio.gather(*claims, return_exceptions=True)
+        self.rebalancing = False
+
+    async def stored_positions(self, assignment: Iterable[Any]) -> dict[Any, int]:
+        """Where Faust resumes each assigned input partition: the offsets stored in Redis.
+
+        Faust calls this (pipeline/faust_compat.py) before it fetches after a rebalance,
+        possibly before the assignment signal reaches on_assigned; both share the claims.
+        """
+        partitions = self._partitions(assignment)
+        claims = self._start_claims(partitions)
+        if claims:
+            await asyncio.gather(*claims, return_exceptions=True)
+        return {
+            TopicPartition(topic, partition): state.next_offset[code]
+            for partition in partitions if (state := self.states.get(partition)) is not None
+            for topic, code in self._topic_codes.items()
+        }
+
+    def _start_claims(self, partitions: set[int]) -> list[asyncio.Task[PartitionState]]:
+        """Claim newly assigned partitions (each one once); return the claims in flight.
+
+        Every rebalance revokes all partitions first (Faust's eager protocol), so a kept
+        partition is claimed again too: one rule, a new owner token per assignment.
+        """
         for partition in partitions - self.assigned:
             self.assigned.add(partition)
             self._claims[partition] = asyncio.ensure_future(self._claim(partition))
-        if self._claims:
-            await asyncio.gather(*self._claims.values(), return_exceptions=True)
-        self.rebalancing = False
+        return [claim for partition in partitions
+                if (claim := self._claims.get(partition)) is not None]
 
     async def _claim(self, partition: int) -> PartitionState:
         owner = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
@@ -154,7 +183,7 @@ class PipelineWorker:
             attempt += 1
         if partition in self.assigned:
             self.states[partition] = state
-            await self._seek(state)
+            self._expect_rewind(state)
         self._claims.pop(partition, None)
         self.metrics.partitions_assigned.set(len(self.states))
         return state
@@ -179,16 +208,32 @@ class PipelineWorker:
                  state.next_offset, len(state.pending))
         return state
 
+    def _expect_rewind(self, state: PartitionState) -> None:
+        """Drop records delivered before the claim's rewind until the rewound ones arrive.
+
+        Records this process saw beyond the stored offset (read before a rebalance or a
+        refused flush, not counted in Redis) may still sit in Faust's buffers. Counting one
+        of them before the records at the stored offset come back would jump the offset
+        over the gap and lose it. Faust and _seek both rewind to or before the stored
+        offset, so the first record below the frontier ends the resync.
+        """
+        for code in (USES_CODE, TRACKS_CODE):
+            key = (code, state.partition)
+            seen = self._seen.get(key, 0)
+            if seen > state.next_offset[code]:
+                self._resync[key] = seen
+            else:
+                self._resync.pop(key, None)
+
     async def _seek(self, state: PartitionState) -> None:
-        """Skip what Redis already holds instead of re-reading it from the group's offset."""
+        """Rewind to the stored offsets outside a rebalance (a refused flush)."""
         for topic, code in self._topic_codes.items():
-            offset = state.next_offset[code]
-            if offset > 0:
-                try:
-                    await asyncio.wait_for(
-                        seek_offset(self._consumer, topic, state.partition, offset), 10)
-                except Exception as exc:
-                    log.warning("seek %s/%d to %d failed: %r", topic, state.partition, offset, exc)
+            offset = state.next_offset[code]  # 0 too: records seen here may be uncounted
+            try:
+                await asyncio.wait_for(
+                    seek_offset(self._consumer, topic, state.partition, offset), 10)
+            except Exception as exc:
+                log.warning("seek %s/%d to %d failed: %r", topic, state.partition, offset, exc)
 
     # -- the record path ----------------------------------------------------------
 
@@ -196,6 +241,9 @@ class PipelineWorker:
         code = self._topic_codes.get(topic)
         if code is None:
             return
+        key = (code, partition)
+        if offset >= self._seen.get(key, 0):
+            self._seen[key] = offset + 1
         state = self.states.get(partition)
         if state is None:
             claim = self._claims.get(partition)
@@ -204,11 +252,13 @@ class PipelineWorker:
             state = await claim
             if self.states.get(partition) is not state:
                 return
-        frontier = self._resync.get((code, partition))
+            if key in self._resync and offset > state.next_offset[code]:
+                return  # delivered before the claim's rewind; it comes again after it
+        frontier = self._resync.get(key)
         if frontier is not None:
             if offset >= frontier:
                 return  # fetched before we rewound; it comes again after the rewind
-            del self._resync[(code, partition)]
+            del self._resync[key]
         now_ms = int(time.time() * 1000)
         if code == USES_CODE:
             self.metrics.records_consumed.labels(topic="uses").inc()
@@ -265,12 +315,10 @@ class PipelineWorker:
             return
         log.error("partition %d: Redis is behind our state (restarted without the last writes?);"
                   " re-reading from the offsets stored in Redis", partition)
-        frontier = dict(state.next_offset)
         self._claims[partition] = asyncio.ensure_future(self._claim(partition))
-        new_state = await self._claims[partition]
-        for code, offset in new_state.next_offset.items():
-            if offset < frontier[code]:
-                self._resync[(code, partition)] = frontier[code]
+        new_state = await self._claims[partition]  # sets the resync frontier
+        if self.states.get(partition) is new_state:
+            await self._seek(new_state)
 
     async def _commit(self, state: PartitionState, next_offsets: dict[str, int]) -> None:
         """Best effort: lets Kafka tools show the group's progress; Redis stays the truth."""

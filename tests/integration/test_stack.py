@@ -82,9 +82,10 @@ async def test_redis_round_trip_with_aof_persistence(redis_url: str, redis_prefi
         assert await client.hgetall(f"{redis_prefix}hash") == {b"a": b"1", b"b": b"2"}
         assert await client.get(key) == b"12"
 
-        # The local stack (and docker-compose) run Redis with AOF, fsync every second.
+        # The local stack (and docker-compose) run Redis with AOF, fsync at every write
+        # (docs/ARCHITECTURE.md, exactly-once point 6).
         assert await client.config_get("appendonly") == {"appendonly": "yes"}
-        assert await client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert await client.config_get("appendfsync") == {"appendfsync": "always"}
         persistence = await client.info("persistence")
         assert persistence["aof_enabled"] == 1
     finally:

@@ -505,3 +505,47 @@ def test_replacement_after_a_restart_keeps_old_metadata_for_earlier_uses() -> No
     assert "play|trk-1" in written
     assert "new-label" not in written
     assert "master|play|w|old-label" in written
+
+
+class RacingStore(FakeStore):
+    """The agent handles more records while the flusher's catalog read is in flight."""
+
+    def __init__(self, catalog: dict[str, TrackMeta], during_first_read: Any) -> None:
+        super().__init__(catalog)
+        self.during_first_read = during_first_read
+        self.reads: list[list[str]] = []
+
+    async def get_catalog(self, track_ids: list[str]) -> dict[str, TrackMeta]:
+        self.reads.append(list(track_ids))
+        if len(self.reads) == 1:
+            await asyncio.sleep(0)
+            self.during_first_read()
+        return await super().get_catalog(track_ids)
+
+
+def test_replacement_handled_during_a_flush_read_is_in_that_flush() -> None:
+    """A flush writes offsets past every record handled before its snapshot, so the uses
+    it covers must be in it: a replacement arriving mid-read is read in one more round,
+    not held back to the next flush (a crash in between lost those uses)."""
+    from streamer.pipeline.flusher import Flusher
+
+    rig = Rig()
+    rig.uses(0, dumps([use_event(1), use_event(2, track_id="trk-2")]))
+    rig.track(0, dumps(track_event("tc-new-1", rights=NEW_RIGHTS)))  # trk-1 replaced
+
+    def agent_runs_on() -> None:
+        rig.track(1, dumps(track_event("tc-new-2", track_id="trk-2", rights=NEW_RIGHTS)))
+
+    store = RacingStore({"trk-1": OLD_META, "trk-2": OLD_META}, agent_runs_on)
+    flusher = Flusher(rig.settings, store, rig.cache, rig.metrics)  # type: ignore[arg-type]
+    asyncio.run(flusher.flush(rig.state))
+
+    [payload] = store.payloads
+    assert payload.meta["off:t"] == 2  # both TrackCreated records are behind the offset ...
+    written = repr(payload)
+    for track in ("trk-1", "trk-2"):  # ... so both tracks' earlier uses are in the flush
+        assert f"play|{track}" in written
+    assert "new-label" not in written  # attributed with the metadata they were counted under
+    assert written.count("master|play|u|old-label") >= 1
+    assert not rig.state.needs_old_meta and not rig.state.catalog_writes
+    assert store.catalog["trk-2"].master == (("new-label", 1_000_000),)  # written, not held

@@ -263,10 +263,17 @@ def test_flush_interval_not_a_number_is_named() -> None:
 
 
 def test_security_protocol() -> None:
-    assert load_settings({"STREAMER_KAFKA_SECURITY_PROTOCOL": "sasl_ssl"}
-                         ).kafka.security_protocol == "SASL_SSL"
+    sasl = {"STREAMER_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "STREAMER_KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "STREAMER_KAFKA_SASL_USERNAME": "u", "STREAMER_KAFKA_SASL_PASSWORD": "p"}
+    kafka = load_settings(sasl).kafka
+    assert (kafka.security_protocol, kafka.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
     with pytest.raises(ConfigError, match="STREAMER_KAFKA_SECURITY_PROTOCOL"):
         load_settings({"STREAMER_KAFKA_SECURITY_PROTOCOL": "TLS"})
+    with pytest.raises(ConfigError, match="STREAMER_KAFKA_SASL_MECHANISM"):
+        load_settings({**sasl, "STREAMER_KAFKA_SASL_MECHANISM": ""})
+    with pytest.raises(ConfigError, match="STREAMER_KAFKA_SASL_PASSWORD"):
+        load_settings({**sasl, "STREAMER_KAFKA_SASL_PASSWORD": ""})
 
 
 # -- retention ----------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""Run ``streamer worker`` under a profiler and write the profile when it stops (SIGTERM).
+
+    python -m benchmarks.profiled_worker cprofile OUT_DIR
+    python -m benchmarks.profiled_worker pyinstrument OUT_DIR
+
+cProfile writes ``worker.pstats`` and ``worker-cprofile.txt`` (top functions by own time
+and by cumulative time); pyinstrument (sampling, 1 ms, main thread, low overhead) writes
+``worker-pyinstrument.txt`` and ``worker-pyinstrument.html``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pstats
+import sys
+from pathlib import Path
+
+
+def _run_worker() -> None:
+    from streamer.cli import main
+
+    with contextlib.suppress(SystemExit):
+        main(["worker", "--loglevel", "warn"])
+
+
+def main(argv: list[str]) -> int:
+    kind, out = argv[0], Path(argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    if kind == "cprofile":
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            _run_worker()
+        finally:
+            profiler.disable()
+            profiler.dump_stats(out / "worker.pstats")
+            text = io.StringIO()
+            stats = pstats.Stats(profiler, stream=text)
+            text.write("== top 45 by own time (tottime) ==\n")
+            stats.sort_stats("tottime").print_stats(45)
+            text.write("\n== top 45 by cumulative time ==\n")
+            stats.sort_stats("cumulative").print_stats(45)
+            (out / "worker-cprofile.txt").write_text(text.getvalue())
+    elif kind == "pyinstrument":
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001, async_mode="disabled")
+        profiler.start()
+        try:
+            _run_worker()
+        finally:
+            profiler.stop()
+            (out / "worker-pyinstrument.txt").write_text(
+                profiler.output_text(unicode=False, color=False, show_all=False))
+            (out / "worker-pyinstrument.html").write_text(profiler.output_html())
+    else:
+        print(f"unknown profiler {kind!r} (cprofile or pyinstrument)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,229 @@
+"""``streamer load``: send realistic, reproducible traffic to the input topics.
+
+    streamer load --rate 20000 --duration 60            # 20k uses/s for a minute, batches
+    streamer load --single --rate 2000 --duration 30    # one SoundUsed per record
+    streamer load --speed 0 --duration 86400 --rate 230 # a day of event time, flat out
+    streamer load --truth truth.jsonl ...               # also write the expected counters
+
+Topics, partitions and the broker come from the worker's STREAMER_* settings; missing
+topics are created like the worker does. The progress bar shows the live send rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from typing import Any
+
+from streamer.config import Settings
+from streamer.loadgen.config import DAY_S, TRACKS_PER_DAY, LoadConfig
+
+# How far behind the wall clock a generated stream ends when its start is chosen for it.
+START_MARGIN_MS = 60_000
+
+# LoadConfig fields set from options, to name the option in an error.
+_OPTIONS = {"use_rate": "--rate", "duration_s": "--duration", "track_rate": "--track-rate",
+            "catalog": "--catalog", "batch_events": "--batch-events",
+            "duplicate_rate": "--duplicates", "late_rate": "--late", "early_rate": "--early",
+            "invalid_rate": "--invalid", "ai_share": "--ai-share",
+            "create_share": "--create-share", "zipf": "--zipf",
+            "allowed_lateness_ms": "the worker's STREAMER_ALLOWED_LATENESS; --early 0 "
+                                   "drops the early-delay part"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--rate", type=float, default=1_000.0, help="SoundUsed per simulated second (1000)")
+    add("--duration", type=float, default=60.0, help="simulated seconds of traffic (60)")
+    add("--track-rate", type=float, default=TRACKS_PER_DAY / DAY_S,
+        help="TrackCreated per simulated second (2M a day = 23.1)")
+    add("--catalog", type=int, default=20_000, help="tracks that exist before the run (20000)")
+    add("--seed", type=int, default=1)
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--batch-events", type=int, default=500,
+                       help="SoundUsed per batch record (500)")
+    shape.add_argument("--single", action="store_true", help="one SoundUsed per record")
+    add("--duplicates", type=float, default=0.005, help="fraction of uses sent twice (0.005)")
+    add("--late", type=float, default=0.001, help="fraction of uses that are late (0.001)")
+    add("--early", type=float, default=0.02,
+        help="fraction of new tracks with uses before their TrackCreated (0.02)")
+    add("--invalid", type=float, default=0.001, help="fraction of invalid inputs (0.001)")
+    add("--ai-share", type=float, default=0.4, help="share of AI tracks (0.4)")
+    add("--create-share", type=float, default=0.05,
+        help="share of uses that are 'create' rather than 'play' (0.05)")
+    add("--zipf", type=float, default=1.1, help="popularity exponent (1.1)")
+    add("--processes", type=int, default=1, help="sending processes (1)")
+    add("--speed", type=float, default=1.0,
+        help="simulated seconds per wall second; 0 sends as fast as possible (1)")
+    add("--start-ms", type=int, help="event time of the first tick (default: now; with "
+        "--speed 0 or above 1, early enough that no event is ahead of the wall clock); "
+        "fix it for byte-identical reruns")
+    add("--truth", help="write the expected counters to this file (JSON lines)")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def default_start_ms(total_sim_s: float, speed: float, now_ms: int) -> int | None:
+    """Event time of the first tick when ``--start-ms`` is not given.
+
+    Events must never be ahead of the wall clock (the worker rejects those more than its
+    future tolerance ahead). At speed 1 or less the stream starts when sending starts
+    (None) and never catches up with the clock. Flat out (speed 0) it ends a minute
+    before now. Faster than real time, event time gains ``1 - 1/speed`` on the clock,
+    so it starts that much of the duration earlier (and a minute more): its last tick
+    is then still a minute behind the clock when it is sent.
+    """
+    total_ms = total_sim_s * 1000
+    if speed <= 0:
+        return now_ms - int(total_ms) - START_MARGIN_MS
+    if speed > 1:
+        return now_ms - math.ceil(total_ms * (1 - 1 / speed)) - START_MARGIN_MS
+    return None
+
+
+def config_from_args(args: argparse.Namespace, settings: Settings) -> LoadConfig:
+    return LoadConfig(
+        seed=args.seed, start_ms=args.start_ms, duration_s=args.duration, use_rate=args.rate,
+        track_rate=args.track_rate, catalog=args.catalog, zipf=args.zipf,
+        ai_share=args.ai_share, create_share=args.create_share,
+        duplicate_rate=args.duplicates, late_rate=args.late, early_rate=args.early,
+        invalid_rate=args.invalid, batch_events=1 if args.single else args.batch_events,
+        allowed_lateness_ms=settings.allowed_lateness_ms, windows=settings.windows)
+
+
+class ProgressBar:
+    """tqdm when installed (the ``bench`` extra), else one line a second on stderr."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.done = 0
+        self.last_print = 0.0
+        self.started = time.monotonic()
+        self._last = (self.started, 0)
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, unit="ev", unit_scale=True, dynamic_ncols=True,
+                                smoothing=0.3, desc="sending")
+
+    def update(self, totals: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        events = int(totals["events"])
+        now = time.monotonic()
+        if self.bar is not None:
+            self.bar.update(events - self.done)
+            last_t, last_events = self._last
+            if now - last_t >= 1.0:
+                self.bar.set_postfix(records=int(totals["records"]),
+                                     tracks=int(totals["tracks"]),
+                                     MB=round(totals["bytes"] / 1e6, 1), refresh=False)
+                self._last = (now, events)
+        elif now - self.last_print >= 1.0:
+            last_t, last_events = self._last
+            rate = (events - last_events) / max(now - last_t, 1e-9)
+            print(f"sent {events:,} events, {int(totals['records']):,} records, "
+                  f"{rate:,.0f} ev/s", file=sys.stderr)
+            self.last_print = now
+            self._last = (now, events)
+        self.done = events
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def write_truth(path: str, expected: dict[tuple[Any, ...], int]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for key, value in sorted(expected.items(), key=repr):
+            handle.write(json.dumps([*key, value]) + "\n")
+
+
+def read_truth(path: str) -> dict[tuple[Any, ...], int]:
+    expected: dict[tuple[Any, ...], int] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            *key, value = json.loads(line)
+            expected[tuple(key)] = value
+    return expected
+
+
+async def run_load(settings: Settings, args: argparse.Namespace) -> int:
+    from streamer.loadgen.sender import KafkaUnreachable, LoadRun, SendPlan, check_kafka
+    from streamer.pipeline.worker import ensure_topics
+
+    cfg = config_from_args(args, settings)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        text = str(exc)
+        field = text.split(" ", 1)[0]
+        hint = f" ({_OPTIONS[field]})" if field in _OPTIONS else ""
+        print(f"streamer load: {text}{hint}", file=sys.stderr)
+        return 2
+    if not (math.isfinite(args.speed) and args.speed >= 0):
+        print(f"streamer load: --speed must be a finite number, 0 or more, got {args.speed}",
+              file=sys.stderr)
+        return 2
+    if args.processes < 1:
+        print("streamer load: --processes must be at least 1", file=sys.stderr)
+        return 2
+    kafka = settings.kafka.aiokafka_kwargs()
+    try:
+        await check_kafka(kafka)
+        partitions = await asyncio.wait_for(ensure_topics(settings), timeout=60)
+    except KafkaUnreachable as exc:
+        print(f"streamer load: {exc}. Is the broker running (make up)? "
+              "Set STREAMER_KAFKA_BOOTSTRAP to point elsewhere.", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"streamer load: cannot prepare topics on Kafka at {settings.kafka.bootstrap}: "
+              f"{exc!r}", file=sys.stderr)
+        return 1
+    now = int(time.time() * 1000)
+    if cfg.start_ms is None:
+        cfg.start_ms = default_start_ms(cfg.total_sim_s, args.speed, now)
+    plan = SendPlan(cfg=cfg, kafka=kafka, tracks_topic=settings.tracks_topic,
+                    uses_topic=settings.uses_topic, partitions=partitions,
+                    processes=args.processes, speed=args.speed,
+                    catalog_ms=cfg.start_ms or now, keep_truth=bool(args.truth))
+    bar = ProgressBar(cfg.expected_uses, enabled=not args.no_progress)
+    run = LoadRun(plan).start()
+    try:
+        result = await run.wait(bar.update)
+    except KeyboardInterrupt:
+        run.terminate()
+        raise
+    except RuntimeError as exc:
+        bar.close()
+        text = str(exc)
+        if "KafkaConnectionError" in text or "Unable to bootstrap" in text:
+            print(f"streamer load: Kafka unreachable at {settings.kafka.bootstrap}",
+                  file=sys.stderr)
+        else:
+            print(f"streamer load: {text}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    if args.truth and result.expected is not None:
+        write_truth(args.truth, result.expected)
+    summary = result.summary()
+    summary["topics"] = {"tracks": settings.tracks_topic, "uses": settings.uses_topic,
+                         "partitions": partitions}
+    print(json.dumps(summary))
+    return 0 if not result.errors else 1
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(run_load(settings, args))
+    except KeyboardInterrupt:
+        print("streamer load: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Helpers shared by the integration tests (importable as ``support`` from tests/)."""
