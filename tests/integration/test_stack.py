@@ -83,7 +83,7 @@ async def test_redis_round_trip_with_aof_persistence(redis_url: str, redis_prefi
         assert await client.get(key) == b"12"
 
         # The local stack (and docker-compose) run Redis with AOF, fsync at every write
-        # (docs/ARCHITECTURE.md, exactly-once point 6).
+        # (docs/ARCHITECTURE.md, exactly-once point 7).
         assert await client.config_get("appendonly") == {"appendonly": "yes"}
         assert await client.config_get("appendfsync") == {"appendfsync": "always"}
         persistence = await client.info("persistence")
