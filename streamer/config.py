@@ -61,6 +61,9 @@ class Settings:
     partitions: int = 8
     # A killed worker's partitions move after this long without heartbeats.
     kafka_session_timeout_s: float = 10.0
+    # Per partition and fetch. Faust's 1 MiB default holds ~15 batch records: the worker
+    # then idled half the time waiting for fetches (54k events/s at 50 % CPU, 105k at 8 MiB).
+    kafka_max_partition_fetch_bytes: int = 8 << 20
     replication_factor: int = 1
     key_prefix: str = "streamer"
     # Window sizes in ms; the smallest must divide every other one (see windows.py).
@@ -201,6 +204,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dlq_topic=get("DLQ_TOPIC", defaults.dlq_topic) or defaults.dlq_topic,
         partitions=partitions,
         kafka_session_timeout_s=get_duration("KAFKA_SESSION_TIMEOUT", 10_000) / 1000,
+        kafka_max_partition_fetch_bytes=get_int(
+            "KAFKA_MAX_PARTITION_FETCH_BYTES", defaults.kafka_max_partition_fetch_bytes),
         replication_factor=get_int("REPLICATION_FACTOR", defaults.replication_factor),
         key_prefix=get("KEY_PREFIX", defaults.key_prefix) or defaults.key_prefix,
         windows=windows,

@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=True,  # Faust's own leader topic; ours exist already
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout_s / 4),
+        consumer_max_fetch_size=settings.kafka_max_partition_fetch_bytes,
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=4096,

@@ -392,6 +392,27 @@ def metric_sum(values: Mapping[str, float], name: str) -> float:
                if key == name or key.startswith(name + "{"))
 
 
+async def next_flush(worker: WorkerProcess, timeout: float = 10.0) -> float | None:
+    """Return the flush count right after /metrics shows one more applied flush.
+
+    None if no new flush shows within ``timeout`` (the worker may be down).
+    """
+    before = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            flushes = metric_sum(await metrics(worker, timeout=2.0), "streamer_flushes_total")
+        except Exception:
+            await asyncio.sleep(0.05)
+            continue
+        if before is None:
+            before = flushes
+        elif flushes > before:
+            return flushes
+        await asyncio.sleep(0.01)
+    return None
+
+
 async def health(worker: WorkerProcess) -> tuple[int, Any]:
     try:
         return await worker.get("/v1/health", timeout=3.0)

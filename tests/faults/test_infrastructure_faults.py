@@ -30,6 +30,7 @@ from fault_harness import (
     log,
     metric_sum,
     metrics,
+    next_flush,
     rss_mb,
     worker_log_text,
 )
@@ -54,23 +55,6 @@ async def _sample_health(worker: WorkerProcess, statuses: list[int],
     while not stop.is_set():
         statuses.append((await health(worker))[0])
         await asyncio.sleep(0.5)
-
-
-async def _wait_flush(worker: WorkerProcess, timeout: float = 10.0) -> None:
-    """Return right after /metrics shows one more applied flush."""
-    before = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            flushes = metric_sum(await metrics(worker, timeout=2.0), "streamer_flushes_total")
-        except Exception:
-            await asyncio.sleep(0.05)
-            continue
-        if before is None:
-            before = flushes
-        elif flushes > before:
-            return
-        await asyncio.sleep(0.01)
 
 
 async def test_redis_restart_kill_and_freeze(kafka_bootstrap: str, private_redis: PrivateRedis,
@@ -103,7 +87,7 @@ async def test_redis_restart_kill_and_freeze(kafka_bootstrap: str, private_redis
                 private_redis.thaw()
             else:
                 if fault == "kill_after_flush":
-                    await _wait_flush(worker)
+                    await next_flush(worker)
                 await private_redis.arun("kill", 30)
                 down = rng.uniform(0.2, 2.0)
                 await asyncio.sleep(down)

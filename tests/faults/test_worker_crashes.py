@@ -18,7 +18,7 @@ import random
 import time
 from pathlib import Path
 
-from fault_harness import Scenario, Sender, health, log, metric_sum, metrics
+from fault_harness import Scenario, Sender, health, log, metric_sum, metrics, next_flush
 from fault_workload import WorkloadBuilder, simple_bad
 
 from streamer.verify.worker_process import WorkerProcess
@@ -29,22 +29,11 @@ EVENTS = 200_000
 
 async def _kill_after_flush(worker: WorkerProcess, timeout: float = 10.0) -> str:
     """SIGKILL the moment /metrics shows one more applied flush."""
-    before = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            flushes = metric_sum(await metrics(worker, timeout=2.0), "streamer_flushes_total")
-        except Exception:
-            await asyncio.sleep(0.05)
-            continue
-        if before is None:
-            before = flushes
-        elif flushes > before:
-            worker.kill()
-            return f"SIGKILL right after flush #{int(flushes)} was applied"
-        await asyncio.sleep(0.01)
+    flushes = await next_flush(worker, timeout)
     worker.kill()
-    return f"SIGKILL (no new flush within {timeout:.0f}s)"
+    if flushes is None:
+        return f"SIGKILL (no new flush within {timeout:.0f}s)"
+    return f"SIGKILL right after flush #{int(flushes)} was applied"
 
 
 async def test_sigkill_worker_at_random_moments(kafka_bootstrap: str, redis_url: str,

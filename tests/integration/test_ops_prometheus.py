@@ -15,24 +15,21 @@ import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-import pytest_asyncio
 import yaml
 from support.pipeline import (
     HOUR,
     MINUTE,
     WINDOWS,
-    MakeTopic,
     Pipeline,
     free_port,
     now_ms,
-    pipeline_factory,
     send_single,
     track_event,
     use_event,
@@ -141,13 +138,6 @@ class PrometheusProcess:
         return [rule for group in data["groups"] for rule in group["rules"]]
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def make_pipeline(kafka_bootstrap: str, redis_url: str, make_topic: MakeTopic,
-                        redis_prefix: str, tmp_path: Path
-                        ) -> AsyncIterator[Callable[..., Awaitable[Pipeline]]]:
-    async with pipeline_factory(kafka_bootstrap, redis_url, make_topic, redis_prefix,
-                                tmp_path) as make:
-        yield make
 
 
 async def wait_for_value(prom: PrometheusProcess, promql: str, expected: float,

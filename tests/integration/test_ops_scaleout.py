@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from support.pipeline import (
     DAY,
     HOUR,
     MINUTE,
     WINDOWS,
-    MakeTopic,
     Pipeline,
     past_hour_start,
-    pipeline_factory,
     poll_until,
     right,
     send_single,
@@ -51,13 +47,6 @@ RIGHTS = ("master", "publishing")
 ORIGINS = ("human", "ai_assisted", "ai_generated")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def make_pipeline(kafka_bootstrap: str, redis_url: str, make_topic: MakeTopic,
-                        redis_prefix: str, tmp_path: Path
-                        ) -> AsyncIterator[Callable[..., Awaitable[Pipeline]]]:
-    async with pipeline_factory(kafka_bootstrap, redis_url, make_topic, redis_prefix,
-                                tmp_path) as make:
-        yield make
 
 
 class Traffic:

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from support.pipeline import (
     HOUR,
     MINUTE,
     WINDOWS,
-    MakeTopic,
     Pipeline,
     http_expectations,
     past_hour_start,
-    pipeline_factory,
     right,
     send_single,
     track_event,
@@ -40,13 +35,6 @@ RIGHTS = ("master", "publishing")
 ORIGINS = ("human", "ai_assisted", "ai_generated")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def make_pipeline(kafka_bootstrap: str, redis_url: str, make_topic: MakeTopic,
-                        redis_prefix: str, tmp_path: Path
-                        ) -> AsyncIterator[Callable[..., Awaitable[Pipeline]]]:
-    async with pipeline_factory(kafka_bootstrap, redis_url, make_topic, redis_prefix,
-                                tmp_path) as make:
-        yield make
 
 
 async def send_uses(pipe: Pipeline, truth: GroundTruth | None, events: list[dict[str, Any]],

@@ -11,21 +11,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from support.pipeline import (
     MINUTE,
     WINDOWS,
-    MakeTopic,
     Pipeline,
     past_hour_start,
-    pipeline_factory,
     track_event,
     use_event,
 )
@@ -38,13 +33,6 @@ LATENESS = "2m"
 LATENESS_MS = 2 * MINUTE
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def make_pipeline(kafka_bootstrap: str, redis_url: str, make_topic: MakeTopic,
-                        redis_prefix: str, tmp_path: Path
-                        ) -> AsyncIterator[Callable[..., Awaitable[Pipeline]]]:
-    async with pipeline_factory(kafka_bootstrap, redis_url, make_topic, redis_prefix,
-                                tmp_path) as make:
-        yield make
 
 
 def new_workload(pipe: Pipeline, seed: int) -> Workload:

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import pytest_asyncio
 from support.pipeline import (
     MINUTE,
     WINDOWS,
-    MakeTopic,
-    Pipeline,
     now_ms,
     past_hour_start,
-    pipeline_factory,
     right,
     send_single,
     track_event,
@@ -38,13 +32,6 @@ from streamer.verify import GroundTruth, compare
 USES = ("create", "play")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def make_pipeline(kafka_bootstrap: str, redis_url: str, make_topic: MakeTopic,
-                        redis_prefix: str, tmp_path: Path
-                        ) -> AsyncIterator[Callable[..., Awaitable[Pipeline]]]:
-    async with pipeline_factory(kafka_bootstrap, redis_url, make_topic, redis_prefix,
-                                tmp_path) as make:
-        yield make
 
 
 def assert_reconciled(truth: GroundTruth, actual: dict[tuple[Any, ...], int]) -> None:
