@@ -6,9 +6,9 @@ state holds about ``rate x horizon`` hashes whatever the run time. New hashes ar
 persisted with the partition's atomic flush, so a restarted worker detects the
 duplicates of events it counted before the crash.
 
-Memory: new hashes go to a Python set (fast to probe one at a time, ~70 bytes each);
-once a bucket's set holds ``freeze_at`` hashes it is merged into the bucket's sorted
-numpy array (8 bytes each). Batch records probe the frozen arrays with one vectorised
+Memory: new hashes go to one Python set (fast to probe one at a time, ~80 bytes each);
+once a bucket holds ``freeze_at`` of them they move into the bucket's sorted numpy
+array (8 bytes each). Batch records probe the frozen arrays with one vectorised
 ``searchsorted`` per bucket (``frozen_hits``); at 250k events/s and a 5-minute horizon
 that keeps ~75 million hashes in ~0.6 GB instead of ~5 GB.
 
@@ -34,33 +34,34 @@ def event_hash(event_id: str) -> int:
 
 
 class _Bucket:
+    """One event-time bucket: hashes still in the Deduper's set, and a frozen sorted array."""
+
     __slots__ = ("frozen", "recent")
 
     def __init__(self) -> None:
-        self.recent: set[int] = set()
+        self.recent: list[int] = []
         self.frozen: np.ndarray = _EMPTY
 
     def __len__(self) -> int:
         return len(self.recent) + len(self.frozen)
 
-    def freeze(self) -> None:
-        if self.recent:
-            fresh = np.fromiter(self.recent, dtype=np.uint64, count=len(self.recent))
-            self.frozen = np.union1d(self.frozen, fresh)
-            self.recent = set()
-
 
 class Deduper:
-    """Seen-set of one input partition of one topic."""
+    """Seen-set of one input partition of one topic.
+
+    Unfrozen hashes of every bucket share one set, so a lookup is one probe whatever
+    the number of live buckets; each bucket lists its own for freezing and eviction.
+    """
 
     __slots__ = ("_buckets", "_expired", "_first_live", "_freeze_at", "_frozen_buckets",
-                 "_horizon_ms", "_new", "bucket_ms")
+                 "_horizon_ms", "_new", "_recent", "bucket_ms")
 
     def __init__(self, horizon_ms: int, freeze_at: int = 100_000) -> None:
         self._horizon_ms = horizon_ms
         self.bucket_ms = max(1, horizon_ms // 5)
         self._freeze_at = freeze_at
         self._buckets: dict[int, _Bucket] = {}
+        self._recent: set[int] = set()
         self._frozen_buckets: list[_Bucket] = []
         # Hashes added since the last flush, per bucket, to append to Redis.
         self._new: dict[int, list[int]] = {}
@@ -73,9 +74,9 @@ class Deduper:
 
     @property
     def memory_bytes(self) -> int:
-        """Approximate: 8 bytes per frozen hash, ~70 per hash still in a set."""
-        return sum(bucket.frozen.nbytes + 70 * len(bucket.recent)
-                   for bucket in self._buckets.values())
+        """Approximate: 8 bytes per frozen hash, ~80 per hash still in the set."""
+        return sum(bucket.frozen.nbytes for bucket in self._buckets.values()) + 80 * len(
+            self._recent)
 
     def frozen_hits(self, digests: Sequence[int]) -> np.ndarray | None:
         """For a batch: which digests are in a frozen array (None: nothing is frozen)."""
@@ -96,18 +97,16 @@ class Deduper:
         ``frozen_hit`` is this digest's entry of ``frozen_hits`` when the caller probed
         the frozen arrays for a whole batch; None probes them here, one by one.
         """
-        if frozen_hit:
+        if frozen_hit or digest in self._recent:
             return False
-        for bucket in self._buckets.values():
-            if digest in bucket.recent:
-                return False
         if frozen_hit is None and self._frozen_buckets and self._frozen_contains(digest):
             return False
         index = occurred_at // self.bucket_ms
         bucket = self._buckets.get(index)
         if bucket is None:
             bucket = self._buckets[index] = _Bucket()
-        bucket.recent.add(digest)
+        self._recent.add(digest)
+        bucket.recent.append(digest)
         pending = self._new.get(index)
         if pending is None:
             pending = self._new[index] = []
@@ -127,22 +126,36 @@ class Deduper:
         return False
 
     def compact(self) -> None:
-        """Move large sets into sorted arrays; call between records, never inside a batch
-        (a batch's ``frozen_hits`` must stay valid while it is processed)."""
+        """Move large buckets' hashes into sorted arrays; call between records, never inside
+        a batch (a batch's ``frozen_hits`` must stay valid while it is processed)."""
+        if len(self._recent) < self._freeze_at:
+            return
         for bucket in self._buckets.values():
             if len(bucket.recent) >= self._freeze_at:
                 self._freeze(bucket)
 
     def _freeze(self, bucket: _Bucket) -> None:
-        bucket.freeze()
-        if bucket not in self._frozen_buckets:
+        fresh = np.array(bucket.recent, dtype=np.uint64)
+        fresh.sort()
+        if len(bucket.frozen):
+            # Two sorted runs without common values: a stable sort merges them in O(n),
+            # where union1d sorted everything again at every freeze.
+            merged = np.concatenate((bucket.frozen, fresh))
+            merged.sort(kind="stable")
+            bucket.frozen = merged
+        else:
+            bucket.frozen = fresh
             self._frozen_buckets.append(bucket)
+        self._recent.difference_update(bucket.recent)
+        bucket.recent = []
 
     def load(self, bucket_index: int, packed: bytes) -> None:
         hashes = array("Q")
         hashes.frombytes(packed[: len(packed) - len(packed) % 8])
         bucket = self._buckets.setdefault(bucket_index, _Bucket())
-        bucket.recent.update(hashes)
+        fresh = [digest for digest in hashes if digest not in self._recent]
+        self._recent.update(fresh)
+        bucket.recent.extend(fresh)
         if len(bucket.recent) >= self._freeze_at:
             self._freeze(bucket)
 
@@ -160,6 +173,7 @@ class Deduper:
         expired = [index for index in self._buckets if index < first_live]
         for index in expired:
             bucket = self._buckets.pop(index)
+            self._recent.difference_update(bucket.recent)
             if bucket in self._frozen_buckets:
                 self._frozen_buckets.remove(bucket)
         self._expired.extend(expired)
