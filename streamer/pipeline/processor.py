@@ -118,16 +118,11 @@ class RecordProcessor:
                 watermark = occurred_at
                 late_before = watermark - self.lateness_ms
 
-        digests = [_hash64(parsed[0].encode()) for parsed in accepted]
-        frozen = dedupe.frozen_hits(digests)
-        hits: list[bool] | list[None] = frozen.tolist() if frozen is not None else (
-            [None] * len(digests))
-        add = dedupe.add_digest
+        fresh = dedupe.add_batch([_hash64(parsed[0].encode()) for parsed in accepted],
+                                 [parsed[2] for parsed in accepted])
         counted = duplicates = 0
-        for (_, track_id, occurred_at, use), digest, hit in zip(
-            accepted, digests, hits, strict=True
-        ):
-            if not add(digest, occurred_at, hit):
+        for (_, track_id, occurred_at, use), is_new in zip(accepted, fresh, strict=True):
+            if not is_new:
                 duplicates += 1
                 continue
             base = occurred_at - occurred_at % base_ms

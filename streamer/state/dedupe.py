@@ -113,6 +113,43 @@ class Deduper:
         pending.append(digest)
         return True
 
+    def add_batch(self, digests: Sequence[int], times: Sequence[int]) -> list[bool]:
+        """``add_digest`` for a record's events, in order: True where an event is new.
+
+        One vectorised probe of the frozen arrays and one loop with local names: this is
+        per event on the hot path.
+        """
+        frozen = self.frozen_hits(digests)
+        hits = frozen.tolist() if frozen is not None else None
+        recent = self._recent
+        buckets = self._buckets
+        new = self._new
+        bucket_ms = self.bucket_ms
+        fresh: list[bool] = []
+        last_index = -1
+        bucket_list: list[int] = []
+        new_list: list[int] = []
+        for position, digest in enumerate(digests):
+            if digest in recent or (hits is not None and hits[position]):
+                fresh.append(False)
+                continue
+            index = times[position] // bucket_ms
+            if index != last_index:
+                bucket = buckets.get(index)
+                if bucket is None:
+                    bucket = buckets[index] = _Bucket()
+                bucket_list = bucket.recent
+                pending = new.get(index)
+                if pending is None:
+                    pending = new[index] = []
+                new_list = pending
+                last_index = index
+            recent.add(digest)
+            bucket_list.append(digest)
+            new_list.append(digest)
+            fresh.append(True)
+        return fresh
+
     def add(self, event_id: str, occurred_at: int) -> bool:
         return self.add_digest(_hash64(event_id.encode()), occurred_at)
 

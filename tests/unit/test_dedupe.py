@@ -180,3 +180,28 @@ def test_live_buckets_cover_the_horizon(horizon: int, watermark: int, data: st.D
     assert live.stop - 1 not in evicted
     if live.start >= 1:
         assert live.start - 1 in evicted
+
+
+@SETTINGS
+@given(st.lists(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 10 * 60_000)),
+                         max_size=30), max_size=8),
+       st.integers(min_value=1, max_value=12))
+def test_add_batch_matches_a_plain_seen_set(records: list[list[tuple[int, int]]],
+                                            freeze_at: int) -> None:
+    """Batches (duplicates inside one batch, against earlier batches, in frozen arrays)
+    say "new" exactly where a plain set of ids would, and persist the same hashes."""
+    d = Deduper(60 * 60_000, freeze_at=freeze_at)  # horizon longer than the times: no eviction
+    seen: set[int] = set()
+    persisted: list[int] = []
+    for record in records:
+        digests = [event_hash(f"ev-{n}") for n, _ in record]
+        expected = []
+        for digest in digests:
+            expected.append(digest not in seen)
+            seen.add(digest)
+        assert d.add_batch(digests, [t for _, t in record]) == expected
+        d.compact()  # freezes buckets between records, as the processor does
+        persisted += [h for packed in d.take_new().values()
+                      for h in memoryview(packed).cast("Q")]
+    assert sorted(persisted) == sorted(seen)
+    assert len(d) == len(seen)
