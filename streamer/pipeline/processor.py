@@ -136,11 +136,10 @@ class RecordProcessor:
         dedupe.advance(watermark)
         dedupe.compact()
         state.unflushed_events += counted
-        metrics = self.metrics
-        metrics.events_consumed_uses.inc(len(events))
-        metrics.events_counted.inc(counted)
-        if duplicates:
-            metrics.duplicates.inc(duplicates)
+        hot = self.metrics.hot
+        hot.events_uses += len(events)
+        hot.events_counted += counted
+        hot.duplicates += duplicates
         return len(events)
 
     def handle_track(self, state: PartitionState, offset: int, value: bytes | None,
@@ -164,7 +163,7 @@ class RecordProcessor:
             return 1
         self.metrics.events_consumed_tracks.inc()
         if not state.dedupe[TRACKS_CODE].add(event_id, occurred_at):
-            self.metrics.duplicates.inc()
+            self.metrics.hot.duplicates += 1
             return 1
         state.watermark[TRACKS_CODE] = max(state.watermark[TRACKS_CODE], occurred_at)
         state.dedupe[TRACKS_CODE].advance(state.watermark[TRACKS_CODE])

@@ -261,10 +261,10 @@ class PipelineWorker:
             del self._resync[key]
         now_ms = int(time.time() * 1000)
         if code == USES_CODE:
-            self.metrics.records_consumed.labels(topic="uses").inc()
+            self.metrics.hot.records_uses += 1
             self.processor.handle_uses(state, offset, value, now_ms)
         else:
-            self.metrics.records_consumed.labels(topic="tracks").inc()
+            self.metrics.hot.records_tracks += 1
             self.processor.handle_track(state, offset, value, now_ms)
         if state.rejections:
             await self._send_rejections(state)
@@ -283,6 +283,7 @@ class PipelineWorker:
     async def flush_all(self) -> None:
         for state in list(self.states.values()):
             await self.flush_partition(state)
+        self.metrics.publish()
         self.metrics.unflushed_events.set(
             sum(state.unflushed_events for state in self.states.values()))
         self.metrics.pending_unattributed.set(

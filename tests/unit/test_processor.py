@@ -50,6 +50,7 @@ class Rig:
         return dict(self.state.cells)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        self.metrics.publish()  # as every flush pass and scrape does
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
     def rejected(self, code: str) -> float:
