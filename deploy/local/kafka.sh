@@ -147,12 +147,14 @@ java_opts() {
 format_storage() {
   [[ -f "$KAFKA_DATA/meta.properties" ]] && return 0
   local cluster_id
+  # Kafka's own format (22 url-safe base64 characters); one starting with "-" would be
+  # read as an option by the formatter's argument parser, hence --cluster-id=.
   cluster_id="$("$(python_bin)" -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
   log "formatting KRaft storage in $KAFKA_DATA (cluster id $cluster_id)"
   local opts
   mapfile -t opts < <(java_opts)
   if ! "$(java_bin)" "${opts[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format \
-    -t "$cluster_id" -c "$KAFKA_CONF" >"$KAFKA_DIR/format.log" 2>&1; then
+    --cluster-id="$cluster_id" --config="$KAFKA_CONF" >"$KAFKA_DIR/format.log" 2>&1; then
     cat "$KAFKA_DIR/format.log" >&2
     die "formatting KRaft storage failed"
   fi
