@@ -264,7 +264,13 @@ class Flusher:
         """Attribute pending uses whose metadata arrived; expire the rest after the lateness."""
         if not state.pending:
             return
-        expire_before = state.watermark[USES_CODE] - self.settings.allowed_lateness_ms
+        # A TrackCreated may still come while tracks.created has not passed the use's
+        # window plus the lateness. Live, both topics move together; in a backlog (after
+        # an outage) the uses run ahead, so the tracks topic's own watermark is the clock.
+        clock = state.watermark[USES_CODE]
+        if not state.tracks_caught_up:
+            clock = min(clock, state.watermark[TRACKS_CODE])
+        expire_before = clock - self.settings.allowed_lateness_ms
         base_ms = self.base_ms
         for track_id in list(state.pending):
             track_cells = state.pending[track_id]

@@ -295,6 +295,7 @@ class PipelineWorker:
         # state.next_offset after it would run ahead of Redis, because the agent keeps
         # counting while the flush awaits; a crash then skipped the gap (tests/faults).
         flushed_offsets = dict(state.next_offset)
+        state.tracks_caught_up = self._caught_up(self.settings.tracks_topic, state)
         try:
             await self.flusher.flush(state)
         except FlushRefused:
@@ -302,6 +303,13 @@ class PipelineWorker:
             return
         self.last_flush_ok = time.monotonic()
         await self._commit(state, flushed_offsets)
+
+    def _caught_up(self, topic: str, state: PartitionState) -> bool:
+        """Whether this process has read the partition to its end (True when unknown)."""
+        if self._consumer is None:
+            return True
+        highwater = self._consumer.highwater(TopicPartition(topic, state.partition))
+        return highwater is None or state.next_offset[self._topic_codes[topic]] >= highwater
 
     async def _recover_refused(self, state: PartitionState) -> None:
         """Redis no longer matches our state: another owner, or Redis lost recent writes."""

@@ -58,6 +58,9 @@ class PartitionState:
     # Rejections handed to the DLQ producer, confirmed by the next flush.
     dlq_pending: list[Any] = field(default_factory=list)
     unflushed_events: int = 0
+    # False while this partition of tracks.created is known to lag behind its end (a
+    # backlog): pending attributions then expire by its watermark, not the uses' one.
+    tracks_caught_up: bool = True
     # Offsets and watermarks of the last flush, to skip flushes with nothing new.
     flushed_marks: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -550,3 +550,28 @@ def test_replacement_handled_during_a_flush_read_is_in_that_flush() -> None:
     assert written.count("master|play|u|old-label") >= 1
     assert not rig.state.needs_old_meta and not rig.state.catalog_writes
     assert store.catalog["trk-2"].master == (("new-label", 1_000_000),)  # written, not held
+
+
+def _flush_pending_case(tracks_caught_up: bool) -> str:
+    """A use waits for its track; the uses topic then runs 2 h ahead, tracks stay behind."""
+    from streamer.pipeline.flusher import Flusher
+
+    rig = Rig()
+    store = FakeStore({})
+    flusher = Flusher(rig.settings, store, rig.cache, rig.metrics)  # type: ignore[arg-type]
+    rig.uses(0, dumps(use_event(1, track_id="trk-late", occurred_at=NOW - 3 * 3_600_000)))
+    rig.track(0, dumps(track_event("tc-x", track_id="trk-other",
+                                   occurred_at=NOW - 3 * 3_600_000)))
+    rig.uses(1, dumps(use_event(2, track_id="trk-other", occurred_at=NOW - 60_000)))
+    rig.state.tracks_caught_up = tracks_caught_up
+    asyncio.run(flusher.flush(rig.state))
+    return repr(store.payloads[-1])
+
+
+def test_pending_uses_wait_while_tracks_created_lags_behind() -> None:
+    """In a backlog the uses topic runs ahead of tracks.created: a use's TrackCreated may
+    still come, so its attribution must not expire by the uses' watermark alone."""
+    assert "_unattributed" not in _flush_pending_case(tracks_caught_up=False)
+    # Caught up (live): the uses' watermark is 2 h past the use's window, beyond the
+    # 1 h lateness, and no TrackCreated can come in time any more.
+    assert "_unattributed" in _flush_pending_case(tracks_caught_up=True)
