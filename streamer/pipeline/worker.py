@@ -305,11 +305,15 @@ class PipelineWorker:
         await self._commit(state, flushed_offsets)
 
     def _caught_up(self, topic: str, state: PartitionState) -> bool:
-        """Whether this process has read the partition to its end (True when unknown)."""
+        """Whether this process has read the partition to its end.
+
+        Not before the first fetch told the partition's end offset: assuming it then let
+        pending attributions expire at start-up while a backlog of TrackCreated waited.
+        """
         if self._consumer is None:
             return True
         highwater = self._consumer.highwater(TopicPartition(topic, state.partition))
-        return highwater is None or state.next_offset[self._topic_codes[topic]] >= highwater
+        return highwater is not None and state.next_offset[self._topic_codes[topic]] >= highwater
 
     async def _recover_refused(self, state: PartitionState) -> None:
         """Redis no longer matches our state: another owner, or Redis lost recent writes."""
