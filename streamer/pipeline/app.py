@@ -20,6 +20,7 @@ from streamer.api.queries import UsageQueries
 from streamer.api.views import register_routes
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.pipeline.faust_compat import highwater as consumer_highwater
 from streamer.pipeline.faust_compat import resume_from_stored_offsets
 from streamer.pipeline.worker import PipelineWorker
 from streamer.state.keys import KeyLayout
@@ -109,7 +110,7 @@ def create_app(settings: Settings) -> faust.App:
         await worker.flush_all()
         for partition, state in list(worker.states.items()):
             for topic, code in codes.items():
-                highwater = app.consumer.highwater(faust.types.TP(topic, partition))
+                highwater = consumer_highwater(app.consumer, topic, partition)
                 if highwater is not None:
                     metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
                         max(0, highwater - state.next_offset[code]))

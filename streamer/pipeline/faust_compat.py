@@ -19,6 +19,7 @@ commits running ahead of Redis).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -74,8 +75,11 @@ def resume_from_stored_offsets(faust_consumer: Any, stored_positions: StoredPosi
     thread = faust_consumer._thread
 
     async def seek_to_stored() -> Mapping[Any, int]:
+        # Claims start before the first await: Faust checked its rebalance generation
+        # just before this call, so the assignment read here is the one to resume.
+        claimed = asyncio.ensure_future(stored_positions(set(faust_consumer.assignment())))
         positions = dict(await committed_seek())
-        stored = await stored_positions(set(faust_consumer.assignment()))
+        stored = await claimed
 
         def seek_in_consumer_thread() -> None:
             consumer = thread._ensure_consumer()
@@ -88,3 +92,18 @@ def resume_from_stored_offsets(faust_consumer: Any, stored_positions: StoredPosi
         return positions
 
     faust_consumer.seek_to_committed = seek_to_stored
+
+
+def highwater(faust_consumer: Any, topic: str, partition: int) -> int | None:
+    """The partition's end offset from the last fetch; None if unknown or not assigned.
+
+    aiokafka asserts the partition is assigned, and a rebalance can take it away between
+    any two awaits: a flush timer that asked anyway crashed the worker (tests/faults).
+    """
+    tp = TopicPartition(topic, partition)
+    if tp not in faust_consumer.assignment():
+        return None
+    try:
+        return faust_consumer.highwater(tp)
+    except AssertionError:
+        return None

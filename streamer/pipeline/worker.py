@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from streamer.config import Settings
 from streamer.metrics import Metrics
 from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES, DeadLetters
-from streamer.pipeline.faust_compat import commit_offsets, seek_offset
+from streamer.pipeline.faust_compat import commit_offsets, highwater, seek_offset
 from streamer.pipeline.flusher import Flusher
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
@@ -66,6 +66,7 @@ class PipelineWorker:
         self._dead_letters: DeadLetters | None = None
         self._consumer: Any = None
         self.rebalancing = True
+        self._revocations = 0
         self.last_flush_ok = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -104,6 +105,7 @@ class PipelineWorker:
     async def on_revoked(self, revoked: Iterable[Any]) -> None:
         """Flush what we counted, then forget: the next owner resumes from Redis."""
         self.rebalancing = True
+        self._revocations += 1
         partitions = self._partitions(revoked)
         self.assigned -= partitions
         states = []
@@ -147,10 +149,13 @@ class PipelineWorker:
         Faust calls this (pipeline/faust_compat.py) before it fetches after a rebalance,
         possibly before the assignment signal reaches on_assigned; both share the claims.
         """
-        partitions = self._partitions(assignment)
-        claims = self._start_claims(partitions)
+        revocations = self._revocations
+        claims = self._start_claims(self._partitions(assignment))
         if claims:
             await asyncio.gather(*claims, return_exceptions=True)
+        if self._revocations != revocations:
+            return {}  # a newer rebalance began meanwhile: its own seek resumes its partitions
+        partitions = self._partitions(assignment)
         return {
             TopicPartition(topic, partition): state.next_offset[code]
             for partition in partitions if (state := self.states.get(partition)) is not None
@@ -312,8 +317,8 @@ class PipelineWorker:
         """
         if self._consumer is None:
             return True
-        highwater = self._consumer.highwater(TopicPartition(topic, state.partition))
-        return highwater is not None and state.next_offset[self._topic_codes[topic]] >= highwater
+        end = highwater(self._consumer, topic, state.partition)
+        return end is not None and state.next_offset[self._topic_codes[topic]] >= end
 
     async def _recover_refused(self, state: PartitionState) -> None:
         """Redis no longer matches our state: another owner, or Redis lost recent writes."""

@@ -100,11 +100,17 @@ async def test_exactly_once_when_workers_join_and_leave(make_pipeline: Any, leav
     try:
         await asyncio.sleep(2.0)
         second = await pipe.start_worker("worker-b")  # joins: partitions are split
-        await asyncio.sleep(3.0)
-        owned = {
-            name: sorted((await w.get("/v1/health"))[1].get("partitions", {}))
-            for name, w in (("a", first), ("b", second))
-        }
+        # The group may rebalance more than once as worker-b starts (its topics appear
+        # in the metadata); wait until the split has settled, while events keep coming.
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            owned = {
+                name: sorted((await w.get("/v1/health"))[1].get("partitions", {}))
+                for name, w in (("a", first), ("b", second))
+            }
+            if (owned["a"] and owned["b"]) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
         print(f"partitions while both run: {owned}")
         if leave == "sigterm":
             await first.aterminate()  # leaves gracefully: its partitions move to worker-b
