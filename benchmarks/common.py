@@ -25,7 +25,7 @@ import orjson
 from streamer.config import Settings, load_settings
 from streamer.verify.kafka_progress import wait_drained
 from streamer.verify.reconcile import compare
-from streamer.verify.redis_counters import open_redis, read_counters
+from streamer.verify.redis_counters import open_redis, pending_tracks, read_counters
 from streamer.verify.worker_process import WorkerProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +60,26 @@ def percentile(values: list[float], q: float) -> float | None:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def attribution_diff(mismatches: list[tuple[tuple[Any, ...], int, int]]) -> dict[str, int]:
+    """Uses counted minus expected, summed per kind of attribution counter (1d window).
+
+    Shows where a mismatch went: uses that should have had a holder but went to
+    ``_unattributed`` show as a surplus there and the same deficit in named holders.
+    """
+    diff: dict[str, int] = {}
+    for key, want, got in mismatches:
+        if key[1] != "1d":
+            continue
+        if key[0] == "holder" and key[4] == "master" and key[6] == "uses":
+            name = key[3] if key[3] in ("_unattributed", "_unclaimed") else "named holders"
+        elif key[0] == "genre":
+            name = "genre"
+        else:
+            continue
+        diff[name] = diff.get(name, 0) + got - want
+    return diff
 
 
 class BenchRun:
@@ -202,20 +222,28 @@ class BenchRun:
 
     # -- results ----------------------------------------------------------------------
 
-    async def reconcile(self, expected: dict[tuple[Any, ...], int]) -> dict[str, Any]:
+    async def reconcile(self, expected: dict[tuple[Any, ...], int],
+                        pending_timeout_s: float = 30.0) -> dict[str, Any]:
         started = time.monotonic()
+        # Drained offsets include every TrackCreated; the uses that waited for one are
+        # attributed by the flush after it (or after a catalog recheck): allow for that.
+        deadline = started + pending_timeout_s
+        while (pending := await pending_tracks(self.stack.redis_url, self.prefix,
+                                               self.partitions)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
         actual = await read_counters(self.stack.redis_url, self.prefix)
         result = compare(expected, actual)
         log(f"reconcile [{self.label}]: lost = {result.lost}, double = {result.double}, "
-            f"mismatched counters = {len(result.mismatches)} "
+            f"mismatched counters = {len(result.mismatches)}, pending tracks left = {pending} "
             f"({len(expected):,} expected counters, {result.events_expected:,} uses)")
         if not result.ok:
             print(result.summary(limit=15), file=sys.stderr)
         return {
             "ok": result.ok, "lost": result.lost, "double": result.double,
-            "mismatched_counters": len(result.mismatches),
+            "mismatched_counters": len(result.mismatches), "pending_tracks_left": pending,
             "events_expected": result.events_expected, "events_counted": result.events_counted,
             "counters_expected": len(expected), "counters_actual": len(actual),
+            "attribution_diff": attribution_diff(result.mismatches),
             "first_mismatches": [[list(k), e, a] for k, e, a in
                                  sorted(result.mismatches, key=repr)[:15]],
             "seconds": round(time.monotonic() - started, 2),
@@ -352,6 +380,7 @@ class Sampler:
                         'streamer_records_consumed_total{topic="uses"}', 0.0)
                     sample["records_t"] = metrics.get(
                         'streamer_records_consumed_total{topic="tracks"}', 0.0)
+                    sample["records_all"] = sample["records_u"] + sample["records_t"]
                     sample["unflushed"] = metrics.get("streamer_unflushed_events", 0.0)
                 cpu, rss = self._cpu(run.worker.pid)
                 sample["worker_cpu"] = cpu

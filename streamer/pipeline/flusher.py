@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import orjson
 from redis.exceptions import RedisError
@@ -45,6 +46,20 @@ class Snapshot:
     catalog_writes: dict[str, bytes]
     events: int
     newest_event_ms: int | None
+
+
+@dataclass(slots=True)
+class MetadataLookup:
+    """What _fetch_metadata found for one flush, so the snapshot needs no await."""
+
+    # Pending uses of base windows ending at or before this expire (clock of the lookup).
+    expire_before: int
+    # Metadata of pending tracks and of tracks read from Redis for this flush.
+    metas: dict[str, TrackMeta] = dataclass_field(default_factory=dict)
+    # Tracks Redis had no metadata for: the only pending tracks whose uses may expire.
+    unknown: set[str] = dataclass_field(default_factory=set)
+    # Redis' entry before this flush's replacement, per track in ``needs_old_meta``.
+    previous: dict[str, TrackMeta | None] = dataclass_field(default_factory=dict)
 
 
 TRACKS_KIND = TRACK_COUNTS
@@ -111,8 +126,8 @@ class Flusher:
     async def flush(self, state: PartitionState) -> None:
         """Persist everything the state holds; raises FlushRefused if it lost the partition."""
         async with state.flush_lock:
-            previous = await self._fetch_metadata(state)
-            snapshot = self._snapshot(state, previous)
+            lookup = await self._fetch_metadata(state)
+            snapshot = self._snapshot(state, lookup)
             if snapshot is None:
                 return
             started = time.perf_counter()
@@ -128,46 +143,77 @@ class Flusher:
             if snapshot.newest_event_ms is not None:
                 self.metrics.end_to_end.observe(max(0.0, now - snapshot.newest_event_ms / 1000))
 
-    async def _fetch_metadata(self, state: PartitionState) -> dict[str, TrackMeta | None]:
-        """Fill the cache for this flush's tracks; return the pre-replacement metadata.
+    def _expire_before(self, state: PartitionState) -> int:
+        """Pending uses of base windows ending at or before this give up on their track.
+
+        A TrackCreated may still come while tracks.created has not passed the use's
+        window plus the lateness. Live, both topics move together; in a backlog (after
+        an outage) the uses run ahead, so the tracks topic's own watermark is the clock.
+        """
+        clock = state.watermark[USES_CODE]
+        if not state.tracks_caught_up:
+            clock = min(clock, state.watermark[TRACKS_CODE])
+        return clock - self.settings.allowed_lateness_ms
+
+    async def _fetch_metadata(self, state: PartitionState) -> MetadataLookup:
+        """Read the metadata this flush needs from Redis, once, before the snapshot.
 
         The snapshot follows the last await here directly, so every track in
         ``needs_old_meta`` at snapshot time has its old metadata read: a replacement
         handled while a read was in flight is read in one more round. (Holding such a
         track back to the next flush would write offsets past uses this flush does not
         contain: a crash in between lost them and the replacement's catalog entry.)
+
+        Pending tracks are looked up every ``_PENDING_RECHECK_S`` once tracks.created is
+        caught up (their TrackCreated may have gone through another partition, by a
+        producer partitioning otherwise) and always before their uses expire: a use goes
+        to ``_unattributed`` only after Redis said its track is unknown, never because the
+        cache evicted it.
         """
         cache = self.cache
+        known = state.catalog_writes
+        lookup = MetadataLookup(self._expire_before(state))
         wanted = list({key[0] for key in state.cells if key[0] not in cache})
-        now = time.monotonic()
-        if state.pending and now - self._last_pending_check.get(state.partition, 0) > (
-            _PENDING_RECHECK_S
-        ):
-            self._last_pending_check[state.partition] = now
-            wanted.extend(track for track in state.pending if track not in cache)
+        if state.pending:
+            # While tracks.created lags (a backlog), the TrackCreated of pending tracks are
+            # most likely still unread there: rechecking all of them would read Redis for
+            # nothing, hundreds of thousands of tracks per flush.
+            now = time.monotonic()
+            recheck = state.tracks_caught_up and now - self._last_pending_check.get(
+                state.partition, 0) > _PENDING_RECHECK_S
+            if recheck:
+                self._last_pending_check[state.partition] = now
+            window_end = lookup.expire_before - self.base_ms
+            for track_id, cells in state.pending.items():
+                meta = known.get(track_id) or cache.get(track_id)
+                if meta is not None:
+                    lookup.metas[track_id] = meta
+                elif recheck or any(base <= window_end for _, base in cells):
+                    wanted.append(track_id)
         if wanted:
             found = await self._redis("catalog read", lambda: self.store.get_catalog(wanted))
             for track_id, meta in found.items():
                 cache.put(track_id, meta)
+            lookup.metas.update(found)
+            lookup.unknown.update(track_id for track_id in wanted if track_id not in found)
             self.metrics.catalog_lookups.labels(result="hit").inc(len(found))
             self.metrics.catalog_lookups.labels(result="miss").inc(len(wanted) - len(found))
-        previous: dict[str, TrackMeta | None] = {}
-        while replaced := [track for track in state.needs_old_meta if track not in previous]:
+        while replaced := [track for track in state.needs_old_meta
+                           if track not in lookup.previous]:
             # Still the old entries: the replacements are written to Redis by this flush.
             found_old = await self._redis("catalog read", lambda: self.store.get_catalog(replaced))
-            previous.update({track_id: found_old.get(track_id) for track_id in replaced})
-        return previous
+            lookup.previous.update({track_id: found_old.get(track_id) for track_id in replaced})
+        return lookup
 
-    def _snapshot(
-        self, state: PartitionState, previous: dict[str, TrackMeta | None]
-    ) -> Snapshot | None:
+    def _snapshot(self, state: PartitionState, lookup: MetadataLookup) -> Snapshot | None:
         """Everything to write, taken synchronously so the agent can carry on meanwhile."""
+        lookup.metas.update(state.catalog_writes)  # newer than anything read from Redis
         cells, state.cells = state.cells, {}
         state.bases = set()
         sealed, state.sealed = state.sealed, CounterDeltas()
-        self._seal_replaced(state, previous, sealed)
-        by_base = self._aggregate(state, cells)
-        self._resolve_pending(state, sealed)
+        self._seal_replaced(state, lookup.previous, sealed)
+        by_base = self._aggregate(state, cells, lookup.metas)
+        self._resolve_pending(state, sealed, lookup)
 
         layout = self.store.layout
         partition = state.partition
@@ -209,7 +255,9 @@ class Flusher:
         for code in (USES_CODE, TRACKS_CODE):
             payload.meta[f"off:{code}"] = state.next_offset[code]
             payload.meta[f"wm:{code}"] = state.watermark[code]
-        catalog_writes, state.catalog_writes = state.catalog_writes, {}
+        catalog_writes = {track_id: meta.to_json()
+                          for track_id, meta in state.catalog_writes.items()}
+        state.catalog_writes = {}
         dlq_pending, state.dlq_pending = state.dlq_pending, []
         events, state.unflushed_events = state.unflushed_events, 0
         newest = state.watermark[USES_CODE] if events else None
@@ -218,19 +266,18 @@ class Flusher:
     def _seal_replaced(
         self, state: PartitionState, previous: dict[str, TrackMeta | None], sealed: CounterDeltas
     ) -> None:
-        """Attribute uses counted before a replacement with the metadata they belong to."""
-        for track_id, cells in state.needs_old_meta.items():
-            old = previous[track_id]  # _fetch_metadata read every one of them
+        """Attribute uses counted before a TrackCreated with the metadata they belong to:
+        the entry Redis held before it, or, for a track new to the catalog, that one."""
+        for track_id, (cells, arrived) in state.needs_old_meta.items():
+            meta = previous[track_id] or arrived  # _fetch_metadata read every one of them
             for (_, use, base_start), uses in cells.items():
                 count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
-                if old is None:
-                    state.add_pending(track_id, use, base_start, uses)
-                else:
-                    attribute_uses(sealed, self.windows, old, use, base_start, uses)
+                attribute_uses(sealed, self.windows, meta, use, base_start, uses)
         state.needs_old_meta = {}
 
     def _aggregate(
-        self, state: PartitionState, cells: dict[tuple[str, str, int], int]
+        self, state: PartitionState, cells: dict[tuple[str, str, int], int],
+        metas: dict[str, TrackMeta],
     ) -> dict[int, dict[str, dict[str, int]]]:
         """Counter increments per base window, one pass over the cells.
 
@@ -239,6 +286,7 @@ class Flusher:
         """
         by_base: dict[int, dict[str, dict[str, int]]] = {}
         cache_get = self.cache.get
+        metas_get = metas.get
         for (track_id, use, base_start), uses in cells.items():
             parts = by_base.get(base_start)
             if parts is None:
@@ -247,7 +295,7 @@ class Flusher:
             parts[TRACKS_KIND][use + "|" + track_id] = uses
             if use == USE_CREATE:
                 parts[TRENDING][track_id] = uses
-            meta = cache_get(track_id)
+            meta = metas_get(track_id) or cache_get(track_id)
             if meta is None:
                 state.add_pending(track_id, use, base_start, uses)
                 continue
@@ -260,28 +308,31 @@ class Flusher:
             genres[genre] = genres.get(genre, 0) + uses  # type: ignore[index]
         return by_base
 
-    def _resolve_pending(self, state: PartitionState, deltas: CounterDeltas) -> None:
-        """Attribute pending uses whose metadata arrived; expire the rest after the lateness."""
+    def _resolve_pending(
+        self, state: PartitionState, deltas: CounterDeltas, lookup: MetadataLookup
+    ) -> None:
+        """Attribute pending uses whose metadata arrived; expire the rest after the lateness.
+
+        Only tracks Redis did not know in _fetch_metadata can expire, by the clock of that
+        lookup: a track first seen in this snapshot's cells, or evicted from the cache
+        since, waits for the next flush's lookup.
+        """
         if not state.pending:
             return
-        # A TrackCreated may still come while tracks.created has not passed the use's
-        # window plus the lateness. Live, both topics move together; in a backlog (after
-        # an outage) the uses run ahead, so the tracks topic's own watermark is the clock.
-        clock = state.watermark[USES_CODE]
-        if not state.tracks_caught_up:
-            clock = min(clock, state.watermark[TRACKS_CODE])
-        expire_before = clock - self.settings.allowed_lateness_ms
-        base_ms = self.base_ms
+        metas = lookup.metas
+        window_end = lookup.expire_before - self.base_ms
         for track_id in list(state.pending):
             track_cells = state.pending[track_id]
-            meta = self.cache.get(track_id)
+            meta = metas.get(track_id)
             if meta is not None:
                 for (use, base_start), uses in track_cells.items():
                     attribute_uses(deltas, self.windows, meta, use, base_start, uses)
                 del state.pending[track_id]
                 state.pending_dirty.add(track_id)
                 continue
-            expired = [cell for cell in track_cells if cell[1] + base_ms <= expire_before]
+            if track_id not in lookup.unknown:
+                continue
+            expired = [cell for cell in track_cells if cell[1] <= window_end]
             for cell in expired:
                 use, base_start = cell
                 attribute_uses(deltas, self.windows, None, use, base_start, track_cells.pop(cell))

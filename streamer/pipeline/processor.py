@@ -8,6 +8,10 @@ the flusher), batched.
 
 from __future__ import annotations
 
+from collections import _count_elements  # type: ignore[attr-defined]
+from itertools import compress
+
+import msgspec
 import orjson
 import xxhash
 
@@ -15,9 +19,12 @@ from streamer.config import Settings
 from streamer.events.validation import (
     USES,
     Rejected,
+    SoundUsed,
     TrackMeta,
-    parse_sound_used,
+    check_track_id,
+    decode_sound_used,
     parse_track_created,
+    sound_used_of,
 )
 from streamer.metrics import Metrics
 from streamer.pipeline.attribution import attribute_uses, count_track_uses
@@ -25,6 +32,9 @@ from streamer.state.catalog import CatalogCache
 from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState, Rejection
 
 _hash64 = xxhash.xxh3_64_intdigest
+
+_RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_ONE_USE = msgspec.json.Decoder(SoundUsed)
 
 _REJECTED = object()
 """What _decode returns for a record it sent to the DLQ (a JSON null is a value too)."""
@@ -44,23 +54,31 @@ class RecordProcessor:
 
     # -- records -----------------------------------------------------------------
 
-    def _decode(
-        self, state: PartitionState, topic: str, offset: int, value: bytes | None
-    ) -> object:
-        """The record's JSON, or _REJECTED after rejecting the whole record."""
+    def _size_ok(self, state: PartitionState, topic: str, offset: int,
+                 value: bytes | None) -> bool:
+        """Reject an empty or oversized record whole, before anything parses it."""
         if value is None or len(value) == 0:
             self._reject(state, topic, offset, value or b"", Rejected("empty_record", None,
                                                                     "record has no value"))
-            return _REJECTED
+            return False
         if len(value) > self.max_record_bytes:
             self._reject(state, topic, offset, value, Rejected(
                 "record_too_large", None,
                 f"{len(value)} bytes, the limit is {self.max_record_bytes}"))
+            return False
+        return True
+
+    def _decode(
+        self, state: PartitionState, topic: str, offset: int, value: bytes | None
+    ) -> object:
+        """The record's JSON, or _REJECTED after rejecting the whole record."""
+        if not self._size_ok(state, topic, offset, value):
             return _REJECTED
         try:
-            return orjson.loads(value)
+            return orjson.loads(value)  # type: ignore[arg-type]
         except orjson.JSONDecodeError as exc:
-            self._reject(state, topic, offset, value, Rejected("not_json", None, str(exc)[:200]))
+            self._reject(state, topic, offset, value or b"",
+                         Rejected("not_json", None, str(exc)[:200]))
             return _REJECTED
 
     def handle_uses(self, state: PartitionState, offset: int, value: bytes | None,
@@ -70,77 +88,154 @@ class RecordProcessor:
             self.metrics.replayed_records.inc()
             return 0
         state.next_offset[USES_CODE] = offset + 1
-        topic = self.settings.uses_topic
-        decoded = self._decode(state, topic, offset, value)
-        if decoded is _REJECTED:
+        if not self._size_ok(state, self.settings.uses_topic, offset, value):
             return 0
+        assert value is not None
+        decoded = decode_sound_used(value)
         if type(decoded) is list:
-            events = decoded
-            if not events:
-                self._reject(state, topic, offset, value or b"",
-                             Rejected("empty_batch", None, "a batch record needs 1 or more events"))
+            carried = len(decoded)
+            if not 0 < carried <= self.max_batch:
+                self._reject_batch_size(state, offset, value, carried)
                 return 0
-            if len(events) > self.max_batch:
-                self._reject(state, topic, offset, value or b"", Rejected(
-                    "batch_too_large", None,
-                    f"{len(events)} events, the limit is {self.max_batch}"))
-                return 0
-            single = False
+            self._count(state, offset, value, decoded, None, now_ms)
+        elif decoded is not None:
+            carried = 1
+            self._count(state, offset, value, [decoded], [value], now_ms)  # type: ignore[list-item]
         else:
-            events = [decoded]
-            single = True
+            carried = self._count_checking_each(state, offset, value, now_ms)
+        self.metrics.hot.events_uses += carried
+        return carried
 
-        base_ms = self.base_ms
-        cells = state.cells
-        bases = state.bases
-        last_base = -1
-        dedupe = state.dedupe[USES_CODE]
-        watermark = state.watermark[USES_CODE]
-        late_before = watermark - self.lateness_ms
-        future_after = now_ms + self.future_ms
-        accepted: list[tuple[str, str, int, str]] = []
-        for event in events:
+    def _reject_batch_size(self, state: PartitionState, offset: int, value: bytes,
+                           carried: int) -> None:
+        if carried == 0:
+            rejected = Rejected("empty_batch", None, "a batch record needs 1 or more events")
+        else:
+            rejected = Rejected("batch_too_large", None,
+                                f"{carried} events, the limit is {self.max_batch}")
+        self._reject(state, self.settings.uses_topic, offset, value, rejected)
+
+    def _count_checking_each(self, state: PartitionState, offset: int, value: bytes,
+                             now_ms: int) -> int:
+        """The slow path: a record with an invalid event (or not JSON at all).
+
+        Each bad event of a batch goes to the DLQ as its own original JSON, with the
+        reason of its first broken rule; the valid ones around it count as usual.
+        """
+        topic = self.settings.uses_topic
+        try:
+            elements: list[bytes] = [bytes(raw) for raw in _RAW_ELEMENTS.decode(value)]
+        except msgspec.DecodeError:
+            decoded = self._decode(state, topic, offset, value)  # orjson names the problem
+            if decoded is _REJECTED:
+                return 0
+            if type(decoded) is not list:
+                event = self._checked(state, offset, decoded, value)
+                if event is not None:
+                    self._count(state, offset, value, [event], [value], now_ms)
+                return 1
+            elements = [orjson.dumps(element) for element in decoded]
+        if not 0 < len(elements) <= self.max_batch:
+            self._reject_batch_size(state, offset, value, len(elements))
+            return 0
+        events: list[SoundUsed] = []
+        raws: list[bytes] = []
+        for element in elements:
             try:
-                parsed = parse_sound_used(event)
-                occurred_at = parsed[2]
-                if occurred_at < late_before:
-                    raise Rejected("late", "occurred_at", f"{occurred_at} is older than the "
-                                   f"watermark {watermark} minus the allowed lateness")
-                if occurred_at > future_after:
-                    raise Rejected("future", "occurred_at", f"{occurred_at} is more than "
-                                   f"{self.future_ms} ms ahead of the wall clock {now_ms}")
-            except Rejected as rejected:
-                raw = value if single else orjson.dumps(event)
-                self._reject(state, topic, offset, raw or b"", rejected)
-                continue
-            accepted.append(parsed)
-            if occurred_at > watermark:
-                watermark = occurred_at
-                late_before = watermark - self.lateness_ms
+                event = _ONE_USE.decode(element)
+                check_track_id(event.track_id)
+            except (msgspec.DecodeError, Rejected):
+                try:
+                    obj = orjson.loads(element)
+                except orjson.JSONDecodeError as exc:
+                    self._reject(state, topic, offset, element,
+                                 Rejected("not_json", None, str(exc)[:200]))
+                    continue
+                checked = self._checked(state, offset, obj, element)
+                if checked is None:
+                    continue
+                event = checked
+            events.append(event)
+            raws.append(element)
+        if events:
+            self._count(state, offset, value, events, raws, now_ms)
+        return len(elements)
 
-        fresh = dedupe.add_batch([_hash64(parsed[0].encode()) for parsed in accepted],
-                                 [parsed[2] for parsed in accepted])
-        counted = duplicates = 0
-        for (_, track_id, occurred_at, use), is_new in zip(accepted, fresh, strict=True):
-            if not is_new:
-                duplicates += 1
-                continue
-            base = occurred_at - occurred_at % base_ms
-            if base != last_base:
-                bases.add(base)
-                last_base = base
-            key = (track_id, use, base)
-            cells[key] = cells.get(key, 0) + 1
-            counted += 1
-        state.watermark[USES_CODE] = watermark
-        dedupe.advance(watermark)
+    def _checked(self, state: PartitionState, offset: int, obj: object,
+                 raw: bytes) -> SoundUsed | None:
+        """``obj`` as a SoundUsed by the reference rules, or None after rejecting it."""
+        try:
+            return sound_used_of(obj)
+        except Rejected as rejected:
+            self._reject(state, self.settings.uses_topic, offset, raw, rejected)
+            return None
+
+    def _count(self, state: PartitionState, offset: int, value: bytes,
+               events: list[SoundUsed], raws: list[bytes] | None, now_ms: int) -> None:
+        """Lateness, the future, duplicates, then one cell increment per counted event.
+
+        ``raws``: each event's original JSON, for the DLQ; None means the record is a
+        batch of exactly these events (read again only if one is rejected).
+        """
+        times = [event.occurred_at for event in events]
+        watermark = state.watermark[USES_CODE]
+        newest = max(times)
+        oldest = min(times)
+        # In time if the oldest event is within the lateness of the largest watermark any
+        # event of the batch can see; otherwise check event by event, in order.
+        if (oldest < max(watermark, newest) - self.lateness_ms
+                or newest > now_ms + self.future_ms):
+            if raws is None:
+                raws = [bytes(raw) for raw in _RAW_ELEMENTS.decode(value)]
+            events, times = self._drop_late_and_future(state, offset, events, raws, now_ms)
+            if not events:
+                return
+            newest = max(times)
+            oldest = min(times)
+        dedupe = state.dedupe[USES_CODE]
+        fresh = dedupe.add_batch([_hash64(event.event_id.encode()) for event in events], times)
+        counted_events = list(compress(events, fresh))
+        base_ms = self.base_ms
+        _count_elements(state.cells, [(event.track_id, event.use,
+                                       event.occurred_at - event.occurred_at % base_ms)
+                                      for event in counted_events])
+        if oldest // base_ms == newest // base_ms:
+            state.bases.add(oldest - oldest % base_ms)
+        else:
+            state.bases.update({time - time % base_ms for time in times})
+        if newest > watermark:
+            state.watermark[USES_CODE] = newest
+            dedupe.advance(newest)
         dedupe.compact()
+        counted = len(counted_events)
         state.unflushed_events += counted
         hot = self.metrics.hot
-        hot.events_uses += len(events)
         hot.events_counted += counted
-        hot.duplicates += duplicates
-        return len(events)
+        hot.duplicates += len(events) - counted
+
+    def _drop_late_and_future(
+        self, state: PartitionState, offset: int, events: list[SoundUsed], raws: list[bytes],
+        now_ms: int,
+    ) -> tuple[list[SoundUsed], list[int]]:
+        """Reject late and future events one by one; the watermark moves as they pass."""
+        topic = self.settings.uses_topic
+        watermark = state.watermark[USES_CODE]
+        future_after = now_ms + self.future_ms
+        kept: list[SoundUsed] = []
+        for event, raw in zip(events, raws, strict=True):
+            occurred_at = event.occurred_at
+            if occurred_at < watermark - self.lateness_ms:
+                rejected = Rejected("late", "occurred_at", f"{occurred_at} is older than the "
+                                    f"watermark {watermark} minus the allowed lateness")
+            elif occurred_at > future_after:
+                rejected = Rejected("future", "occurred_at", f"{occurred_at} is more than "
+                                    f"{self.future_ms} ms ahead of the wall clock {now_ms}")
+            else:
+                kept.append(event)
+                watermark = max(watermark, occurred_at)
+                continue
+            self._reject(state, topic, offset, raw, rejected)
+        return kept, [event.occurred_at for event in kept]
 
     def handle_track(self, state: PartitionState, offset: int, value: bytes | None,
                      now_ms: int) -> int:
@@ -167,17 +262,21 @@ class RecordProcessor:
             return 1
         state.watermark[TRACKS_CODE] = max(state.watermark[TRACKS_CODE], occurred_at)
         state.dedupe[TRACKS_CODE].advance(state.watermark[TRACKS_CODE])
-        previous = self.cache.get(track_id)
-        if previous is not None and previous != meta:
-            self._seal(state, track_id, previous)
-        elif previous is None and track_id not in state.needs_old_meta:
+        # This interval's own metadata first: the cache may have evicted it already.
+        previous = state.catalog_writes.get(track_id) or self.cache.get(track_id)
+        if previous is not None:
+            if previous != meta:
+                self._seal(state, track_id, previous)
+        else:
             # Earlier uses may belong to metadata we no longer cache (restart, eviction):
             # the flusher reads it from Redis before this replacement is written there.
             earlier = {key: state.cells.pop(key) for key in self._cells_of(state, track_id)}
             if earlier:
-                state.needs_old_meta[track_id] = earlier
+                state.needs_old_meta[track_id] = (earlier, meta)
+        if track_id in state.pending:
+            self._resolve(state, track_id, meta)
         self.cache.put(track_id, meta)
-        state.catalog_writes[track_id] = meta.to_json()
+        state.catalog_writes[track_id] = meta
         state.unflushed_events += 1
         return 1
 
@@ -194,6 +293,16 @@ class RecordProcessor:
             uses = state.cells.pop(key)
             count_track_uses(state.sealed, self.windows, track_id, use, base_start, uses)
             attribute_uses(state.sealed, self.windows, previous, use, base_start, uses)
+
+    def _resolve(self, state: PartitionState, track_id: str, meta: TrackMeta) -> None:
+        """Attribute uses that waited for this track's metadata (rule 5), at once.
+
+        Not at the next flush: by then the cache may have evicted the metadata, and the
+        pending uses would expire to ``_unattributed`` although their track came in time.
+        """
+        for (use, base_start), uses in state.pending.pop(track_id).items():
+            attribute_uses(state.sealed, self.windows, meta, use, base_start, uses)
+        state.pending_dirty.add(track_id)
 
     def _reject(self, state: PartitionState, topic: str, offset: int, value: bytes,
                 rejected: Rejected) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from itertools import compress
 
 import numpy as np
 import xxhash
@@ -116,39 +117,50 @@ class Deduper:
     def add_batch(self, digests: Sequence[int], times: Sequence[int]) -> list[bool]:
         """``add_digest`` for a record's events, in order: True where an event is new.
 
-        One vectorised probe of the frozen arrays and one loop with local names: this is
-        per event on the hot path.
+        This is per event on the hot path, so it is done with comprehensions and C-level
+        set and list operations rather than one Python loop with several steps.
         """
+        if not digests:
+            return []
         frozen = self.frozen_hits(digests)
-        hits = frozen.tolist() if frozen is not None else None
         recent = self._recent
-        buckets = self._buckets
-        new = self._new
+        if frozen is None:
+            fresh = [digest not in recent for digest in digests]
+        else:
+            fresh = [not hit and digest not in recent
+                     for digest, hit in zip(digests, frozen.tolist(), strict=True)]
+        if len(set(digests)) != len(digests):
+            # The same id twice in one record (a producer's retry): only the first is new.
+            first = {digest: position for position, digest in reversed(list(enumerate(digests)))}
+            fresh = [is_new and first[digest] == position
+                     for position, (digest, is_new) in enumerate(zip(digests, fresh, strict=True))]
+        new = list(compress(digests, fresh))
+        if not new:
+            return fresh
+        recent.update(new)
         bucket_ms = self.bucket_ms
-        fresh: list[bool] = []
-        last_index = -1
-        bucket_list: list[int] = []
-        new_list: list[int] = []
-        for position, digest in enumerate(digests):
-            if digest in recent or (hits is not None and hits[position]):
-                fresh.append(False)
-                continue
-            index = times[position] // bucket_ms
-            if index != last_index:
-                bucket = buckets.get(index)
-                if bucket is None:
-                    bucket = buckets[index] = _Bucket()
-                bucket_list = bucket.recent
-                pending = new.get(index)
-                if pending is None:
-                    pending = new[index] = []
-                new_list = pending
-                last_index = index
-            recent.add(digest)
-            bucket_list.append(digest)
-            new_list.append(digest)
-            fresh.append(True)
+        index = min(times) // bucket_ms
+        if max(times) // bucket_ms == index:
+            self._remember(index, new)
+        else:  # the record spans buckets: group its new hashes per bucket
+            by_bucket: dict[int, list[int]] = {}
+            for digest, occurred_at in zip(new, compress(times, fresh), strict=True):
+                by_bucket.setdefault(occurred_at // bucket_ms, []).append(digest)
+            for index, hashes in by_bucket.items():
+                self._remember(index, hashes)
         return fresh
+
+    def _remember(self, index: int, hashes: list[int]) -> None:
+        """File new hashes (already in the set) under their bucket, for eviction and Redis."""
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            bucket = self._buckets[index] = _Bucket()
+        bucket.recent.extend(hashes)
+        pending = self._new.get(index)
+        if pending is None:
+            self._new[index] = hashes.copy()
+        else:
+            pending.extend(hashes)
 
     def add(self, event_id: str, occurred_at: int) -> bool:
         return self.add_digest(_hash64(event_id.encode()), occurred_at)

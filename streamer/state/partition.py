@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamer.events.validation import TrackMeta
 from streamer.state.dedupe import Deduper
 from streamer.state.deltas import CounterDeltas
 
@@ -51,9 +52,14 @@ class PartitionState:
     # Uses whose track metadata has not arrived yet, persisted in Redis.
     pending: dict[str, Cells] = field(default_factory=dict)
     pending_dirty: set[str] = field(default_factory=set)
-    catalog_writes: dict[str, bytes] = field(default_factory=dict)
-    # Cells of tracks replaced while their previous metadata was not cached.
-    needs_old_meta: dict[str, dict[tuple[str, str, int], int]] = field(default_factory=dict)
+    # Metadata handled since the last flush, newest per track. Not the evictable cache:
+    # attribution of this interval's uses must not depend on what the cache still holds.
+    catalog_writes: dict[str, TrackMeta] = field(default_factory=dict)
+    # Cells of tracks whose metadata arrived while no earlier metadata was known here
+    # (not cached, or never seen), with that new metadata: the flusher asks Redis for
+    # an older entry; without one, the cells take the new metadata.
+    needs_old_meta: dict[str, tuple[dict[tuple[str, str, int], int], TrackMeta]] = field(
+        default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     # Rejections handed to the DLQ producer, confirmed by the next flush.
     dlq_pending: list[Any] = field(default_factory=list)

@@ -21,6 +21,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from streamer.state.keys import KeyLayout
+
 CounterKey = tuple[Any, ...]
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
@@ -113,6 +115,25 @@ async def read_counters(redis_client_or_url: Any, key_prefix: str) -> dict[Count
                 else:
                     _add_hash(totals, kind, window, start, reply)
         return {key: value for key, value in totals.items() if value}
+    finally:
+        if own:
+            await client.aclose()
+
+
+async def pending_tracks(redis_client_or_url: Any, key_prefix: str, partitions: int) -> int:
+    """Tracks whose uses still wait for their TrackCreated, over all partition shards.
+
+    A drained run whose every track was sent should reach 0 within a flush or two;
+    counters read before that show those uses in no holder or genre counter yet.
+    """
+    own = isinstance(redis_client_or_url, str)
+    client = open_redis(redis_client_or_url) if own else redis_client_or_url
+    try:
+        layout = KeyLayout(key_prefix)
+        async with client.pipeline(transaction=False) as pipe:
+            for partition in range(partitions):
+                pipe.hlen(layout.pending(partition))
+            return sum(await pipe.execute())
     finally:
         if own:
             await client.aclose()

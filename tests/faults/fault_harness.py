@@ -39,7 +39,7 @@ from fault_workload import USES, Record, Workload
 
 from streamer.verify import compare
 from streamer.verify.kafka_progress import wait_drained
-from streamer.verify.redis_counters import read_counters
+from streamer.verify.redis_counters import pending_tracks, read_counters
 from streamer.verify.worker_process import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -605,10 +605,7 @@ class Scenario:
             shutil.rmtree(FAULTS_DIR / "data" / self.names.tag, ignore_errors=True)
 
     async def pending_left(self, client: Any) -> int:
-        async with client.pipeline(transaction=False) as pipe:
-            for p in range(self.partitions):
-                pipe.hlen("{" + self.names.prefix + f":{p}}}:pending")
-            return sum(await pipe.execute())
+        return await pending_tracks(client, self.names.prefix, self.partitions)
 
     async def verify(self, workload: Workload, drain_timeout: float = 120.0) -> Outcome:
         """Wait until drained, then compare every counter and the dead-letter topic."""

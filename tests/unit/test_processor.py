@@ -369,7 +369,7 @@ def test_track_created_goes_to_cache_and_catalog_writes() -> None:
     rig = Rig()
     assert rig.track(0, dumps(track_event())) == 1
     assert rig.cache.get("trk-1") == OLD_META
-    assert orjson.loads(rig.state.catalog_writes["trk-1"]) == {
+    assert orjson.loads(rig.state.catalog_writes["trk-1"].to_json()) == {
         "g": "lofi", "o": "human", "m": [["old-label", 750_000]], "p": [["old-pub", 1_000_000]]}
     assert rig.state.watermark[TRACKS_TOPIC] == NOW - 60_000
     assert rig.state.next_offset[TRACKS_TOPIC] == 1
@@ -459,8 +459,9 @@ def test_first_metadata_does_not_seal_uses_that_waited_for_it() -> None:
     rig.track(0, dumps(track_event("tc-1")))
     # Not sealed with any metadata: the flusher first asks Redis whether an older entry
     # exists (none here), so the use ends up attributed with tc-1's holders.
-    deferred = dict(rig.cells()) | rig.state.needs_old_meta.get("trk-1", {})
-    assert deferred == {("trk-1", "play", MINUTE_OF_NOW): 1}
+    earlier, arrived = rig.state.needs_old_meta["trk-1"]
+    assert earlier == {("trk-1", "play", MINUTE_OF_NOW): 1} and not rig.cells()
+    assert arrived == OLD_META
     assert not rig.state.sealed
 
 
@@ -575,3 +576,127 @@ def test_pending_uses_wait_while_tracks_created_lags_behind() -> None:
     # Caught up (live): the uses' watermark is 2 h past the use's window, beyond the
     # 1 h lateness, and no TrackCreated can come in time any more.
     assert "_unattributed" in _flush_pending_case(tracks_caught_up=True)
+
+
+# -- the catalog cache evicts; attribution must not depend on it --------------------------------
+
+
+def _lateness_push(rig: Rig, offset: int, ahead_ms: int) -> None:
+    """A use of another track that moves the uses' watermark ``ahead_ms`` past NOW."""
+    rig.uses(offset, dumps(use_event(900 + offset, track_id="trk-push",
+                                     occurred_at=NOW + ahead_ms)), now=NOW + ahead_ms)
+
+
+def _holders_written(store: FakeStore) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for payload in store.payloads:
+        for index, _, fields in payload.hashes:
+            if ":h:1d:" not in payload.keys[index - 2]:
+                continue
+            for field, value in fields.items():
+                if field.startswith("master|") and "|u|" in field:
+                    holder = field.rsplit("|", 1)[1]
+                    totals[holder] = totals.get(holder, 0) + value
+    return totals
+
+
+@pytest.mark.parametrize("pending_before", [False, True], ids=["in_cells", "pending"])
+def test_uses_waiting_for_a_track_evicted_from_the_cache_are_attributed(
+        pending_before: bool) -> None:
+    """A backlog: the uses come first, then their TrackCreated, then enough other tracks to
+    evict it from the (tiny) cache, then uses an hour and more later. The waiting uses
+    belong to their track; before the fix they went to ``_unattributed``."""
+    from streamer.pipeline.flusher import Flusher
+
+    rig = Rig(cache_size=4)
+    store = FakeStore({})
+    flusher = Flusher(rig.settings, store, rig.cache, rig.metrics)  # type: ignore[arg-type]
+    rig.uses(0, dumps([use_event(1), use_event(2, use="create")]))
+    if pending_before:
+        asyncio.run(flusher.flush(rig.state))  # no metadata anywhere yet: pending
+        assert rig.state.pending == {"trk-1": {("play", MINUTE_OF_NOW): 1,
+                                               ("create", MINUTE_OF_NOW): 1}}
+    rig.track(0, dumps(track_event("tc-1")))
+    for n in range(20):
+        rig.track(1 + n, dumps(track_event(f"tc-other-{n}", track_id=f"trk-other-{n}")))
+    assert "trk-1" not in rig.cache
+    _lateness_push(rig, 1, ahead_ms=3 * HOUR)
+    asyncio.run(flusher.flush(rig.state))
+
+    holders = _holders_written(store)
+    assert holders.get("old-label") == 2
+    assert "_unattributed" not in holders
+    assert "trk-1" not in rig.state.pending
+
+
+def test_pending_uses_expire_only_after_redis_says_the_track_is_unknown() -> None:
+    """The track's TrackCreated went through another partition (a producer partitioning
+    differently): it is in the Redis catalog only. The uses expire by the watermark, but
+    the flush looks the track up first, whatever the recheck interval says."""
+    from streamer.pipeline.flusher import Flusher
+
+    rig = Rig()
+    store = FakeStore({})
+    flusher = Flusher(rig.settings, store, rig.cache, rig.metrics)  # type: ignore[arg-type]
+    rig.uses(0, dumps(use_event(1)))
+    asyncio.run(flusher.flush(rig.state))  # pending from here on
+    asyncio.run(flusher.flush(rig.state))  # rechecked now (unknown): the interval starts
+    assert "trk-1" in rig.state.pending
+    store.catalog["trk-1"] = OLD_META
+    _lateness_push(rig, 1, ahead_ms=3 * HOUR)
+    asyncio.run(flusher.flush(rig.state))  # within the recheck interval
+    holders = _holders_written(store)
+    assert holders.get("old-label") == 1 and "_unattributed" not in holders
+
+    rig.uses(2, dumps(use_event(2, track_id="trk-gone")))
+    asyncio.run(flusher.flush(rig.state))
+    _lateness_push(rig, 3, ahead_ms=6 * HOUR)
+    asyncio.run(flusher.flush(rig.state))
+    assert _holders_written(store).get("_unattributed") == 1  # unknown in Redis too
+    assert "trk-gone" not in rig.state.pending
+
+
+def test_second_metadata_in_one_interval_after_eviction_keeps_the_first_for_earlier_uses() -> None:
+    """Uses between two TrackCreated of one track belong to the first, even when the cache
+    evicted it before the second arrived (the interval's own metadata is not evictable)."""
+    from streamer.pipeline.flusher import Flusher
+
+    rig = Rig(cache_size=4)
+    store = FakeStore({})
+    flusher = Flusher(rig.settings, store, rig.cache, rig.metrics)  # type: ignore[arg-type]
+    rig.track(0, dumps(track_event("tc-1")))
+    rig.uses(0, dumps(use_event(1)))
+    for n in range(20):
+        rig.track(1 + n, dumps(track_event(f"tc-other-{n}", track_id=f"trk-other-{n}")))
+    assert "trk-1" not in rig.cache
+    rig.track(21, dumps(track_event("tc-2", rights=NEW_RIGHTS)))
+    rig.uses(1, dumps(use_event(2)))
+    asyncio.run(flusher.flush(rig.state))
+    holders = _holders_written(store)
+    assert holders.get("old-label") == 1 and holders.get("new-label") == 1
+
+
+def test_a_track_evicted_during_the_flush_read_does_not_expire_its_uses() -> None:
+    """The track is cached when the flush decides what to read from Redis, and evicted by
+    TrackCreated handled during that read. Its old uses find no metadata at snapshot
+    time; they wait for the next flush's lookup instead of expiring unchecked."""
+    from streamer.pipeline.flusher import Flusher
+
+    rig = Rig(cache_size=4)
+    rig.cache.put("trk-1", OLD_META)  # flushed to the catalog earlier
+
+    def agent_runs_on() -> None:
+        for n in range(20):
+            rig.track(n, dumps(track_event(f"tc-other-{n}", track_id=f"trk-other-{n}")))
+
+    store = RacingStore({"trk-1": OLD_META}, agent_runs_on)
+    flusher = Flusher(rig.settings, store, rig.cache, rig.metrics)  # type: ignore[arg-type]
+    rig.uses(0, dumps(use_event(1)))
+    _lateness_push(rig, 1, ahead_ms=3 * HOUR)
+    asyncio.run(flusher.flush(rig.state))
+    assert "trk-1" not in rig.cache
+    assert "_unattributed" not in _holders_written(store)
+    asyncio.run(flusher.flush(rig.state))
+    holders = _holders_written(store)
+    assert holders.get("old-label") == 1 and "_unattributed" not in holders
+    assert "trk-1" not in rig.state.pending

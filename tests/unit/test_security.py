@@ -280,13 +280,19 @@ def _use(i: int) -> dict[str, object]:
 def test_record_size_limit_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     processor, state, settings = _processor()
     parsed: list[int] = []
+    fast = processor_module.decode_sound_used
 
     def counting_loads(value: bytes) -> object:
         parsed.append(len(value))
         return orjson.loads(value)
 
+    def counting_decode(value: bytes) -> object:
+        parsed.append(len(value))
+        return fast(value)
+
     monkeypatch.setattr(processor_module, "orjson", types.SimpleNamespace(
         loads=counting_loads, dumps=orjson.dumps, JSONDecodeError=orjson.JSONDecodeError))
+    monkeypatch.setattr(processor_module, "decode_sound_used", counting_decode)
     body = b",".join(orjson.dumps(_use(i)) for i in range(20_000))
     value = b"[" + body + b"]"
     assert len(value) > settings.max_record_bytes
@@ -297,18 +303,19 @@ def test_record_size_limit_before_parsing(monkeypatch: pytest.MonkeyPatch) -> No
     # At the limit it is parsed (and counted).
     processor.handle_uses(state, 1, orjson.dumps(_use(1)), 1_700_000_000_000)
     assert len(parsed) == 1
+    assert state.unflushed_events == 1
 
 
 def test_batch_size_limit_before_validating_events(monkeypatch: pytest.MonkeyPatch) -> None:
     processor, state, settings = _processor()
     validated: list[object] = []
-    real = processor_module.parse_sound_used
+    real = processor_module.sound_used_of
 
     def counting_parse(event: object) -> object:
         validated.append(event)
         return real(event)
 
-    monkeypatch.setattr(processor_module, "parse_sound_used", counting_parse)
+    monkeypatch.setattr(processor_module, "sound_used_of", counting_parse)
     value = b"[" + b",".join([b"{}"] * (settings.max_batch_events + 1)) + b"]"
     assert len(value) < settings.max_record_bytes
     processor.handle_uses(state, 0, value, 1_700_000_000_000)
