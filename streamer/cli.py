@@ -86,7 +86,12 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
         settings = replace(settings, partitions=partitions)
     uvloop.install()
     app = create_app(settings)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # At --loglevel warn or error, Faust's terminal spinner would set the root logger to
+    # DEBUG (to spin on every record): every debug call of aiokafka, one per Kafka
+    # request, would then build a log record for nothing (2 % of the worker's time).
+    worker.spinner = None
+    worker.execute_from_commandline()
     return 0
 
 

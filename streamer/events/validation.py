@@ -163,7 +163,7 @@ def decode_sound_used(value: bytes) -> list[SoundUsed] | SoundUsed | None:
     """
     try:
         decoded = _USES_DECODER.decode(value)
-    except msgspec.DecodeError:  # ValidationError included
+    except (msgspec.DecodeError, RecursionError):  # ValidationError included; deep nesting
         return None
     seen = _track_ids.seen
     try:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 import faust
 import mode
+from faust.sensors import Monitor
 
 from streamer.api.queries import UsageQueries
 from streamer.api.views import register_routes
@@ -44,6 +46,28 @@ class _HideSaslAuthBytes(logging.Filter):
 
 # At import, so it is in place before ensure_topics' admin client logs in (cli.py).
 logging.getLogger("aiokafka.conn").addFilter(_HideSaslAuthBytes())
+
+
+class PerRecordQuietMonitor(Monitor):
+    """Faust's monitor without its bookkeeping per record and per event.
+
+    Those figures feed Faust's web stats, which are off (the worker's own are in
+    streamer/metrics.py); the hooks cost ~3 % of a worker reading single-event records.
+    Faust reads ``stream_inbound_time`` only for topics with acks, and ours have none.
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
+                            state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -86,6 +110,7 @@ def create_app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
         producer_acks=-1,
+        Monitor=PerRecordQuietMonitor,
     )
     metrics = Metrics()
     store = RedisStore(connect(settings.redis_url), KeyLayout(settings.key_prefix))
@@ -105,7 +130,6 @@ def create_app(settings: Settings) -> faust.App:
             message = event.message
             await handle(message.topic, message.partition, message.offset, message.value)
 
-    @app.timer(interval=settings.flush_interval_s)
     async def flush() -> None:
         await worker.flush_all()
         for partition, state in list(worker.states.items()):
@@ -114,6 +138,22 @@ def create_app(settings: Settings) -> faust.App:
                 if highwater is not None:
                     metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
                         max(0, highwater - state.next_offset[code]))
+
+    @app.service
+    class FlushLoop(mode.Service):
+        """A flush pass every ``flush_interval_s``, start to start.
+
+        Not ``app.timer``: mode's timer corrects its drift by at most 0.1 s a round, so
+        a pass of 0.7 s made the cadence 1.6 s and end-to-end latency with it.
+        """
+
+        @mode.Service.task
+        async def _flush_loop(self) -> None:
+            interval = settings.flush_interval_s
+            while not self.should_stop:
+                started = time.monotonic()
+                await flush()
+                await self.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def ensure_started() -> None:
         # Services of @app.service start after the first assignment; the revocation

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import _count_elements  # type: ignore[attr-defined]
 from itertools import compress
+from typing import Any
 
 import msgspec
 import orjson
@@ -35,6 +36,7 @@ _hash64 = xxhash.xxh3_64_intdigest
 
 _RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _ONE_USE = msgspec.json.Decoder(SoundUsed)
+_CHUNK = 50  # events decoded together on the slow path
 
 _REJECTED = object()
 """What _decode returns for a record it sent to the DLQ (a JSON null is a value too)."""
@@ -100,7 +102,7 @@ class RecordProcessor:
             self._count(state, offset, value, decoded, None, now_ms)
         elif decoded is not None:
             carried = 1
-            self._count(state, offset, value, [decoded], [value], now_ms)  # type: ignore[list-item]
+            self._count_one(state, offset, value, decoded, now_ms)
         else:
             carried = self._count_checking_each(state, offset, value, now_ms)
         self.metrics.hot.events_uses += carried
@@ -124,8 +126,8 @@ class RecordProcessor:
         """
         topic = self.settings.uses_topic
         try:
-            elements: list[bytes] = [bytes(raw) for raw in _RAW_ELEMENTS.decode(value)]
-        except msgspec.DecodeError:
+            elements: list[Any] = _RAW_ELEMENTS.decode(value)
+        except (msgspec.DecodeError, RecursionError):
             decoded = self._decode(state, topic, offset, value)  # orjson names the problem
             if decoded is _REJECTED:
                 return 0
@@ -139,27 +141,40 @@ class RecordProcessor:
             self._reject_batch_size(state, offset, value, len(elements))
             return 0
         events: list[SoundUsed] = []
-        raws: list[bytes] = []
-        for element in elements:
-            try:
-                event = _ONE_USE.decode(element)
-                check_track_id(event.track_id)
-            except (msgspec.DecodeError, Rejected):
-                try:
-                    obj = orjson.loads(element)
-                except orjson.JSONDecodeError as exc:
-                    self._reject(state, topic, offset, element,
-                                 Rejected("not_json", None, str(exc)[:200]))
-                    continue
-                checked = self._checked(state, offset, obj, element)
-                if checked is None:
-                    continue
-                event = checked
-            events.append(event)
-            raws.append(element)
+        raws: list[Any] = []
+        for start in range(0, len(elements), _CHUNK):
+            # Most chunks of a record with one bad event are fine: decode them whole.
+            chunk = elements[start:start + _CHUNK]
+            valid = decode_sound_used(b"[" + b",".join(chunk) + b"]")
+            if type(valid) is list:
+                events.extend(valid)
+                raws.extend(chunk)
+                continue
+            for element in chunk:
+                event = self._one_event(state, offset, bytes(element))
+                if event is not None:
+                    events.append(event)
+                    raws.append(element)
         if events:
             self._count(state, offset, value, events, raws, now_ms)
         return len(elements)
+
+    def _one_event(self, state: PartitionState, offset: int, element: bytes
+                   ) -> SoundUsed | None:
+        """One element of a batch: the event, or None after rejecting it."""
+        try:
+            event = _ONE_USE.decode(element)
+            check_track_id(event.track_id)
+            return event
+        except (msgspec.DecodeError, RecursionError, Rejected):
+            pass
+        try:
+            obj = orjson.loads(element)
+        except orjson.JSONDecodeError as exc:
+            self._reject(state, self.settings.uses_topic, offset, element,
+                         Rejected("not_json", None, str(exc)[:200]))
+            return None
+        return self._checked(state, offset, obj, element)
 
     def _checked(self, state: PartitionState, offset: int, obj: object,
                  raw: bytes) -> SoundUsed | None:
@@ -171,7 +186,7 @@ class RecordProcessor:
             return None
 
     def _count(self, state: PartitionState, offset: int, value: bytes,
-               events: list[SoundUsed], raws: list[bytes] | None, now_ms: int) -> None:
+               events: list[SoundUsed], raws: list[Any] | None, now_ms: int) -> None:
         """Lateness, the future, duplicates, then one cell increment per counted event.
 
         ``raws``: each event's original JSON, for the DLQ; None means the record is a
@@ -186,7 +201,7 @@ class RecordProcessor:
         if (oldest < max(watermark, newest) - self.lateness_ms
                 or newest > now_ms + self.future_ms):
             if raws is None:
-                raws = [bytes(raw) for raw in _RAW_ELEMENTS.decode(value)]
+                raws = _RAW_ELEMENTS.decode(value)
             events, times = self._drop_late_and_future(state, offset, events, raws, now_ms)
             if not events:
                 return
@@ -213,8 +228,33 @@ class RecordProcessor:
         hot.events_counted += counted
         hot.duplicates += len(events) - counted
 
+    def _count_one(self, state: PartitionState, offset: int, value: bytes, event: SoundUsed,
+                   now_ms: int) -> None:
+        """``_count`` for a single-event record, without a batch's lists and numpy probe."""
+        occurred_at = event.occurred_at
+        watermark = state.watermark[USES_CODE]
+        if occurred_at < watermark - self.lateness_ms or occurred_at > now_ms + self.future_ms:
+            self._drop_late_and_future(state, offset, [event], [value], now_ms)
+            return
+        dedupe = state.dedupe[USES_CODE]
+        hot = self.metrics.hot
+        if not dedupe.add_digest(_hash64(event.event_id.encode()), occurred_at):
+            hot.duplicates += 1
+            return
+        base = occurred_at - occurred_at % self.base_ms
+        cells = state.cells
+        key = (event.track_id, event.use, base)
+        cells[key] = cells.get(key, 0) + 1
+        state.bases.add(base)
+        if occurred_at > watermark:
+            state.watermark[USES_CODE] = occurred_at
+            dedupe.advance(occurred_at)
+        dedupe.compact()
+        state.unflushed_events += 1
+        hot.events_counted += 1
+
     def _drop_late_and_future(
-        self, state: PartitionState, offset: int, events: list[SoundUsed], raws: list[bytes],
+        self, state: PartitionState, offset: int, events: list[SoundUsed], raws: list[Any],
         now_ms: int,
     ) -> tuple[list[SoundUsed], list[int]]:
         """Reject late and future events one by one; the watermark moves as they pass."""
@@ -234,7 +274,7 @@ class RecordProcessor:
                 kept.append(event)
                 watermark = max(watermark, occurred_at)
                 continue
-            self._reject(state, topic, offset, raw, rejected)
+            self._reject(state, topic, offset, bytes(raw), rejected)
         return kept, [event.occurred_at for event in kept]
 
     def handle_track(self, state: PartitionState, offset: int, value: bytes | None,

@@ -286,8 +286,13 @@ class PipelineWorker:
     # -- flushing -----------------------------------------------------------------
 
     async def flush_all(self) -> None:
-        for state in list(self.states.values()):
-            await self.flush_partition(state)
+        # Concurrently: while Redis applies one partition's script, the next snapshot is
+        # taken, so a pass takes about the Redis time of all partitions, not the sum of
+        # both (end-to-end latency waits for the pass), and one commit covers them all.
+        flushed = await asyncio.gather(*(self._flush(state)
+                                         for state in list(self.states.values())))
+        await self._commit({key: offset for offsets in flushed if offsets
+                            for key, offset in offsets.items()})
         self.metrics.publish()
         self.metrics.unflushed_events.set(
             sum(state.unflushed_events for state in self.states.values()))
@@ -296,18 +301,23 @@ class PipelineWorker:
         self.metrics.last_flush.set(time.time())  # a pass done: idle partitions are flushed too
 
     async def flush_partition(self, state: PartitionState) -> None:
+        await self._commit(await self._flush(state) or {})
+
+    async def _flush(self, state: PartitionState) -> dict[tuple[str, int], int] | None:
+        """Flush one partition; return the Kafka offsets Redis now holds (None: refused)."""
         # Read before the flush: it writes these offsets or later ones to Redis. Committing
         # state.next_offset after it would run ahead of Redis, because the agent keeps
         # counting while the flush awaits; a crash then skipped the gap (tests/faults).
-        flushed_offsets = dict(state.next_offset)
+        flushed_offsets = {(topic, state.partition): state.next_offset[code]
+                           for topic, code in self._topic_codes.items()}
         state.tracks_caught_up = self._caught_up(self.settings.tracks_topic, state)
         try:
             await self.flusher.flush(state)
         except FlushRefused:
             await self._recover_refused(state)
-            return
+            return None
         self.last_flush_ok = time.monotonic()
-        await self._commit(state, flushed_offsets)
+        return flushed_offsets
 
     def _caught_up(self, topic: str, state: PartitionState) -> bool:
         """Whether this process has read the partition to its end.
@@ -338,13 +348,9 @@ class PipelineWorker:
         if self.states.get(partition) is new_state:
             await self._seek(new_state)
 
-    async def _commit(self, state: PartitionState, next_offsets: dict[str, int]) -> None:
+    async def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Best effort: lets Kafka tools show the group's progress; Redis stays the truth."""
-        offsets = {
-            (topic, state.partition): next_offsets[code]
-            for topic, code in self._topic_codes.items()
-            if next_offsets[code] > 0
-        }
+        offsets = {key: offset for key, offset in offsets.items() if offset > 0}
         try:
             await commit_offsets(self._consumer, offsets)
         except Exception as exc:

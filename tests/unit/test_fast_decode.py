@@ -127,3 +127,20 @@ def test_edge_cases_agree(value: bytes) -> None:
     codes = [r.code for r in state.rejections]
     assert codes == ([expected] if isinstance(expected, str) else [])
     assert state.unflushed_events == (0 if isinstance(expected, str) else 1)
+
+
+@pytest.mark.parametrize("value", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    b"[" + orjson.dumps(_use(0)) + b"," + b"[" * 5_000 + b"]" * 5_000 + b"]",
+])
+def test_deeply_nested_records_are_rejected_not_raised(value: bytes) -> None:
+    """The fault suite's fuzzer found it: msgspec raises RecursionError, not DecodeError,
+    on deep nesting, which crashed the agent in a loop."""
+    processor, state = _processor()
+    processor.handle_uses(state, 0, value, NOW)
+    assert state.rejections
+    assert {r.code for r in state.rejections} <= {"not_json", "not_object", "empty_batch"}
+    # Nesting beyond the JSON parsers' depth limit makes the whole record not JSON, as
+    # it was before the fast path (orjson's limit is 1024 levels).
+    assert state.unflushed_events == 0
