@@ -4,6 +4,11 @@ Nothing here awaits: a record is decoded, each event validated, checked against
 lateness, the future and the dedupe set, and added to the partition's in-memory
 cells. Redis and the dead-letter topic are dealt with by the caller (the agent and
 the flusher), batched.
+
+A valid ``sounds.used`` record takes the fast path: msgspec decodes and checks it
+whole, and each later step works on the batch with comprehensions rather than one
+Python loop per event. A record holding a bad event (or none at all) takes
+``_count_checking_each``, which rejects exactly the bad events with their reasons.
 """
 
 from __future__ import annotations
