@@ -139,7 +139,7 @@ class RecordProcessor:
             if type(decoded) is not list:
                 event = self._checked(state, offset, decoded, value)
                 if event is not None:
-                    self._count(state, offset, value, [event], [value], now_ms)
+                    self._count_one(state, offset, value, event, now_ms)
                 return 1
             elements = [orjson.dumps(element) for element in decoded]
         if not 0 < len(elements) <= self.max_batch:
