@@ -24,8 +24,9 @@ import orjson
 
 from streamer.config import Settings, load_settings
 from streamer.verify.kafka_progress import wait_drained
-from streamer.verify.reconcile import compare
+from streamer.verify.reconcile import Reconciliation, compare
 from streamer.verify.redis_counters import open_redis, pending_tracks, read_counters
+from streamer.verify.truth import PartitionedTruth, merge_expected
 from streamer.verify.worker_process import WorkerProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -222,8 +223,11 @@ class BenchRun:
 
     # -- results ----------------------------------------------------------------------
 
-    async def reconcile(self, expected: dict[tuple[Any, ...], int],
+    async def reconcile(self, *truths: PartitionedTruth,
                         pending_timeout_s: float = 30.0) -> dict[str, Any]:
+        """Redis against the truths (the load's, the probes'), one partition shard at a
+        time: a day's ~20M counters are never all in memory, and every shard must match
+        on its own (stricter than comparing sums over shards)."""
         started = time.monotonic()
         # Drained offsets include every TrackCreated; the uses that waited for one are
         # attributed by the flush after it (or after a catalog recheck): allow for that.
@@ -231,18 +235,26 @@ class BenchRun:
         while (pending := await pending_tracks(self.stack.redis_url, self.prefix,
                                                self.partitions)) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-        actual = await read_counters(self.stack.redis_url, self.prefix)
-        result = compare(expected, actual)
+        result = Reconciliation()
+        counters_expected = counters_actual = 0
+        for partition in range(self.partitions):
+            expected = merge_expected(truth.expected_for(partition) for truth in truths)
+            actual = await read_counters(self.stack.redis_url, self.prefix, partition)
+            result.add(compare(expected, actual))
+            counters_expected += len(expected)
+            counters_actual += len(actual)
+            del expected, actual
         log(f"reconcile [{self.label}]: lost = {result.lost}, double = {result.double}, "
             f"mismatched counters = {len(result.mismatches)}, pending tracks left = {pending} "
-            f"({len(expected):,} expected counters, {result.events_expected:,} uses)")
+            f"({counters_expected:,} expected counters, {result.events_expected:,} uses, "
+            f"{time.monotonic() - started:.1f} s)")
         if not result.ok:
             print(result.summary(limit=15), file=sys.stderr)
         return {
             "ok": result.ok, "lost": result.lost, "double": result.double,
             "mismatched_counters": len(result.mismatches), "pending_tracks_left": pending,
             "events_expected": result.events_expected, "events_counted": result.events_counted,
-            "counters_expected": len(expected), "counters_actual": len(actual),
+            "counters_expected": counters_expected, "counters_actual": counters_actual,
             "attribution_diff": attribution_diff(result.mismatches),
             "first_mismatches": [[list(k), e, a] for k, e, a in
                                  sorted(result.mismatches, key=repr)[:15]],
@@ -472,7 +484,7 @@ class Probes:
     ``poll_s`` of polling granularity.
     """
 
-    def __init__(self, run: BenchRun, truth: Any, interval_s: float = 0.2,
+    def __init__(self, run: BenchRun, truth: PartitionedTruth, interval_s: float = 0.2,
                  poll_s: float = 0.02) -> None:
         self.run = run
         self.truth = truth
@@ -502,7 +514,7 @@ class Probes:
                      "rights": [{"holder_id": "bench-label", "right": "master", "share": "1"}]}
             await self._producer.send_and_wait(self.run.tracks_topic, orjson.dumps(event),
                                                key=track_id.encode(), partition=partition)
-            self.truth.track_created(event)
+            self.truth.track_created(event, partition)
 
     async def start(self, t0: float | None = None) -> None:
         self._redis = open_redis(self.run.stack.redis_url)
@@ -543,7 +555,7 @@ class Probes:
             await self._producer.send(self.run.uses_topic, orjson.dumps(event),
                                       key=track_id.encode(), partition=partition)
             self._outstanding.setdefault(key, []).append((self._counts[key], sent_at, 0.0))
-            self.truth.use(event)
+            self.truth.use(event, partition)
             self.sent += 1
             n += 1
             next_at += self.interval_s

@@ -38,8 +38,8 @@ from benchmarks.report import Report
 from streamer.config import Settings, load_settings
 from streamer.loadgen.cli import ProgressBar
 from streamer.loadgen.config import DAY_S, TRACKS_PER_DAY, LoadConfig
-from streamer.loadgen.sender import LoadResult, LoadRun, SendPlan, merge_expected, run_inline
-from streamer.verify.truth import GroundTruth
+from streamer.loadgen.sender import LoadResult, LoadRun, SendPlan, run_inline
+from streamer.verify.truth import PartitionedTruth
 
 HERE = Path(__file__).resolve().parent
 
@@ -215,8 +215,8 @@ async def scenario_smoke(opts: argparse.Namespace, report: Report) -> dict[str, 
             cfg.start_ms = backlog_start_ms(cfg)
             load = await produce_backlog(run, cfg, 1, progress=False)
             measured, _ = await drain(run, load.events, timeout_s=120)
-            assert load.expected is not None
-            measured["reconcile"] = await run.reconcile(load.expected)
+            assert load.truth is not None
+            measured["reconcile"] = await run.reconcile(load.truth)
             measured["load"] = load.summary()
             results[mode] = measured
         finally:
@@ -242,7 +242,7 @@ async def scenario_generator(opts: argparse.Namespace, report: Report) -> dict[s
         cfg = base_config(opts, worker_settings(opts), use_rate=rate,
                           duration_s=events / rate, start_ms=0)
         cfg.start_ms = backlog_start_ms(cfg)
-        model = TrafficModel(cfg, opts.partitions, truth=GroundTruth(
+        model = TrafficModel(cfg, opts.partitions, truth=PartitionedTruth(
             windows=cfg.windows, allowed_lateness_ms=cfg.allowed_lateness_ms) if truth else None)
         builder = RecordBuilder(cfg.batch_events)
         builder.add(model.catalog_tick())
@@ -303,8 +303,8 @@ async def scenario_max(opts: argparse.Namespace, report: Report) -> dict[str, An
             + (f" under {opts.profile}" if opts.profile else ""))
         measured, sampler = await drain(run, load.events, timeout_s=opts.timeout,
                                         profile=opts.profile)
-        assert load.expected is not None
-        measured["reconcile"] = await run.reconcile(load.expected)
+        assert load.truth is not None
+        measured["reconcile"] = await run.reconcile(load.truth)
         measured["load"] = load.summary()
         measured["settings"] = settings_of(run)
         measured["config"] = cfg.to_dict()
@@ -392,8 +392,8 @@ async def _ramp(opts: argparse.Namespace, report: Report, rates: list[float]) ->
         end_t = time.monotonic() - sampler.t0
         await run.wait_drained(opts.timeout)
         await sampler.stop()
-        assert result.expected is not None
-        reconcile = await run.reconcile(result.expected)
+        assert result.truth is not None
+        reconcile = await run.reconcile(result.truth)
         steps = []
         for i, rate in enumerate(rates):
             lo, hi = go_t + i * step_s, go_t + (i + 1) * step_s
@@ -433,7 +433,7 @@ async def scenario_sustained(opts: argparse.Namespace, report: Report,
         worker = run.start_worker(opts.profile)
         await worker.wait_healthy(120)
         settings = run.settings
-        probe_truth = GroundTruth(windows=settings.windows,
+        probe_truth = PartitionedTruth(windows=settings.windows,
                                   allowed_lateness_ms=settings.allowed_lateness_ms)
         probes = Probes(run, probe_truth, interval_s=opts.probe_interval)
         await probes.create_tracks()
@@ -467,9 +467,8 @@ async def scenario_sustained(opts: argparse.Namespace, report: Report,
         await asyncio.sleep(1.5)
         await sampler.stop()
         metrics = await run.metrics()
-        assert result.expected is not None
-        expected = merge_expected([result.expected, probe_truth.expected()])
-        reconcile = await run.reconcile(expected)
+        assert result.truth is not None
+        reconcile = await run.reconcile(result.truth, probe_truth)
         await run.stop_worker()
         warm = go_t + min(10.0, duration / 5)
         window = [s for s in sampler.samples if warm <= s["t"] <= end_t
@@ -559,8 +558,8 @@ async def scenario_day(opts: argparse.Namespace, report: Report) -> dict[str, An
             measured = {"events": load.events, "wall_s": round(wall, 2),
                         "events_per_s": round(load.events / wall, 1),
                         "resources": sampler.resources()}
-        assert load.expected is not None
-        measured["reconcile"] = await run.reconcile(load.expected)
+        assert load.truth is not None
+        measured["reconcile"] = await run.reconcile(load.truth)
         await run.stop_worker()
         simulated_days = cfg.total_sim_s / DAY_S
         measured.update({
@@ -686,7 +685,7 @@ async def scenario_peers(opts: argparse.Namespace, report: Report) -> dict[str, 
     results: dict[str, Any] = {"runs": []}
     runs = {"single": new_run(opts, "peers-single", report.out_dir),
             "batch": new_run(opts, "peers-batch", report.out_dir)}
-    truths: dict[str, Any] = {}
+    truths: dict[str, PartitionedTruth] = {}
     loads: dict[str, LoadResult] = {}
     try:
         start_ms = int(time.time() * 1000) - int(events_batch / rate * 1000) - 120_000
@@ -697,7 +696,9 @@ async def scenario_peers(opts: argparse.Namespace, report: Report) -> dict[str, 
                               batch_events=1 if mode == "single" else opts.batch_events,
                               start_ms=start_ms)
             loads[mode] = await produce_backlog(run, cfg, opts.processes, opts.progress)
-            truths[mode] = loads[mode].expected
+            truth = loads[mode].truth
+            assert truth is not None
+            truths[mode] = truth
         wanted = [p.strip() for p in opts.peers.split(",") if p.strip()]
         for mode, run in runs.items():
             load = loads[mode]
@@ -734,7 +735,7 @@ async def scenario_peers(opts: argparse.Namespace, report: Report) -> dict[str, 
                 log(f"peers: {peer} {mode}: {outcome.get('events_per_s', outcome.get('error'))}"
                     " events/s")
                 results["runs"].append(outcome)
-        results["same_events"] = (truths["single"] == truths["batch"])
+        results["same_events"] = (truths["single"].expected() == truths["batch"].expected())
     finally:
         for run in runs.values():
             await run.stop_worker()

@@ -212,8 +212,8 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         bar.close()
-    if args.truth and result.expected is not None:
-        write_truth(args.truth, result.expected)
+    if args.truth and result.truth is not None:
+        write_truth(args.truth, result.truth.expected())
     summary = result.summary()
     summary["topics"] = {"tracks": settings.tracks_topic, "uses": settings.uses_topic,
                          "partitions": partitions}

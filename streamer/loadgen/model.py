@@ -33,7 +33,8 @@ from a per-track SplitMix64 stream. So N processes each owning a share of the
 partitions together emit exactly the events one process would.
 
 Ground truth: each valid, first-seen, in-time use and each accepted TrackCreated is
-fed to ``streamer.verify.GroundTruth`` (aggregated per track and base window).
+fed, with its partition, to ``streamer.verify.PartitionedTruth`` (aggregated per track
+and base window, one ``GroundTruth`` per partition).
 """
 
 from __future__ import annotations
@@ -47,12 +48,15 @@ from bisect import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka.partitioner import murmur2
 
 from streamer.loadgen.config import EARLY_DELAY_MIN_MS, TICK_MAX_MS, LoadConfig
+
+if TYPE_CHECKING:
+    from streamer.verify.truth import PartitionedTruth
 
 _MASK64 = (1 << 64) - 1
 _UNKNOWN = 255
@@ -184,7 +188,7 @@ class ModelStats:
 
 class TrafficModel:
     def __init__(self, cfg: LoadConfig, partitions: int, owned: set[int] | None = None,
-                 truth: Any = None, catalog_ms: int | None = None) -> None:
+                 truth: PartitionedTruth | None = None, catalog_ms: int | None = None) -> None:
         cfg.validate()
         self.cfg = cfg
         self.partitions = partitions
@@ -328,7 +332,7 @@ class TrafficModel:
         self.stats.tracks_sent += 1
         self.stats.tracks_created += 1
         if self.truth is not None:
-            self.truth.track_created(event)
+            self.truth.track_created(event, partition)
 
     # -- the stream -----------------------------------------------------------------
 
@@ -570,7 +574,7 @@ class TrafficModel:
                 tev["track_id"] = track_id
                 tev["occurred_at"] = ts
                 tev["use"] = use
-                truth.use(tev)
+                truth.use(tev, partition)
         self._seq = seq
         return tick
 

@@ -3,7 +3,8 @@
 Each sending process runs the whole (cheap) random model but encodes and sends only the
 partitions it owns (``partition % processes == index``), so partition order is kept and
 N processes emit exactly the events one would. Every process keeps the ground truth of
-what it sent; the parent adds them up.
+what it sent, per partition and compact (not expanded into counters); the parent joins
+them.
 
 Pacing: simulated time maps to wall time as ``wall = go + (sim - start) / speed``; a
 tick is sent once the wall clock reaches its end (so events are never from the future
@@ -21,7 +22,6 @@ import queue
 import resource
 import time
 import traceback
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.model import ModelStats, TrafficModel
 from streamer.loadgen.records import TRACKS, RecordBuilder
+from streamer.verify.truth import PartitionedTruth
 
 # Shared progress slots per process.
 # events/records: SoundUsed elements and the sounds.used records carrying them;
@@ -61,7 +62,7 @@ class SendPlan:
 
 @dataclass(slots=True)
 class LoadResult:
-    expected: dict[tuple[Any, ...], int] | None
+    truth: PartitionedTruth | None
     stats: ModelStats
     events: int = 0
     records: int = 0
@@ -145,11 +146,9 @@ class _Progress:
 
 async def _send_all(plan: SendPlan, index: int, progress: _Progress, go: Any, stop: Any,
                     start_ms_value: Any) -> tuple[TrafficModel, float, float, int, list[str]]:
-    from streamer.verify import GroundTruth
-
     cfg = plan.cfg
     owned = {p for p in range(plan.partitions) if p % plan.processes == index}
-    truth = (GroundTruth(windows=cfg.windows, allowed_lateness_ms=cfg.allowed_lateness_ms)
+    truth = (PartitionedTruth(windows=cfg.windows, allowed_lateness_ms=cfg.allowed_lateness_ms)
              if plan.keep_truth else None)
     model = TrafficModel(cfg, plan.partitions, owned, truth, catalog_ms=plan.catalog_ms)
     single = cfg.batch_events <= 1
@@ -232,9 +231,8 @@ def _child(plan: SendPlan, index: int, shared: Any, go: Any, stop: Any, start_ms
         model, catalog_wall, wall, end_ms, errors = asyncio.run(
             _send_all(plan, index, progress, go, stop, start_ms_value))
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        expected = model.truth.expected() if model.truth is not None else None
         results.put((index, {
-            "expected": expected, "stats": model.stats, "catalog_wall_s": catalog_wall,
+            "truth": model.truth, "stats": model.stats, "catalog_wall_s": catalog_wall,
             "wall_s": wall, "start_ms": model.start_ms, "end_ms": end_ms,
             "cpu_s": usage.ru_utime + usage.ru_stime, "errors": errors,
             "progress": progress.local}))
@@ -242,14 +240,6 @@ def _child(plan: SendPlan, index: int, shared: Any, go: Any, stop: Any, start_ms
     except BaseException as exc:
         progress.set(PHASE, PHASE_FAILED)
         results.put((index, {"failed": f"{exc!r}\n{traceback.format_exc()}"}))
-
-
-def merge_expected(parts: list[Mapping[tuple[Any, ...], int]]) -> dict[tuple[Any, ...], int]:
-    total: defaultdict[tuple[Any, ...], int] = defaultdict(int)
-    for part in parts:
-        for key, value in part.items():
-            total[key] += value
-    return {key: value for key, value in total.items() if value}
 
 
 class LoadRun:
@@ -360,11 +350,17 @@ class LoadRun:
         stats = ModelStats()
         for item in items.values():
             stats.add(item["stats"])
-        expected = (merge_expected([item["expected"] for item in items.values()])
-                    if self.plan.keep_truth else None)
+        truth: PartitionedTruth | None = None
+        for _, item in sorted(items.items()):
+            if item["truth"] is None:
+                continue
+            if truth is None:
+                truth = item["truth"]
+            else:
+                truth.update(item["truth"])
         progress_rows = [item["progress"] for item in items.values()]
         return LoadResult(
-            expected=expected, stats=stats,
+            truth=truth, stats=stats,
             events=int(sum(row[EVENTS] for row in progress_rows)),
             records=int(sum(row[RECORDS] for row in progress_rows)),
             bytes=int(sum(row[BYTES] for row in progress_rows)),
@@ -394,7 +390,7 @@ async def run_inline(plan: SendPlan) -> LoadResult:
     cpu1 = os.times()
     row = progress.local
     return LoadResult(
-        expected=model.truth.expected() if model.truth is not None else None,
+        truth=model.truth,
         stats=model.stats, events=int(row[EVENTS]), records=int(row[RECORDS]),
         bytes=int(row[BYTES]), tracks_records=int(row[TRACKS_SENT]), wall_s=wall,
         catalog_wall_s=catalog_wall, start_ms=model.start_ms or 0, end_ms=end_ms,

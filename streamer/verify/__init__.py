@@ -2,9 +2,11 @@
 
 * :mod:`streamer.verify.truth`: ``GroundTruth``, the counters the pipeline should hold,
   computed from the events a test sent, with no code shared with the pipeline's own
-  attribution (shares are re-parsed here with :mod:`decimal`).
+  attribution (shares are re-parsed here with :mod:`decimal`); ``PartitionedTruth``
+  keeps one per input partition, to reconcile large runs a partition at a time.
 * :mod:`streamer.verify.redis_counters`: ``read_counters``, every counter a worker wrote
-  under a key prefix, merged over the per-partition shards, in the same key shapes.
+  under a key prefix, merged over the per-partition shards (or of one shard), in the
+  same key shapes.
 * :mod:`streamer.verify.reconcile`: ``compare`` expected against actual counters.
 * :mod:`streamer.verify.kafka_progress`: ``wait_drained`` until Redis has counted every
   record Kafka holds.
@@ -21,6 +23,6 @@ Counter keys (tuples), shared by all of them::
 from __future__ import annotations
 
 from streamer.verify.reconcile import Reconciliation, compare
-from streamer.verify.truth import GroundTruth
+from streamer.verify.truth import GroundTruth, PartitionedTruth
 
-__all__ = ["GroundTruth", "Reconciliation", "compare"]
+__all__ = ["GroundTruth", "PartitionedTruth", "Reconciliation", "compare"]

@@ -12,7 +12,7 @@ CounterKey = tuple[Any, ...]
 
 @dataclass(slots=True)
 class Reconciliation:
-    """The outcome of ``compare``.
+    """The outcome of ``compare``; ``add`` sums the outcomes of several shards.
 
     ``lost`` and ``double`` are summed over every ``"track"`` counter (all windows), so a
     use missing from three windows adds 3. ``events_expected``/``events_counted`` are the
@@ -23,12 +23,37 @@ class Reconciliation:
     lost: int = 0
     double: int = 0
     mismatches: list[tuple[CounterKey, int, int]] = field(default_factory=list)
-    events_expected: int = 0
-    events_counted: int = 0
+    # window -> uses in its "track" counters
+    expected_per_window: dict[Any, int] = field(default_factory=dict)
+    actual_per_window: dict[Any, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.mismatches and self.lost == 0 and self.double == 0
+
+    @property
+    def _window(self) -> Any:
+        windows = self.expected_per_window.keys() | self.actual_per_window.keys()
+        if not windows:
+            return None
+        return max(windows, key=lambda name: (self.expected_per_window.get(name, 0), str(name)))
+
+    @property
+    def events_expected(self) -> int:
+        return self.expected_per_window.get(self._window, 0)
+
+    @property
+    def events_counted(self) -> int:
+        return self.actual_per_window.get(self._window, 0)
+
+    def add(self, other: Reconciliation) -> None:
+        self.lost += other.lost
+        self.double += other.double
+        self.mismatches.extend(other.mismatches)
+        for mine, theirs in ((self.expected_per_window, other.expected_per_window),
+                             (self.actual_per_window, other.actual_per_window)):
+            for window, uses in theirs.items():
+                mine[window] = mine.get(window, 0) + uses
 
     def summary(self, limit: int = 0) -> str:
         """One line; with ``limit`` > 0 also the first mismatching counters, one per line."""
@@ -65,9 +90,6 @@ def compare(expected: Mapping[CounterKey, int], actual: Mapping[CounterKey, int]
                 result.double += got - want
         if want != got:
             result.mismatches.append((key, want, got))
-    if expected_per_window or actual_per_window:
-        window = max(expected_per_window.keys() | actual_per_window.keys(),
-                     key=lambda name: (expected_per_window.get(name, 0), str(name)))
-        result.events_expected = expected_per_window.get(window, 0)
-        result.events_counted = actual_per_window.get(window, 0)
+    result.expected_per_window = dict(expected_per_window)
+    result.actual_per_window = dict(actual_per_window)
     return result

@@ -76,8 +76,10 @@ def _add_hash(totals: defaultdict[CounterKey, int], kind: str, window: str, star
             totals[("genre", window, start, genre, origin, use)] += value
 
 
-async def read_counters(redis_client_or_url: Any, key_prefix: str) -> dict[CounterKey, int]:
-    """Every non-zero counter under ``key_prefix``, summed over the partition shards.
+async def read_counters(redis_client_or_url: Any, key_prefix: str,
+                        partition: int | None = None) -> dict[CounterKey, int]:
+    """Every non-zero counter under ``key_prefix``, summed over the partition shards
+    (or only those of the shard of input ``partition``).
 
     Takes a ``redis.asyncio.Redis``, a ``RedisCluster`` or a URL (``redis://``,
     ``rediss://``, ``redis+cluster://``; a client made from a URL is closed again).
@@ -86,7 +88,8 @@ async def read_counters(redis_client_or_url: Any, key_prefix: str) -> dict[Count
     own = isinstance(redis_client_or_url, str)
     client = open_redis(redis_client_or_url) if own else redis_client_or_url
     try:
-        pattern = "{" + _GLOB_SPECIAL.sub(r"\\\1", key_prefix) + ":*"
+        shard = "*" if partition is None else f"{int(partition)}}}:*"
+        pattern = "{" + _GLOB_SPECIAL.sub(r"\\\1", key_prefix) + ":" + shard
         wanted: list[tuple[str, str, str, int]] = []
         seen: set[str] = set()
         async for raw_key in client.scan_iter(match=pattern, count=1000):

@@ -19,6 +19,11 @@ Attribution rules modelled here:
   at once, and attributed to holders and genre with the first TrackCreated that arrives;
 * if no TrackCreated arrives before ``finish()`` (or ``expected()``), they go to holder
   ``_unattributed`` with full weight in both rights, and not to any genre.
+
+``PartitionedTruth`` keeps one ``GroundTruth`` per input partition. A track never changes
+partition and the worker keeps each partition's counters in its own Redis shard, so a
+large run is reconciled one partition at a time: a simulated day expands into some 20M
+counters, which need not all be in memory at once.
 """
 
 from __future__ import annotations
@@ -204,3 +209,67 @@ class GroundTruth:
                         uses * micro)
                 if info is not None:
                     into[("genre", name, start, info.genre, info.ai_origin, use)] += uses
+
+
+class PartitionedTruth:
+    """One ``GroundTruth`` per input partition; see the module docstring.
+
+    Load generator processes each own some partitions; their truths are joined with
+    ``update`` (partitions must not overlap, as a partition has one sender).
+    """
+
+    def __init__(
+        self,
+        windows: Iterable[tuple[str, int]] = DEFAULT_WINDOWS,
+        allowed_lateness_ms: int = 3_600_000,
+    ) -> None:
+        self.windows = tuple((str(name), int(size)) for name, size in windows)
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.parts: dict[int, GroundTruth] = {}
+
+    def part(self, partition: int) -> GroundTruth:
+        truth = self.parts.get(partition)
+        if truth is None:
+            truth = self.parts[partition] = GroundTruth(self.windows, self.allowed_lateness_ms)
+        return truth
+
+    def track_created(self, event: Mapping[str, Any], partition: int) -> None:
+        self.part(partition).track_created(event)
+
+    def use(self, event: Mapping[str, Any], partition: int) -> None:
+        self.part(partition).use(event)
+
+    def update(self, other: PartitionedTruth) -> None:
+        """Take over the partitions of another sender's truth."""
+        if other.windows != self.windows:
+            raise ValueError(f"windows differ: {other.windows} != {self.windows}")
+        overlap = self.parts.keys() & other.parts.keys()
+        if overlap:
+            raise ValueError(f"partitions {sorted(overlap)} are in both truths")
+        self.parts.update(other.parts)
+
+    @property
+    def uses_counted(self) -> int:
+        return sum(truth.uses_counted for truth in self.parts.values())
+
+    @property
+    def tracks_created(self) -> int:
+        return sum(truth.tracks_created for truth in self.parts.values())
+
+    def expected_for(self, partition: int) -> dict[CounterKey, int]:
+        """The counters of one partition's Redis shard (empty if nothing was sent to it)."""
+        truth = self.parts.get(partition)
+        return truth.expected() if truth is not None else {}
+
+    def expected(self) -> dict[CounterKey, int]:
+        """Every counter summed over partitions, as ``read_counters`` returns them."""
+        return merge_expected([truth.expected() for truth in self.parts.values()])
+
+
+def merge_expected(parts: Iterable[Mapping[CounterKey, int]]) -> dict[CounterKey, int]:
+    """Counter maps added up, zeros dropped."""
+    total: defaultdict[CounterKey, int] = defaultdict(int)
+    for part in parts:
+        for key, value in part.items():
+            total[key] += value
+    return {key: value for key, value in total.items() if value}

@@ -7,12 +7,14 @@ real Redis and Kafka (no worker needed).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from support.pipeline import MakeTopic
 
-from streamer.verify import GroundTruth, compare
+from streamer.verify import GroundTruth, Reconciliation, compare
 from streamer.verify.kafka_progress import wait_drained
 from streamer.verify.redis_counters import read_counters
 from streamer.verify.truth import share_to_micro
@@ -141,6 +143,14 @@ def test_compare_counts_lost_double_and_mismatches() -> None:
     same = compare(expected, dict(expected))
     assert same.ok and same.summary() == ("events expected 6, counted 6, lost 0, double 0, "
                                           "mismatched counters 0")
+    # Shards compared one by one add up to the whole comparison.
+    per_shard = Reconciliation()
+    for track in ("a", "b"):
+        def shard(counters: dict[Any, int], track: str = track) -> dict[Any, int]:
+            return {k: v for k, v in counters.items() if (k[3] == "a") == (track == "a")}
+        per_shard.add(compare(shard(expected), shard(actual)))
+    assert per_shard.summary() == result.summary()
+    assert sorted(per_shard.mismatches, key=repr) == sorted(result.mismatches, key=repr)
 
 
 async def test_read_counters_reads_the_documented_layout(redis_url: str,
@@ -162,10 +172,15 @@ async def test_read_counters_reads_the_documented_layout(redis_url: str,
         await client.set(f"{prefix}:cat:{{trk}}", b"{}")  # ignored
         # A neighbouring prefix that starts the same must not be read.
         await client.hset("{" + f"{prefix}x:0" + "}:t:1h:3600000", mapping={"play|trk": 100})
+        # One shard: partition 1 only, not 10.
+        await client.hset("{" + f"{prefix}:10" + "}:t:1h:3600000", mapping={"play|trk": 100})
+        shard_1 = await read_counters(client, prefix, partition=1)
+        await client.delete("{" + f"{prefix}:10" + "}:t:1h:3600000")
         got = await read_counters(client, prefix)
         assert got == await read_counters(redis_url, prefix)  # a URL works too
     finally:
-        await client.delete("{" + f"{prefix}x:0" + "}:t:1h:3600000")
+        await client.delete("{" + f"{prefix}x:0" + "}:t:1h:3600000",
+                            "{" + f"{prefix}:10" + "}:t:1h:3600000")
         for p in (0, 1):
             tag = "{" + f"{prefix}:{p}" + "}"
             for suffix in (":t:1h:3600000", ":h:1h:3600000", ":g:1d:0", ":z:1h:3600000",
@@ -180,6 +195,15 @@ async def test_read_counters_reads_the_documented_layout(redis_url: str,
         ("holder", "1h", 3_600_000, "_unclaimed", "publishing", "create", "uses"): 2,
         ("genre", "1d", 0, "lofi", "ai_generated", "play"): 5,
         ("trending", "1h", 3_600_000, "trk"): 2,
+    }
+    assert shard_1 == {
+        ("track", "1h", 3_600_000, "trk", "play"): 3,
+        ("track", "1h", 3_600_000, "trk", "create"): 1,
+        ("holder", "1h", 3_600_000, "lab|el", "master", "play", "uses"): 3,
+        ("holder", "1h", 3_600_000, "lab|el", "master", "play", "weighted_micro"): 750_000,
+        ("holder", "1h", 3_600_000, "_unclaimed", "publishing", "create", "uses"): 1,
+        ("genre", "1d", 0, "lofi", "ai_generated", "play"): 3,
+        ("trending", "1h", 3_600_000, "trk"): 1,
     }
 
 

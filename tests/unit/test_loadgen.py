@@ -42,8 +42,9 @@ from streamer.loadgen.model import (
     partition_of,
 )
 from streamer.loadgen.records import TRACKS, USES, Record, RecordBuilder
-from streamer.loadgen.sender import KafkaUnreachable, check_kafka, merge_expected
-from streamer.verify import GroundTruth
+from streamer.loadgen.sender import KafkaUnreachable, check_kafka
+from streamer.verify import PartitionedTruth
+from streamer.verify.truth import merge_expected
 
 # Three seconds before midnight UTC: a short run crosses a minute, an hour and a day.
 START_MS = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000) - 3_000
@@ -82,7 +83,7 @@ class Sent:
 class Generated:
     cfg: LoadConfig
     sent: list[Sent]
-    truth: GroundTruth
+    truth: PartitionedTruth
     stats: ModelStats
 
     def raw(self) -> list[tuple[int, int, bytes, bytes]]:
@@ -96,7 +97,7 @@ def generate(cfg: LoadConfig, *, owned: set[int] | None = None, partitions: int 
 
     ``max_ticks`` stops after that many ticks (the held-back TrackCreated are never sent).
     """
-    truth = GroundTruth(windows=cfg.windows, allowed_lateness_ms=cfg.allowed_lateness_ms)
+    truth = PartitionedTruth(windows=cfg.windows, allowed_lateness_ms=cfg.allowed_lateness_ms)
     model = TrafficModel(cfg, partitions, owned, truth, catalog_ms=cfg.start_ms)
     builder = RecordBuilder(cfg.batch_events, cfg.linger_ms or None)
     catalog = model.catalog_tick()
@@ -278,6 +279,11 @@ def assert_truth_matches(gen: Generated) -> Recount:
     again = recount(gen.sent, gen.cfg.windows, gen.cfg.allowed_lateness_ms)
     truth = gen.truth.expected()
     assert truth == again.expected, first_differences(again.expected, truth)
+    # Benchmarks reconcile one partition's Redis shard at a time.
+    for partition in {s.record.partition for s in gen.sent} | gen.truth.parts.keys():
+        own = [s for s in gen.sent if s.record.partition == partition]
+        shard = recount(own, gen.cfg.windows, gen.cfg.allowed_lateness_ms).expected
+        assert gen.truth.expected_for(partition) == shard, partition
     # The generator's own bookkeeping agrees with what its records say.
     stats = gen.stats
     assert (again.counted, again.duplicates, again.late, again.invalid) == (
@@ -332,6 +338,15 @@ def test_several_processes_together_send_what_one_sends(processes: int) -> None:
 
     assert per_partition(parts) == per_partition([alone])
     assert merge_expected([p.truth.expected() for p in parts]) == alone.truth.expected()
+    joined = PartitionedTruth(cfg.windows, cfg.allowed_lateness_ms)
+    for part in parts:
+        joined.update(part.truth)
+    assert joined.expected() == alone.truth.expected()
+    assert joined.parts.keys() == alone.truth.parts.keys()
+    for partition in alone.truth.parts:
+        assert joined.expected_for(partition) == alone.truth.expected_for(partition)
+    with pytest.raises(ValueError, match="in both truths"):
+        joined.update(parts[0].truth)
     total = ModelStats()
     for part in parts:
         total.add(part.stats)
