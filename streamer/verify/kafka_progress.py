@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.exceptions import RedisError
 
 from streamer.verify.redis_counters import open_redis
 
@@ -88,10 +89,19 @@ async def wait_drained(
                for code, topic in codes.items() for p in numbers}
         while True:
             ends = await consumer.end_offsets(list(tps.values()))
-            async with client.pipeline(transaction=False) as pipe:
-                for p in numbers:
-                    pipe.hmget("{" + key_prefix + f":{p}}}:meta", [f"off:{c}" for c in codes])
-                stored_rows = await pipe.execute()
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    for p in numbers:
+                        pipe.hmget("{" + key_prefix + f":{p}}}:meta",
+                                   [f"off:{c}" for c in codes])
+                    stored_rows = await pipe.execute()
+            except RedisError:
+                # A Redis stall (an AOF rewrite under fsync-always can take seconds) is
+                # not a verdict: ask again until the deadline.
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(poll_s)
+                continue
             progress = {}
             behind = False
             for p, row in zip(numbers, stored_rows, strict=True):

@@ -7,6 +7,7 @@ real Redis and Kafka (no worker needed).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -235,6 +236,17 @@ async def test_wait_drained_compares_redis_offsets_with_kafka_end_offsets(
         assert progress == {0: {"u": (0, 0), "t": (1, 1)}, 1: {"u": (3, 3), "t": (0, 0)}}
         # Only sounds.used, given as a mapping of codes.
         await wait_drained(kafka_bootstrap, client, prefix, {"u": uses}, [1], 10)
+        # A Redis stall longer than the client's socket timeout is waited out.
+        impatient = aioredis.from_url(redis_url, socket_timeout=0.3)
+        try:
+            await client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+            stalled = time.monotonic()
+            assert await wait_drained(kafka_bootstrap, impatient, prefix, [uses, tracks], 2,
+                                      10) == progress
+            assert time.monotonic() - stalled >= 1.2
+        finally:
+            await client.execute_command("CLIENT", "UNPAUSE")
+            await impatient.aclose()
     finally:
         for p in (0, 1):
             await client.delete("{" + f"{prefix}:{p}" + "}:meta")
