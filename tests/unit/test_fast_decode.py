@@ -279,6 +279,10 @@ def test_track_shares_as_written_on_the_wire(share: bytes) -> None:
     _track_json(track_id=b"[1]"),
     _track_json(ai_origin=b'"robot"'),
     _track_json(rights=b"[]"),
+    _track_json(rights=b'[{"holder_id":"","right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":"' + b"h" * 128 + b'","right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":"' + b"h" * 129 + b'","right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":null,"right":"master","share":1}]'),
     _track_json(rights=b'[{"holder_id":"h\\u0000","right":"master","share":1}]'),
     _track_json(rights=b'[{"holder_id":"h\\u007f","right":"master","share":1}]'),
     _track_json(rights=b'[{"holder_id":"h","right":"master","share":0.5},'
