@@ -15,7 +15,7 @@ from __future__ import annotations
 from sys import intern
 
 from streamer.events.shares import MICRO
-from streamer.events.validation import USE_CREATE, USES, TrackMeta
+from streamer.events.validation import USE_CREATE, USE_PLAY, USES, TrackMeta
 from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
 from streamer.state.keys import genre_field, holder_field, track_field
 
@@ -27,31 +27,62 @@ Plan = dict[str, tuple[tuple[str, int], ...]]
 
 
 def _build_plan(meta: TrackMeta | None) -> tuple[Plan, dict[str, str | None]]:
-    # Field names are interned: a holder's fields are one string object however many of
-    # its tracks sit in the catalog cache.
-    holders: Plan = {}
-    genres: dict[str, str | None] = {}
-    for use in USES:
-        fields: list[tuple[str, int]] = []
-        if meta is None:
-            for right in ("master", "publishing"):
-                fields.append((holder_field(right, use, "u", UNATTRIBUTED), 1))
-                fields.append((holder_field(right, use, "w", UNATTRIBUTED), MICRO))
+    if meta is None:
+        holders: Plan = {}
+        genres: dict[str, str | None] = {}
+        for use in USES:
+            holders[use] = tuple(
+                (holder_field(right, use, kind, UNATTRIBUTED), 1 if kind == "u" else MICRO)
+                for right in ("master", "publishing") for kind in ("u", "w"))
             genres[use] = None
-        else:
-            for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
-                claimed = 0
-                for holder_id, micro in shares:
-                    fields.append((intern(holder_field(right, use, "u", holder_id)), 1))
-                    fields.append((intern(holder_field(right, use, "w", holder_id)), micro))
-                    claimed += micro
-                if claimed < MICRO:
-                    fields.append((intern(holder_field(right, use, "u", UNCLAIMED)), 1))
-                    rest = MICRO - claimed
-                    fields.append((intern(holder_field(right, use, "w", UNCLAIMED)), rest))
-            genres[use] = intern(genre_field(meta.ai_origin, use, meta.genre))
-        holders[use] = tuple(fields)
-    return holders, genres
+        return holders, genres
+    create: list[tuple[str, int]] = []
+    play: list[tuple[str, int]] = []
+    for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
+        known = _FIELDS[right]
+        claimed = 0
+        for holder_id, micro in shares:
+            names = known.get(holder_id) or _holder_fields(right, holder_id)
+            create += ((names[0], 1), (names[1], micro))
+            play += ((names[2], 1), (names[3], micro))
+            claimed += micro
+        if claimed < MICRO:
+            names = known.get(UNCLAIMED) or _holder_fields(right, UNCLAIMED)
+            rest = MICRO - claimed
+            create += ((names[0], 1), (names[1], rest))
+            play += ((names[2], 1), (names[3], rest))
+    genre_key = (meta.ai_origin, meta.genre)
+    genres = _GENRES.get(genre_key) or _genre_fields(*genre_key)
+    return {USE_CREATE: tuple(create), USE_PLAY: tuple(play)}, genres
+
+
+# Field names per holder and per genre, made once: formatting and interning them took
+# most of a plan's time, and hot holders (labels, publishers) own many tracks. Field
+# names are interned: a holder's fields are one string object however many of its
+# tracks sit in the catalog cache. Bounded: cleared when full (rebuilt on demand).
+_FIELDS: dict[str, dict[str, tuple[str, str, str, str]]] = {"master": {}, "publishing": {}}
+_GENRES: dict[tuple[str, str], dict[str, str | None]] = {}
+_FIELDS_LIMIT = 200_000
+
+
+def _holder_fields(right: str, holder_id: str) -> tuple[str, str, str, str]:
+    """``u`` and ``w`` fields of a holder for create, then for play."""
+    known = _FIELDS[right]
+    if len(known) >= _FIELDS_LIMIT:
+        known.clear()
+    names = known[holder_id] = tuple(  # type: ignore[assignment]
+        intern(holder_field(right, use, kind, holder_id))
+        for use in (USE_CREATE, USE_PLAY) for kind in ("u", "w"))
+    return names
+
+
+def _genre_fields(ai_origin: str, genre: str) -> dict[str, str | None]:
+    """The genre field per use; one dict shared by the plans (read only)."""
+    if len(_GENRES) >= _FIELDS_LIMIT:
+        _GENRES.clear()
+    fields = _GENRES[(ai_origin, genre)] = {
+        use: intern(genre_field(ai_origin, use, genre)) for use in USES}
+    return fields
 
 
 _UNATTRIBUTED_PLAN = _build_plan(None)
