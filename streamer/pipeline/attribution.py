@@ -36,48 +36,71 @@ def _build_plan(meta: TrackMeta | None) -> tuple[Plan, dict[str, str | None]]:
                 for right in ("master", "publishing") for kind in ("u", "w"))
             genres[use] = None
         return holders, genres
-    create: list[tuple[str, int]] = []
-    play: list[tuple[str, int]] = []
-    for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
-        known = _FIELDS[right]
-        claimed = 0
-        for holder_id, micro in shares:
-            names = known.get(holder_id) or _holder_fields(right, holder_id)
-            create += ((names[0], 1), (names[1], micro))
-            play += ((names[2], 1), (names[3], micro))
-            claimed += micro
-        if claimed < MICRO:
-            names = known.get(UNCLAIMED) or _holder_fields(right, UNCLAIMED)
-            rest = MICRO - claimed
-            create += ((names[0], 1), (names[1], rest))
-            play += ((names[2], 1), (names[3], rest))
+    master_create, master_play = (_RIGHTS["master"].get(meta.master)
+                                  or _right_plan("master", meta.master))
+    publishing_create, publishing_play = (_RIGHTS["publishing"].get(meta.publishing)
+                                          or _right_plan("publishing", meta.publishing))
     genre_key = (meta.ai_origin, meta.genre)
     genres = _GENRES.get(genre_key) or _genre_fields(*genre_key)
-    return {USE_CREATE: tuple(create), USE_PLAY: tuple(play)}, genres
+    return ({USE_CREATE: master_create + publishing_create,
+             USE_PLAY: master_play + publishing_play}, genres)
 
 
-# Field names per holder and per genre, made once: formatting and interning them took
-# most of a plan's time, and hot holders (labels, publishers) own many tracks. Field
-# names are interned: a holder's fields are one string object however many of its
-# tracks sit in the catalog cache. Bounded: cleared when full (rebuilt on demand).
-_FIELDS: dict[str, dict[str, tuple[str, str, str, str]]] = {"master": {}, "publishing": {}}
+# Made once and shared by the plans (read only), because formatting field names took
+# most of a plan's time and a plan's many small tuples kept the garbage collector busy:
+# * per right, the plan part of a whole list of holders with their shares: splits
+#   repeat (a label owning the whole master; a label and its distributor at 70/30);
+# * per holder, its field names (hot holders such as labels own many tracks), with the
+#   ``u`` entries, whose multiplier is always 1;
+# * per genre, the genre field of each use.
+# Field names are interned: a holder's fields are one string object however many of its
+# tracks sit in the catalog cache. Each cache is cleared when full (rebuilt on demand).
+_Part = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
+_RIGHTS: dict[str, dict[tuple[tuple[str, int], ...], _Part]] = {"master": {}, "publishing": {}}
+_FIELDS: dict[str, dict[str, tuple[tuple[str, int], str, tuple[str, int], str]]] = {
+    "master": {}, "publishing": {}}
 _GENRES: dict[tuple[str, str], dict[str, str | None]] = {}
-_FIELDS_LIMIT = 200_000
+_FIELDS_LIMIT = 100_000
 
 
-def _holder_fields(right: str, holder_id: str) -> tuple[str, str, str, str]:
-    """``u`` and ``w`` fields of a holder for create, then for play."""
+def _right_plan(right: str, shares: tuple[tuple[str, int], ...]) -> _Part:
+    """The ``(create, play)`` plan entries of one right's holders, with the unclaimed rest."""
+    known = _FIELDS[right]
+    create: list[tuple[str, int]] = []
+    play: list[tuple[str, int]] = []
+    claimed = 0
+    for holder_id, micro in shares:
+        create_u, create_w, play_u, play_w = known.get(holder_id) or _holder_fields(
+            right, holder_id)
+        create += (create_u, (create_w, micro))
+        play += (play_u, (play_w, micro))
+        claimed += micro
+    if claimed < MICRO:
+        create_u, create_w, play_u, play_w = known.get(UNCLAIMED) or _holder_fields(
+            right, UNCLAIMED)
+        create += (create_u, (create_w, MICRO - claimed))
+        play += (play_u, (play_w, MICRO - claimed))
+    parts = _RIGHTS[right]
+    if len(parts) >= _FIELDS_LIMIT:
+        parts.clear()
+    part = parts[shares] = (tuple(create), tuple(play))
+    return part
+
+
+def _holder_fields(right: str, holder_id: str) -> tuple[tuple[str, int], str, tuple[str, int], str]:
+    """A holder's ``(u field, 1)`` and ``w`` field for create, then for play."""
     known = _FIELDS[right]
     if len(known) >= _FIELDS_LIMIT:
         known.clear()
-    names = known[holder_id] = tuple(  # type: ignore[assignment]
+    create_u, create_w, play_u, play_w = (
         intern(holder_field(right, use, kind, holder_id))
         for use in (USE_CREATE, USE_PLAY) for kind in ("u", "w"))
-    return names
+    fields = known[holder_id] = ((create_u, 1), create_w, (play_u, 1), play_w)
+    return fields
 
 
 def _genre_fields(ai_origin: str, genre: str) -> dict[str, str | None]:
-    """The genre field per use; one dict shared by the plans (read only)."""
+    """The genre field per use."""
     if len(_GENRES) >= _FIELDS_LIMIT:
         _GENRES.clear()
     fields = _GENRES[(ai_origin, genre)] = {
