@@ -306,12 +306,23 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
                 publishing.append(pair)
     except (Rejected, ShareError):
         return None
-    for holders in (master, publishing):
-        if len(holders) > 1 and (len({holder for holder, _ in holders}) < len(holders)
-                                 or sum(micro for _, micro in holders) > MICRO):
-            return None
+    if ((len(master) > 1 and not _split_ok(master))
+            or (len(publishing) > 1 and not _split_ok(publishing))):
+        return None
     return event.event_id, track_id, event.occurred_at, TrackMeta(
         genre, event.ai_origin, tuple(master), tuple(publishing))
+
+
+def _split_ok(holders: list[tuple[str, int]]) -> bool:
+    """No holder twice, and the shares add up to at most one (a plain loop: 1-4 holders)."""
+    total = 0
+    seen: list[str] = []
+    for holder, micro in holders:
+        if holder in seen:
+            return False
+        seen.append(holder)
+        total += micro
+    return total <= MICRO
 
 
 _genres_seen: set[str] = set()
