@@ -9,6 +9,8 @@ A valid ``sounds.used`` record takes the fast path: msgspec decodes and checks i
 whole, and each later step works on the batch with comprehensions rather than one
 Python loop per event. A record holding a bad event (or none at all) takes
 ``_count_checking_each``, which rejects exactly the bad events with their reasons.
+A ``tracks.created`` record likewise: ``decode_track_created`` (msgspec) or, when it
+declines, orjson and the reference rules, which name the problem.
 """
 
 from __future__ import annotations
