@@ -299,7 +299,14 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
             holder = entry.holder_id
             if _CONTROL.search(holder):
                 return None
-            pair = (holder, share_to_micro(entry.share))
+            share = entry.share
+            micro = _shares_seen.get(share)
+            if micro is None:
+                micro = share_to_micro(share)
+                if len(_shares_seen) >= 10_000:
+                    _shares_seen.clear()
+                _shares_seen[share] = micro
+            pair = (holder, micro)
             if entry.right == "master":
                 master.append(pair)
             else:
@@ -327,6 +334,12 @@ def _split_ok(holders: list[tuple[str, int]]) -> bool:
 
 _genres_seen: set[str] = set()
 """Genres that passed ``_GENRE``: a few hundred values, each checked once."""
+
+_shares_seen: dict[int | float | str, int] = {}
+"""Accepted shares as msgspec decoded them, with their micro-shares: producers write a
+few dozen split values. Keyed by value, which is exact here: a share is an int, a float
+or a str (never a bool, which would equal 1), and equal numbers (1 and 1.0) have the
+same micro-shares; rejected values (NaN, 0.0, -0.0, ...) are never stored."""
 
 
 def parse_track_created(obj: object) -> tuple[str, str, int, TrackMeta]:

@@ -320,3 +320,13 @@ def test_track_fast_path_takes_the_common_records() -> None:
         value = _track_json(share, isrc=b'"USUV71101875"', iswc=b'"T0345246801"',
                             title=b'"t"', duration_ms=b"1000", ai_tool=b'"x"')
         assert decode_track_created(value) == track_reference(value)
+
+
+def test_track_shares_equal_in_value_but_not_in_type_agree_once_remembered() -> None:
+    """Accepted shares are remembered by value: 1, 1.0, "1" and "1.0" all mean one whole
+    right, 0.5 and "0.5" half; junk equal to a remembered share (true == 1) must not
+    borrow its verdict."""
+    shares = [b"1", b"1.0", b'"1"', b'"1.0"', b"true", b"1e0", b'"1.000000"', b"0.5", b'"0.5"',
+              b'".5"', b"5e-1", b"0.50", b'"0.50"', b"false", b"0", b"0.0", b"-0.0", b'"0"']
+    for share in shares + shares[::-1] + shares:
+        assert_track_agrees(_track_json(share))
