@@ -9,7 +9,12 @@ then times, on one core, what the worker does per record after Faust hands it ov
 * ``snapshot``: the flusher's synchronous snapshot (attribution into Redis fields),
   once per ``--flush-every`` events per partition, as a flush interval would.
 
-Reported as microseconds per usage event, median of ``--repeat`` runs. The figures
+Reported as microseconds per usage event, median of ``--repeat`` runs. A second table
+gives the cost per TrackCreated record, which bounds a full-day replay's throughput
+(one TrackCreated per ten uses there): ``handle_track`` from the run above, and, over
+the catalog's TrackCreated records alone, the flusher's work for them (the snapshot's
+catalog entries, then the attribution plan the first flush with a use of each track
+builds). The figures
 are upper bounds of the hot path's share in a real worker (which also pays Faust's
 per-record delivery and the Redis round trips), and the quick way to compare two
 versions of the code on the same machine: ``git stash``, run, ``git stash pop``, run.
@@ -31,6 +36,7 @@ from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.model import TrafficModel
 from streamer.loadgen.records import TRACKS, Record, RecordBuilder
 from streamer.metrics import Metrics
+from streamer.pipeline.attribution import plan_for
 from streamer.pipeline.flusher import Flusher, MetadataLookup
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
@@ -92,6 +98,38 @@ def run_once(records: list[Record], settings: Settings, flush_every: int
     return {"uses": uses_s, "tracks": tracks_s, "snapshot": snapshot_s}
 
 
+def run_tracks_once(records: list[Record], settings: Settings) -> dict[str, float]:
+    """TrackCreated records alone: handle them, then one snapshot per partition and the
+    plans of the tracks they wrote (per-track flusher work a uses-heavy run hides)."""
+    cache = CatalogCache(settings.catalog_cache_size)
+    metrics = Metrics()
+    processor = RecordProcessor(settings, cache, metrics)
+    flusher = Flusher(settings, _NoRedis(), cache, metrics)  # type: ignore[arg-type]
+    states: dict[int, PartitionState] = {}
+    now_ms = int(time.time() * 1000)
+    clock = time.perf_counter
+    handle_s = 0.0
+    for offset, record in enumerate(records):
+        state = states.get(record.partition)
+        if state is None:
+            state = states[record.partition] = PartitionState(
+                record.partition, "hotpath", 0, settings.dedupe_horizon_ms)
+        started = clock()
+        processor.handle_track(state, offset, record.value, now_ms)
+        handle_s += clock() - started
+        state.rejections.clear()
+    metas = [meta for state in states.values() for meta in state.catalog_writes.values()]
+    started = clock()
+    for state in states.values():
+        flusher._snapshot(state, MetadataLookup(flusher._expire_before(state)))
+    catalog_s = clock() - started
+    started = clock()
+    for meta in metas:
+        plan_for(meta)
+    plan_s = clock() - started
+    return {"handle": handle_s, "catalog": catalog_s, "plan": plan_s}
+
+
 def decode_all(values: list[bytes]) -> None:
     for value in values:
         with contextlib.suppress(orjson.JSONDecodeError):  # the generator's invalid records
@@ -121,11 +159,14 @@ def main(argv: list[str] | None = None) -> None:
                                     opts.seed, opts.catalog)
     settings = Settings()
     values = [record.value for record in records if record.topic != TRACKS]
+    tracks = [record for record in records if record.topic == TRACKS]
     decode: list[float] = []
     runs: list[dict[str, float]] = []
+    track_runs: list[dict[str, float]] = []
     for _ in range(opts.repeat):
         decode.append(timed(lambda: decode_all(values)))
         runs.append(run_once(records, settings, opts.flush_every))
+        track_runs.append(run_tracks_once(tracks, settings))
     per_event = 1e6 / events
     rows = {"decode (orjson.loads only)": decode,
             "handle_uses": [run["uses"] for run in runs],
@@ -138,6 +179,16 @@ def main(argv: list[str] | None = None) -> None:
     total = statistics.median(sum(run.values()) for run in runs)
     print(f"  {'all but decode-only':28s} {total * per_event:6.2f} us/event "
           f"= {events / total:,.0f} events/s on one core")
+    per_track = 1e6 / max(1, len(tracks))
+    track_rows = {"handle_track": [run["tracks"] for run in runs],
+                  "handle_track (tracks only)": [run["handle"] for run in track_runs],
+                  "snapshot catalog writes": [run["catalog"] for run in track_runs],
+                  "attribution plans": [run["plan"] for run in track_runs]}
+    print(f"{len(tracks):,} TrackCreated records, median of {opts.repeat} runs:")
+    for name, samples in track_rows.items():
+        print(f"  {name:28s} {statistics.median(samples) * per_track:6.2f} us/TrackCreated")
+    own = statistics.median(run["handle"] + run["catalog"] + run["plan"] for run in track_runs)
+    print(f"  {'tracks only, all three':28s} {own * per_track:6.2f} us/TrackCreated")
 
 
 if __name__ == "__main__":

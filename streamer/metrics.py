@@ -30,6 +30,7 @@ class HotCounts:
     records_uses: int = 0
     records_tracks: int = 0
     events_uses: int = 0
+    events_tracks: int = 0
     events_counted: int = 0
     duplicates: int = 0
 
@@ -117,6 +118,7 @@ class Metrics:
             (self.records_consumed.labels(topic="uses"), hot.records_uses),
             (self.records_consumed.labels(topic="tracks"), hot.records_tracks),
             (self.events_consumed_uses, hot.events_uses),
+            (self.events_consumed_tracks, hot.events_tracks),
             (self.events_counted, hot.events_counted),
             (self.duplicates, hot.duplicates),
         ):

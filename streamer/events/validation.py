@@ -191,6 +191,9 @@ def sound_used_of(obj: object) -> SoundUsed:
                      fields["country"], fields.get("video_id"))
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
 @dataclass(frozen=True, slots=True)
 class TrackMeta:
     """What attribution needs to know about a track; stored in the Redis catalog."""
@@ -208,7 +211,8 @@ class TrackMeta:
         return self.master if right == "master" else self.publishing
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
+        """The catalog entry; msgspec writes the same bytes as orjson, 4x faster on tuples."""
+        return _encode_json(
             {"g": self.genre, "o": self.ai_origin, "m": self.master, "p": self.publishing}
         )
 
@@ -221,6 +225,122 @@ class TrackMeta:
             master=tuple((holder, micro) for holder, micro in raw["m"]),
             publishing=tuple((holder, micro) for holder, micro in raw["p"]),
         )
+
+
+class _Right(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """One rights entry as ``decode_track_created`` reads it (control chars: checked after)."""
+
+    holder_id: _Id
+    right: Literal["master", "publishing"]
+    share: int | float | str
+
+
+class _TrackCreated(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """A TrackCreated as msgspec can check it in C; patterns are checked after, in Python.
+
+    Unknown fields are refused (the record takes the slow path): msgspec skips an
+    unknown field's value without the checks orjson makes (invalid UTF-8, a number
+    overflowing a double), so skipping one could count a record the reference rejects
+    as not JSON. msgspec's ``pattern`` calls Python's re per field and costs more than
+    the checks below.
+    """
+
+    event_id: _Id
+    track_id: Annotated[str, msgspec.Meta(max_length=128)]  # the pattern: _track_ids
+    occurred_at: Annotated[int, msgspec.Meta(ge=0, le=_MAX_EPOCH_MS)]
+    creator_id: _Id
+    genre: str
+    ai_origin: Literal["human", "ai_assisted", "ai_generated"]
+    rights: Annotated[list[_Right], msgspec.Meta(max_length=_MAX_RIGHTS)]
+    isrc: str | None = None
+    iswc: str | None = None
+    title: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    # orjson reads integers above 2**64 - 1 as floats (rejected); msgspec bounds are int64.
+    duration_ms: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    ai_tool: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
+_TRACK_DECODER = msgspec.json.Decoder(_TrackCreated)
+
+
+def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None:
+    """``parse_track_created(orjson.loads(value))`` when it accepts the event, or None.
+
+    The fast path of the ``tracks.created`` hot path: msgspec decodes and checks types,
+    lengths, ranges and enums in C, a few lines here the rest. None sends the record
+    down the slow path (orjson + ``parse_track_created``), which names the problem; the
+    two must agree on every accepted event (tests/unit/test_fast_decode.py proves it on
+    generated inputs), and this one may decline anything it is not sure of.
+    """
+    try:
+        event = _TRACK_DECODER.decode(value)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError included
+        return None
+    track_id = event.track_id
+    genre = event.genre
+    try:
+        if track_id not in _track_ids.seen:
+            _track_ids.check(track_id)
+        if genre not in _genres_seen:
+            if not _GENRE.fullmatch(genre):
+                return None
+            if len(_genres_seen) >= 10_000:
+                _genres_seen.clear()
+            _genres_seen.add(genre)
+        isrc = event.isrc
+        if isrc is not None and not _ISRC.fullmatch(isrc):
+            return None
+        iswc = event.iswc
+        if iswc is not None and not _ISWC.fullmatch(iswc):
+            return None
+        master: list[tuple[str, int]] = []
+        publishing: list[tuple[str, int]] = []
+        for entry in event.rights:
+            holder = entry.holder_id
+            if _CONTROL.search(holder):
+                return None
+            share = entry.share
+            micro = _shares_seen.get(share)
+            if micro is None:
+                micro = share_to_micro(share)
+                if len(_shares_seen) >= 10_000:
+                    _shares_seen.clear()
+                _shares_seen[share] = micro
+            pair = (holder, micro)
+            if entry.right == "master":
+                master.append(pair)
+            else:
+                publishing.append(pair)
+    except (Rejected, ShareError):
+        return None
+    if ((len(master) > 1 and not _split_ok(master))
+            or (len(publishing) > 1 and not _split_ok(publishing))):
+        return None
+    return event.event_id, track_id, event.occurred_at, TrackMeta(
+        genre, event.ai_origin, tuple(master), tuple(publishing))
+
+
+def _split_ok(holders: list[tuple[str, int]]) -> bool:
+    """No holder twice, and the shares add up to at most one (a plain loop: a right has
+    a few holders, and a set comprehension cost a fifth of the fast path)."""
+    total = 0
+    seen: list[str] = []
+    for holder, micro in holders:
+        if holder in seen:
+            return False
+        seen.append(holder)
+        total += micro
+    return total <= MICRO
+
+
+_genres_seen: set[str] = set()
+"""Genres that passed ``_GENRE``: a few hundred values, each checked once."""
+
+_shares_seen: dict[int | float | str, int] = {}
+"""Accepted shares as msgspec decoded them, with their micro-shares: producers write a
+few dozen split values. Keyed by value, which is exact here: a share is an int, a float
+or a str (never a bool, which would equal 1), and equal numbers (1 and 1.0) have the
+same micro-shares; rejected values (NaN, 0.0, -0.0, ...) are never stored."""
 
 
 def parse_track_created(obj: object) -> tuple[str, str, int, TrackMeta]:

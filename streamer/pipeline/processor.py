@@ -9,6 +9,8 @@ A valid ``sounds.used`` record takes the fast path: msgspec decodes and checks i
 whole, and each later step works on the batch with comprehensions rather than one
 Python loop per event. A record holding a bad event (or none at all) takes
 ``_count_checking_each``, which rejects exactly the bad events with their reasons.
+A ``tracks.created`` record likewise: ``decode_track_created`` (msgspec) or, when it
+declines, orjson and the reference rules, which name the problem.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from streamer.events.validation import (
     TrackMeta,
     check_track_id,
     decode_sound_used,
+    decode_track_created,
     parse_track_created,
     sound_used_of,
 )
@@ -289,30 +292,36 @@ class RecordProcessor:
             self.metrics.replayed_records.inc()
             return 0
         state.next_offset[TRACKS_CODE] = offset + 1
-        topic = self.settings.tracks_topic
-        decoded = self._decode(state, topic, offset, value)
-        if decoded is _REJECTED:
+        if not self._size_ok(state, self.settings.tracks_topic, offset, value):
             return 0
-        try:
-            event_id, track_id, occurred_at, meta = parse_track_created(decoded)
-            if occurred_at > now_ms + self.future_ms:
-                raise Rejected("future", "occurred_at", f"{occurred_at} is more than "
-                               f"{self.future_ms} ms ahead of the wall clock {now_ms}")
-        except Rejected as rejected:
-            self._reject(state, topic, offset, value or b"", rejected)
+        assert value is not None
+        parsed = decode_track_created(value)
+        if parsed is None:
+            checked = self._track_checked(state, offset, value)
+            if type(checked) is int:
+                return checked
+            parsed = checked  # type: ignore[assignment]
+        event_id, track_id, occurred_at, meta = parsed
+        if occurred_at > now_ms + self.future_ms:
+            self._reject(state, self.settings.tracks_topic, offset, value, Rejected(
+                "future", "occurred_at", f"{occurred_at} is more than {self.future_ms} ms "
+                f"ahead of the wall clock {now_ms}"))
             return 1
-        self.metrics.events_consumed_tracks.inc()
-        if not state.dedupe[TRACKS_CODE].add(event_id, occurred_at):
-            self.metrics.hot.duplicates += 1
+        hot = self.metrics.hot
+        hot.events_tracks += 1
+        dedupe = state.dedupe[TRACKS_CODE]
+        if not dedupe.add_digest(_hash64(event_id.encode()), occurred_at):
+            hot.duplicates += 1
             return 1
-        state.watermark[TRACKS_CODE] = max(state.watermark[TRACKS_CODE], occurred_at)
-        state.dedupe[TRACKS_CODE].advance(state.watermark[TRACKS_CODE])
+        if occurred_at > state.watermark[TRACKS_CODE]:
+            state.watermark[TRACKS_CODE] = occurred_at
+            dedupe.advance(occurred_at)
         # This interval's own metadata first: the cache may have evicted it already.
         previous = state.catalog_writes.get(track_id) or self.cache.get(track_id)
         if previous is not None:
             if previous != meta:
                 self._seal(state, track_id, previous)
-        else:
+        elif state.cells:
             # Earlier uses may belong to metadata we no longer cache (restart, eviction):
             # the flusher reads it from Redis before this replacement is written there.
             earlier = {key: state.cells.pop(key) for key in self._cells_of(state, track_id)}
@@ -324,6 +333,21 @@ class RecordProcessor:
         state.catalog_writes[track_id] = meta
         state.unflushed_events += 1
         return 1
+
+    def _track_checked(self, state: PartitionState, offset: int, value: bytes
+                       ) -> tuple[str, str, int, TrackMeta] | int:
+        """The slow path: orjson and the reference rules name the problem of a record
+        the fast path declined. After rejecting it, the number of events it carried:
+        0 if it is not JSON, else 1."""
+        topic = self.settings.tracks_topic
+        decoded = self._decode(state, topic, offset, value)
+        if decoded is _REJECTED:
+            return 0
+        try:
+            return parse_track_created(decoded)
+        except Rejected as rejected:
+            self._reject(state, topic, offset, value, rejected)
+            return 1
 
     @staticmethod
     def _cells_of(state: PartitionState, track_id: str) -> list[tuple[str, str, int]]:

@@ -77,6 +77,16 @@ return 1
 """
 
 
+# KEYS = catalog keys; ARGV[1] = TTL in ms, ARGV[i + 1] = the value of KEYS[i].
+# One command for many entries: redis-py spends ~15-20 us of client CPU per pipelined
+# command (queueing, packing, parsing each reply), ~1 us per entry of one script call.
+_PUT_CATALOG = """
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1]) end
+return #KEYS
+"""
+_CATALOG_CHUNK = 1_000  # entries per script call: keeps each call short on the server
+
+
 class FlushRefused(RuntimeError):
     """The partition is owned by someone else now, or its state moved on without us."""
 
@@ -152,6 +162,7 @@ class RedisStore:
         self.layout = layout
         self._claim = client.register_script(_CLAIM)
         self._flush = client.register_script(_FLUSH)
+        self._put_catalog = client.register_script(_PUT_CATALOG)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -208,8 +219,20 @@ class RedisStore:
         }
 
     async def put_catalog(self, entries: dict[str, bytes], ttl_ms: int) -> None:
-        """Idempotent metadata writes: replaying them after a crash gives the same result."""
+        """Idempotent metadata writes: replaying them after a crash gives the same result.
+
+        A script call per chunk of entries; on a cluster, where each entry has a slot of
+        its own, a pipeline of SETs.
+        """
         if not entries:
+            return
+        if not isinstance(self.client, RedisCluster):
+            items = list(entries.items())
+            for start in range(0, len(items), _CATALOG_CHUNK):
+                chunk = items[start:start + _CATALOG_CHUNK]
+                await self._put_catalog(
+                    keys=[self.layout.catalog(track_id) for track_id, _ in chunk],
+                    args=[ttl_ms, *(value for _, value in chunk)])
             return
         async with self.client.pipeline(transaction=False) as pipe:
             for track_id, value in entries.items():

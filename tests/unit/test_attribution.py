@@ -284,3 +284,57 @@ def test_counter_deltas_merge_adds() -> None:
     for name, start in STARTS.items():
         assert hashes[(TRACKS, name, start)] == {"create|trk": 5, "play|other": 1}
         assert trending[(name, start)] == {"trk": 5}
+
+
+# -- plans: built from cached field names, equal to formatting every field --------------
+
+
+def _reference_plan(meta: TrackMeta | None) -> tuple[dict, dict]:
+    """The plan as the field-by-field definition gives it (what _build_plan caches)."""
+    holders: dict[str, tuple[tuple[str, int], ...]] = {}
+    genres: dict[str, str | None] = {}
+    for use in ("create", "play"):
+        fields: list[tuple[str, int]] = []
+        for right in ("master", "publishing"):
+            if meta is None:
+                fields += [(f"{right}|{use}|u|{UNATTRIBUTED}", 1),
+                           (f"{right}|{use}|w|{UNATTRIBUTED}", MICRO)]
+                continue
+            claimed = 0
+            for holder, micro in meta.holders(right):
+                fields += [(f"{right}|{use}|u|{holder}", 1), (f"{right}|{use}|w|{holder}", micro)]
+                claimed += micro
+            if claimed < MICRO:
+                fields += [(f"{right}|{use}|u|{UNCLAIMED}", 1),
+                           (f"{right}|{use}|w|{UNCLAIMED}", MICRO - claimed)]
+        holders[use] = tuple(fields)
+        genres[use] = None if meta is None else f"{meta.ai_origin}|{use}|{meta.genre}"
+    return holders, genres
+
+
+any_holders = st.lists(
+    st.tuples(st.sampled_from(["a", "b", UNCLAIMED, UNATTRIBUTED, "master", "x|y", ""])
+              | st.text(max_size=6), st.integers(1, MICRO)), max_size=5,
+).map(tuple)
+
+
+@SETTINGS
+@given(meta_list=st.lists(metas | st.builds(TrackMeta, genre=st.text(max_size=4),
+                                            ai_origin=st.sampled_from(["human", "x"]),
+                                            master=any_holders, publishing=any_holders),
+                          min_size=1, max_size=6),
+       limit=st.integers(min_value=1, max_value=4))
+def test_plans_equal_the_field_by_field_definition(meta_list: list[TrackMeta],
+                                                    limit: int) -> None:
+    """Whatever the holder names (even the reserved ones) and however often the name
+    caches fill up and are cleared, a plan is the one formatting each field gives."""
+    from streamer.pipeline import attribution
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(attribution, "_FIELDS_LIMIT", limit)
+        for meta in [None, *meta_list, *meta_list]:
+            built = attribution._build_plan(meta)
+            assert built == _reference_plan(meta)
+            fresh = TrackMeta(meta.genre, meta.ai_origin, meta.master,
+                              meta.publishing) if meta else None
+            assert attribution.plan_for(fresh) == built

@@ -1,10 +1,11 @@
-"""The msgspec fast path accepts exactly what the reference rules accept.
+"""The msgspec fast paths accept exactly what the reference rules accept.
 
 ``decode_sound_used`` decodes and checks a whole ``sounds.used`` record in C; when it
 declines, the processor checks each event with ``parse_sound_used`` (the reference,
 itself pinned to the JSON Schema by test_schema_parity.py). For generated valid and
 mutated events, alone and inside batches, the two paths must count the same events
-and reject the others with the reference's reasons.
+and reject the others with the reference's reasons. The same holds for
+``decode_track_created`` and ``parse_track_created`` (TrackCreated records).
 """
 
 from __future__ import annotations
@@ -15,10 +16,24 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_schema_parity import SOUND_OPTIONAL, SOUND_REQUIRED, mutate, valid_sounds
+from test_schema_parity import (
+    SOUND_OPTIONAL,
+    SOUND_REQUIRED,
+    TRACK_OPTIONAL,
+    TRACK_REQUIRED,
+    mutate,
+    valid_sounds,
+    valid_tracks,
+)
 
 from streamer.config import Settings
-from streamer.events.validation import Rejected, decode_sound_used, sound_used_of
+from streamer.events.validation import (
+    Rejected,
+    decode_sound_used,
+    decode_track_created,
+    parse_track_created,
+    sound_used_of,
+)
 from streamer.metrics import Metrics
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
@@ -144,3 +159,174 @@ def test_deeply_nested_records_are_rejected_not_raised(value: bytes) -> None:
     # Nesting beyond the JSON parsers' depth limit makes the whole record not JSON, as
     # it was before the fast path (orjson's limit is 1024 levels).
     assert state.unflushed_events == 0
+
+
+# -- TrackCreated: decode_track_created against parse_track_created ----------------------
+
+
+def track_reference(value: bytes) -> Any:
+    """The reference verdict on a record: the parsed event, or the rejection code."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return "not_json"
+    try:
+        return parse_track_created(obj)
+    except Rejected as rejected:
+        return rejected.code
+
+
+def assert_track_agrees(value: bytes) -> Any:
+    """The fast path accepts only what the reference accepts, with the same result, and
+    the processor counts or rejects the record exactly as the reference says."""
+    expected = track_reference(value)
+    fast = decode_track_created(value)
+    if isinstance(expected, str):
+        assert fast is None, (value, expected)
+    elif fast is not None:  # it may decline a valid event (the slow path then counts it)
+        assert fast == expected
+        for got, want in zip(fast[3].master + fast[3].publishing,
+                             expected[3].master + expected[3].publishing, strict=True):
+            assert type(got[1]) is int and got == want
+    processor, state = _processor()
+    carried = processor.handle_track(state, 0, value, NOW)
+    codes = [r.code for r in state.rejections]
+    if isinstance(expected, str):
+        assert codes == [expected]
+        assert carried == (0 if expected == "not_json" else 1)
+        assert [r.value for r in state.rejections] == [value]
+        assert state.catalog_writes == {}
+    elif expected[2] > NOW + processor.future_ms:
+        assert codes == ["future"]
+    else:
+        assert codes == [] and carried == 1
+        assert state.catalog_writes == {expected[1]: expected[3]}
+    return expected
+
+
+@settings(max_examples=800, deadline=None)
+@given(valid_tracks, st.data())
+def test_track_fast_decode_agrees_with_the_reference(obj: dict[str, Any],
+                                                     data: st.DataObject) -> None:
+    if data.draw(st.booleans(), label="mutated"):
+        obj = mutate(data, obj, TRACK_REQUIRED | TRACK_OPTIONAL)
+    try:
+        value = orjson.dumps(obj)
+    except TypeError:
+        return  # not JSON-serialisable (e.g. an int beyond 64 bits): no such record
+    assert_track_agrees(value)
+
+
+def _track_json(share: bytes = b"0.25", **raw: bytes) -> bytes:
+    """A valid TrackCreated as JSON text, with ``share`` and any field written as given."""
+    fields = {
+        "event_id": b'"e1"', "track_id": b'"t1"', "occurred_at": b"1700000000000",
+        "creator_id": b'"c"', "genre": b'"lofi"', "ai_origin": b'"human"',
+        "rights": b'[{"holder_id":"h","right":"master","share":' + share + b"}]",
+    }
+    fields.update(raw)
+    return b"{" + b",".join(b'"' + name.encode() + b'":' + text
+                            for name, text in fields.items()) + b"}"
+
+
+number_texts = st.from_regex(r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?",
+                             fullmatch=True)
+
+
+@settings(max_examples=1_500, deadline=None)
+@given(number_texts | st.text(st.sampled_from('0123456789.-+eE" _'), max_size=14).map(
+    lambda text: text.encode()) | st.sampled_from([
+        "0.1", "1e-06", "1.0000001", "5e-324", "1e400", "-0.0", "0.0", "1.0", "1.000000",
+        "18446744073709551616", "1E0", "0.1e1", "100e-2", "0.30000000000000004",
+        '".5"', '"1.000000"', '"0.5 "', '" 0.5"', '"+0.5"', '"5e-1"', '"0.000000"', '"1"',
+        '"0.1234567"', '"\\u0660.\\u0665"', "true", "false", "null", "[0.5]", '{"v":1}',
+        "0.9999995", "0.999999", "1", "2", "0", "-1"]).map(str.encode))
+def test_track_shares_as_written_on_the_wire(share: bytes) -> None:
+    """Shares as producers may write them (exponents, long fractions, big ints, strings
+    with junk): msgspec and orjson must read them alike wherever the fast path accepts."""
+    if isinstance(share, str):
+        share = share.encode()
+    assert_track_agrees(_track_json(share))
+
+
+@pytest.mark.parametrize("value", [
+    _track_json(extra=b'"\xff"'),  # msgspec skips unknown fields without checking UTF-8
+    _track_json(extra=b"1e400"),  # ... or numbers: orjson rejects both, not JSON
+    _track_json(extra=b"[" * 2_000 + b"]" * 2_000),
+    _track_json(extra=b"1"),  # a valid extra field: declined, counted by the slow path
+    _track_json(b"1e400"),
+    _track_json(b'"\\ud800"'),
+    _track_json(duration_ms=b"18446744073709551615"),  # orjson: int, accepted
+    _track_json(duration_ms=b"18446744073709551616"),  # orjson: a float, rejected
+    _track_json(duration_ms=b"9223372036854775808"),
+    _track_json(duration_ms=b"-0"),
+    _track_json(occurred_at=b"9007199254740991"),
+    _track_json(occurred_at=b"9007199254740992"),
+    _track_json(occurred_at=b"1700000000000.0"),
+    _track_json(genre=b'"lofi\\n"'),
+    _track_json(genre=b'"Lofi"'),
+    _track_json(isrc=b'"USUV71101875\\n"'),
+    _track_json(isrc=b'"USUV71101875"', iswc=b'"T0345246801"', title=b"null", ai_tool=b"null"),
+    _track_json(iswc=b'"T034524680"'),
+    _track_json(title=b'"' + b"x" * 513 + b'"'),
+    _track_json(ai_tool=b'"' + "\u00e9".encode() * 128 + b'"'),
+    _track_json(ai_tool=b'"' + "\u00e9".encode() * 129 + b'"'),
+    _track_json(event_id=b'"' + "\U0001f600".encode() * 128 + b'"'),
+    _track_json(event_id=b'"' + "\U0001f600".encode() * 129 + b'"'),
+    _track_json(event_id=b'""'),
+    _track_json(track_id=b'"t 1"'),
+    _track_json(track_id=b'"t1\\n"'),
+    _track_json(track_id=b"[1]"),
+    _track_json(ai_origin=b'"robot"'),
+    _track_json(rights=b"[]"),
+    _track_json(rights=b'[{"holder_id":"","right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":"' + b"h" * 128 + b'","right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":"' + b"h" * 129 + b'","right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":null,"right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":"h\\u0000","right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":"h\\u007f","right":"master","share":1}]'),
+    _track_json(rights=b'[{"holder_id":"h","right":"master","share":0.5},'
+                       b'{"holder_id":"h","right":"master","share":0.5}]'),
+    _track_json(rights=b'[{"holder_id":"h","right":"master","share":0.5},'
+                       b'{"holder_id":"h","right":"publishing","share":0.5}]'),
+    _track_json(rights=b'[{"holder_id":"a","right":"master","share":0.6},'
+                       b'{"holder_id":"b","right":"master","share":"0.4000001"}]'),
+    _track_json(rights=b'[{"holder_id":"a","right":"master","share":0.6},'
+                       b'{"holder_id":"b","right":"master","share":"0.400001"}]'),
+    _track_json(rights=b'[{"holder_id":"a","right":"master","share":0.6,"extra":1}]'),
+    _track_json(rights=b'[{"holder_id":"a","right":"master"}]'),
+    _track_json(rights=b"[" + b",".join([b'{"holder_id":"h%d","right":"publishing",'
+                                         b'"share":0.01}' % i for i in range(64)]) + b"]"),
+    _track_json(rights=b"[" + b",".join([b'{"holder_id":"h%d","right":"publishing",'
+                                         b'"share":0.01}' % i for i in range(65)]) + b"]"),
+    _track_json()[:-1] + b',"genre":"lofi"}',  # a repeated key: the last one wins in both
+    _track_json()[:-1] + b',"genre":"LOFI"}',
+    _track_json().replace(b'"genre"', b'"\\u0067enre"'),
+    _track_json() + b" \n",
+    _track_json() + b"x",
+    b"\xef\xbb\xbf" + _track_json(),
+    b"[" + _track_json() + b"]",
+    b"null",
+    b"{}",
+])
+def test_track_edge_cases_agree(value: bytes) -> None:
+    assert_track_agrees(value)
+
+
+def test_track_fast_path_takes_the_common_records() -> None:
+    """It would agree trivially by declining everything: the loader's records are fast."""
+    shares = [b"1", b"0.25", b'"0.25"', b'".5"', b"0.333333", b'"1"', b"1e-06", b"0.1"]
+    for share in shares:
+        value = _track_json(share, isrc=b'"USUV71101875"', iswc=b'"T0345246801"',
+                            title=b'"t"', duration_ms=b"1000", ai_tool=b'"x"')
+        assert decode_track_created(value) == track_reference(value)
+
+
+def test_track_shares_equal_in_value_but_not_in_type_agree_once_remembered() -> None:
+    """Accepted shares are remembered by value: 1, 1.0, "1" and "1.0" all mean one whole
+    right, 0.5 and "0.5" half; junk equal to a remembered share (true == 1) must not
+    borrow its verdict."""
+    shares = [b"1", b"1.0", b'"1"', b'"1.0"', b"true", b"1e0", b'"1.000000"', b"0.5", b'"0.5"',
+              b'".5"', b"5e-1", b"0.50", b'"0.50"', b"false", b"0", b"0.0", b"-0.0", b'"0"']
+    for share in shares + shares[::-1] + shares:
+        assert_track_agrees(_track_json(share))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.events.shares import MICRO, ShareError, share_to_micro
+from streamer.events.shares import MICRO, ShareError, share_to_micro, share_to_micro_reference
 
 SETTINGS = settings(max_examples=400, deadline=None)
 
@@ -149,3 +151,96 @@ _LENIENT = (
 def test_strings_outside_the_published_grammar_rejected(value: str) -> None:
     with pytest.raises(ShareError):
         share_to_micro(value)
+
+
+# -- the fast path agrees with the Decimal reference, for every input --------------------
+
+
+def _verdict(parse: Any, value: object) -> tuple[str, object]:
+    """("ok", micro-shares) or ("error", the exception's type and text)."""
+    try:
+        return "ok", parse(value)
+    except ShareError as exc:
+        return "error", f"{type(exc).__name__}: {exc}"
+
+
+def assert_same(value: object) -> None:
+    fast = _verdict(share_to_micro, value)
+    assert fast == _verdict(share_to_micro_reference, value), value
+    if fast[0] == "ok":
+        assert type(fast[1]) is int
+
+
+@st.composite
+def near_micro_floats(draw: st.DrawFn) -> float:
+    """m millionths as a float, or one of its neighbouring doubles, or scaled by 10**k."""
+    m = draw(st.integers(min_value=-10, max_value=1_000_010))
+    x = m / 1e6
+    how = draw(st.sampled_from(["exact", "up", "down", "scaled"]))
+    if how == "up":
+        return math.nextafter(x, math.inf)
+    if how == "down":
+        return math.nextafter(x, -math.inf)
+    if how == "scaled":
+        return m / 10.0 ** draw(st.integers(min_value=0, max_value=12))
+    return x
+
+
+share_texts = (
+    st.text(st.sampled_from("0123456789.-+eE _\n\t\u0660\uff10"), max_size=10)
+    | st.from_regex(r"[+-]?0?\.[0-9]{0,8}", fullmatch=True)
+    | st.from_regex(r"1(\.0{0,8})?", fullmatch=True)
+    | st.integers(min_value=0, max_value=10**7).map(lambda n: f"0.{n:06d}")
+    | st.integers(min_value=0, max_value=10**6).map(lambda n: f".{n}")
+    | st.text(max_size=10)
+)
+any_share = (
+    st.floats()
+    | near_micro_floats()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([0, 1, 2, -1, 10**30, True, False, None, 0.1, 1e-06, 1.0000001,
+                      5e-324, -0.0, 0.0, 1.0, 0.999999, 0.9999995, 1e-7, 1.000001,
+                      float("nan"), float("inf"), -float("inf"), 2.5e-06, 0.30000000000000004,
+                      "1.000000", ".5", "0.5", "1", "1.", "0.", ".", "", "0", "00.5", "0.0000005",
+                      " 0.5", "0.5 ", "+0.5", "-0.5", "5e-1", "0.1e1", "1e0", "0.25\n",
+                      "0.000000", ".000000", ".0000001", "0.1234567", "\u0660.\u0665",
+                      "0.\uff15", "0.2_5", "01", "1.0000001", "1.000001"])
+    | share_texts
+)
+
+
+@settings(max_examples=3_000, deadline=None)
+@given(any_share)
+def test_fast_path_agrees_with_the_reference(value: object) -> None:
+    assert_same(value)
+
+
+@settings(max_examples=1_000, deadline=None)
+@given(st.integers(min_value=1, max_value=1_000_000))
+def test_every_written_form_agrees_with_the_reference(m: int) -> None:
+    padded = six_places(m)
+    for value in (padded, padded.rstrip("0").rstrip("."), padded[1:], m / 1e6, m / 1_000_000,
+                  orjson.loads(padded), float(padded), f"{m / 1e6!r}"):
+        assert_same(value)
+
+
+@settings(max_examples=1_000, deadline=None)
+@given(st.text(st.sampled_from("0123456789.-+eE"), min_size=1, max_size=30))
+def test_json_number_texts_agree_with_the_reference(text: str) -> None:
+    """Whatever orjson makes of a number on the wire (float, int or big int)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return
+    assert_same(value)
+
+
+def test_every_float_of_a_micro_share_is_exact() -> None:
+    """All million float shares, and the doubles right next to them (rejected)."""
+    for m in range(1, 1_000_001):
+        x = m / 1e6
+        assert share_to_micro(x) == m
+    for m in range(1, 1_000_001, 997):
+        x = m / 1e6
+        for near in (math.nextafter(x, 0.0), math.nextafter(x, 2.0)):
+            assert_same(near)
