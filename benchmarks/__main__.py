@@ -49,8 +49,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--partitions", type=int, default=8)
     g.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra STREAMER_* setting for the worker (repeatable)")
-    g.add_argument("--profile", choices=["cprofile", "pyinstrument"],
-                   help="run the worker under a profiler (max, sustained, day)")
+    g.add_argument("--profile", choices=["cprofile", "pyinstrument", "tracemalloc"],
+                   help="run the worker under a profiler, or tracemalloc for its memory "
+                        "(max, sustained, day)")
     g = p.add_argument_group("scenario options")
     g.add_argument("--ramp", action="store_true", help="max: also a live rate ramp")
     g.add_argument("--ramp-rates", help="max: comma-separated rates (default: 40..110 %% of "

@@ -36,6 +36,7 @@ from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.model import TrafficModel
 from streamer.loadgen.records import TRACKS, Record, RecordBuilder
 from streamer.metrics import Metrics
+from streamer.pipeline.app import tune_gc
 from streamer.pipeline.attribution import plan_for
 from streamer.pipeline.flusher import Flusher, MetadataLookup
 from streamer.pipeline.processor import RecordProcessor
@@ -153,11 +154,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="events per partition between two snapshots")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--gc-threshold", type=int, default=Settings().gc_gen0_threshold,
+                   help="young-generation GC threshold, as the worker sets it "
+                        "(STREAMER_GC_GEN0_THRESHOLD; 0: CPython's 700)")
     opts = p.parse_args(argv)
 
     records, events = build_records(opts.events, opts.batch_events, opts.partitions,
                                     opts.seed, opts.catalog)
     settings = Settings()
+    tune_gc(opts.gc_threshold)  # after the records are built, as the worker after start-up
     values = [record.value for record in records if record.topic != TRACKS]
     tracks = [record for record in records if record.topic == TRACKS]
     decode: list[float] = []

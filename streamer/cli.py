@@ -70,7 +70,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     import faust
     import uvloop
 
-    from streamer.pipeline.app import create_app
+    from streamer.pipeline.app import create_app, tune_gc
     from streamer.pipeline.worker import ensure_topics
 
     logging.basicConfig(level=loglevel.upper() if loglevel != "warn" else "WARNING")
@@ -91,6 +91,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     # DEBUG (to spin on every record): every debug call of aiokafka, one per Kafka
     # request, would then build a log record for nothing (2 % of the worker's time).
     worker.spinner = None
+    tune_gc(settings.gc_gen0_threshold)
     worker.execute_from_commandline()
     return 0
 
