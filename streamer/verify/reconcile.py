@@ -78,6 +78,13 @@ def compare(expected: Mapping[CounterKey, int], actual: Mapping[CounterKey, int]
     result = Reconciliation()
     expected_per_window: defaultdict[Any, int] = defaultdict(int)
     actual_per_window: defaultdict[Any, int] = defaultdict(int)
+    if expected == actual:  # the usual outcome, compared in C; only the sums remain
+        for key, value in expected.items():
+            if key and key[0] == "track":
+                expected_per_window[key[1]] += int(value)
+        result.expected_per_window = dict(expected_per_window)
+        result.actual_per_window = dict(expected_per_window)
+        return result
     for key in expected.keys() | actual.keys():
         want = int(expected.get(key, 0))
         got = int(actual.get(key, 0))

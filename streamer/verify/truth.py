@@ -195,11 +195,14 @@ class GroundTruth:
         into: defaultdict[CounterKey, int],
     ) -> None:
         weights = info.weights if info is not None else _UNATTRIBUTED_WEIGHTS
-        for (use, grain_start), uses in cells.items():
-            if not uses:
-                continue
-            for name, size in self.windows:
-                start = grain_start - grain_start % size
+        for name, size in self.windows:
+            # Uses per (use, window start) first: the holder counters of an hour or a day
+            # are then added once per window, not once per base-window cell.
+            per_window: defaultdict[tuple[str, int], int] = defaultdict(int)
+            for (use, grain_start), uses in cells.items():
+                if uses:
+                    per_window[(use, grain_start - grain_start % size)] += uses
+            for (use, start), uses in per_window.items():
                 into[("track", name, start, track_id, use)] += uses
                 if use == "create":
                     into[("trending", name, start, track_id)] += uses
@@ -209,7 +212,6 @@ class GroundTruth:
                         uses * micro)
                 if info is not None:
                     into[("genre", name, start, info.genre, info.ai_origin, use)] += uses
-
 
 class PartitionedTruth:
     """One ``GroundTruth`` per input partition; see the module docstring.
