@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
+from msgspec.structs import astuple
 
 from streamer.events.shares import MICRO, ShareError, share_to_micro
 
@@ -138,8 +139,13 @@ def parse_sound_used(obj: object) -> tuple[str, str, int, str]:
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
-class SoundUsed(msgspec.Struct, gc=False):
-    """A valid SoundUsed, as the hot path needs it (the garbage collector can skip it)."""
+class SoundUsed(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """A valid SoundUsed, as the hot path needs it (the garbage collector can skip it).
+
+    Unknown fields are refused here: msgspec skips an unknown field's value without the
+    checks orjson makes (invalid UTF-8, a number overflowing a double), so a record with
+    one is decoded again with ``_SoundUsedWithExtras`` only after orjson has read it.
+    """
 
     event_id: _Id
     track_id: Annotated[str, msgspec.Meta(max_length=128)]  # the pattern: _track_ids
@@ -150,7 +156,14 @@ class SoundUsed(msgspec.Struct, gc=False):
     video_id: _Id | None = None
 
 
+class _SoundUsedWithExtras(SoundUsed, forbid_unknown_fields=False):
+    """SoundUsed for a record whose unknown fields orjson has already accepted (made a
+    plain SoundUsed after decoding: structs of different classes never compare equal)."""
+
+
 _USES_DECODER = msgspec.json.Decoder(list[SoundUsed] | SoundUsed)
+_USES_WITH_EXTRAS_DECODER = msgspec.json.Decoder(
+    list[_SoundUsedWithExtras] | _SoundUsedWithExtras)
 
 
 def decode_sound_used(value: bytes) -> list[SoundUsed] | SoundUsed | None:
@@ -164,7 +177,14 @@ def decode_sound_used(value: bytes) -> list[SoundUsed] | SoundUsed | None:
     try:
         decoded = _USES_DECODER.decode(value)
     except (msgspec.DecodeError, RecursionError):  # ValidationError included; deep nesting
-        return None
+        # Producers may add fields of their own: valid JSON to orjson, they are skipped.
+        try:
+            orjson.loads(value)
+            with_extras = _USES_WITH_EXTRAS_DECODER.decode(value)
+        except (orjson.JSONDecodeError, msgspec.DecodeError, RecursionError):
+            return None
+        decoded = ([SoundUsed(*astuple(event)) for event in with_extras]
+                   if type(with_extras) is list else SoundUsed(*astuple(with_extras)))
     seen = _track_ids.seen
     try:
         if type(decoded) is list:

@@ -171,7 +171,7 @@ class RecordProcessor:
                    ) -> SoundUsed | None:
         """One element of a batch: the event, or None after rejecting it."""
         try:
-            event = _ONE_USE.decode(element)
+            event = _ONE_USE.decode(element)  # no unknown fields (see SoundUsed)
             check_track_id(event.track_id)
             return event
         except (msgspec.DecodeError, RecursionError, Rejected):
