@@ -17,7 +17,9 @@ import contextlib
 import io
 import pstats
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 
 def _run_worker() -> None:
@@ -60,19 +62,34 @@ def main(argv: list[str]) -> int:
                 profiler.output_text(unicode=False, color=False, show_all=False))
             (out / "worker-pyinstrument.html").write_text(profiler.output_html())
     elif kind == "tracemalloc":
+        import threading
         import tracemalloc
 
         tracemalloc.start(1)
+        largest: list[Any] = [0, None]  # traced bytes, snapshot
+
+        def watch() -> None:
+            """Keep a snapshot near the peak: memory may be freed again by the stop."""
+            while True:
+                time.sleep(5)
+                current = tracemalloc.get_traced_memory()[0]
+                if current > largest[0] * 1.05:
+                    largest[:] = [current, tracemalloc.take_snapshot()]
+
+        threading.Thread(target=watch, daemon=True).start()
         try:
             _run_worker()
         finally:
             current, peak = tracemalloc.get_traced_memory()
-            snapshot = tracemalloc.take_snapshot()
-            lines = [f"traced now {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB", "",
-                     "== top 30 files =="]
-            lines += [str(stat) for stat in snapshot.statistics("filename")[:30]]
-            lines += ["", "== top 40 lines =="]
-            lines += [str(stat) for stat in snapshot.statistics("lineno")[:40]]
+            lines = [f"traced now {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB"]
+            snapshots = [("at stop", tracemalloc.take_snapshot())]
+            if largest[1] is not None:
+                snapshots.insert(0, (f"largest seen ({largest[0] / 2**20:.1f} MiB)", largest[1]))
+            for title, snapshot in snapshots:
+                lines += ["", f"== {title}: top 25 files =="]
+                lines += [str(stat) for stat in snapshot.statistics("filename")[:25]]
+                lines += ["", f"== {title}: top 30 lines =="]
+                lines += [str(stat) for stat in snapshot.statistics("lineno")[:30]]
             (out / "worker-tracemalloc.txt").write_text("\n".join(lines) + "\n")
     else:
         print(f"unknown profiler {kind!r} (cprofile, pyinstrument or tracemalloc)",
