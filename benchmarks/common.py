@@ -226,7 +226,7 @@ class BenchRun:
     async def reconcile(self, *truths: PartitionedTruth,
                         pending_timeout_s: float = 30.0) -> dict[str, Any]:
         """Redis against the truths (the load's, the probes'), one partition shard at a
-        time: a day's ~20M counters are never all in memory, and every shard must match
+        time: a day's ~32M counters are never all in memory, and every shard must match
         on its own (stricter than comparing sums over shards)."""
         started = time.monotonic()
         # Drained offsets include every TrackCreated; the uses that waited for one are

@@ -22,7 +22,7 @@ Attribution rules modelled here:
 
 ``PartitionedTruth`` keeps one ``GroundTruth`` per input partition. A track never changes
 partition and the worker keeps each partition's counters in its own Redis shard, so a
-large run is reconciled one partition at a time: a simulated day expands into some 20M
+large run is reconciled one partition at a time: a simulated day expands into some 32M
 counters, which need not all be in memory at once.
 """
 
