@@ -23,8 +23,8 @@ from streamer.api.queries import UsageQueries
 from streamer.api.views import register_routes
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.pipeline.faust_compat import deliver_directly, resume_from_stored_offsets
 from streamer.pipeline.faust_compat import highwater as consumer_highwater
-from streamer.pipeline.faust_compat import resume_from_stored_offsets
 from streamer.pipeline.worker import PipelineWorker
 from streamer.state.keys import KeyLayout
 from streamer.state.partition import TRACKS_CODE, USES_CODE
@@ -138,6 +138,9 @@ def create_app(settings: Settings) -> faust.App:
     )
     codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
 
+    # The agent subscribes the worker to the input topics. Its records are delivered by
+    # deliver_directly (ensure_started), which skips Faust's per-record dispatch; the
+    # agent is the path they would take without it.
     @app.agent(inputs)
     async def count(stream: faust.StreamT[bytes]) -> None:
         handle = worker.handle
@@ -176,6 +179,7 @@ def create_app(settings: Settings) -> faust.App:
         if not worker.started:
             await worker.start(app.consumer)
             resume_from_stored_offsets(app.consumer, worker.stored_positions)
+            deliver_directly(app.consumer, set(codes), worker.handle)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:

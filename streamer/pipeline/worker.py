@@ -254,7 +254,7 @@ class PipelineWorker:
             claim = self._claims.get(partition)
             if claim is None:
                 return  # not ours (any more): the owner counts it from the Redis offset
-            state = await claim
+            state = await asyncio.shield(claim)  # the fetch loop may be cancelled
             if self.states.get(partition) is not state:
                 return
             if key in self._resync and offset > state.next_offset[code]:

@@ -1,0 +1,155 @@
+"""deliver_directly: the worker's records skip Faust's per-record dispatch.
+
+A stand-in for Faust's consumer (pure unit test): ``getmany`` yields what a fetch
+returned, as Faust's does. The worker's real path runs in tests/integration and
+tests/faults, where every count is checked against what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from streamer.pipeline.faust_compat import deliver_directly
+
+
+@dataclass(frozen=True)
+class TP:
+    topic: str
+    partition: int
+
+
+@dataclass
+class Message:
+    offset: int
+    value: bytes
+
+
+class StoppedError(Exception):
+    pass
+
+
+class FakeFaustConsumer:
+    consumer_stopped_errors = (StoppedError,)
+
+    def __init__(self, fetches: list[list[tuple[TP, Message]]]) -> None:
+        self.fetches = fetches
+        self._stopped = asyncio.Event()
+        self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
+        self.should_stop = False
+        self.via_faust: list[tuple[str, int]] = []
+        self.suspend_flow = asyncio.Event()
+        self.transport = type("T", (), {"app": type("A", (), {"should_stop": False})()})()
+
+    async def callback(self, message: Message) -> None:
+        self.via_faust.append(("callback", message.offset))
+
+    async def wait_first(self, delivered: Any, suspended: Any) -> None:
+        await delivered
+        suspended.close()
+
+    async def getmany(self, timeout: float) -> Any:
+        if not self.fetches:
+            self._stopped.set()
+            return
+        for tp, message in self.fetches.pop(0):
+            yield tp, message
+
+
+class FakeFetcher:
+    def __init__(self) -> None:
+        self._stopped = asyncio.Event()
+
+
+USES = TP("sounds.used", 3)
+TRACKS = TP("tracks.created", 3)
+OTHER = TP("faust-internal", 0)
+
+
+async def test_input_records_reach_the_handler_in_order_with_their_coordinates() -> None:
+    consumer = FakeFaustConsumer([
+        [(USES, Message(10, b"u10")), (TRACKS, Message(4, b"t4")), (OTHER, Message(7, b"o"))],
+        [(USES, Message(11, b"u11"))],
+    ])
+    handled: list[tuple[str, int, int, bytes | None]] = []
+
+    async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        handled.append((topic, partition, offset, value))
+
+    deliver_directly(consumer, {USES.topic, TRACKS.topic}, handle)
+    await consumer._drain_messages(FakeFetcher())
+
+    assert handled == [("sounds.used", 3, 10, b"u10"), ("tracks.created", 3, 4, b"t4"),
+                       ("sounds.used", 3, 11, b"u11")]
+    assert consumer.via_faust == [("callback", 7)]  # other topics keep Faust's path
+    assert consumer._read_offset[USES] == 11
+    assert consumer._read_offset[TRACKS] == 4
+
+
+async def test_records_below_fausts_read_offset_are_dropped_like_faust_does() -> None:
+    consumer = FakeFaustConsumer([[(USES, Message(5, b"stale")), (USES, Message(9, b"ok"))]])
+    consumer._read_offset[USES] = 9
+    handled: list[int] = []
+
+    async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        handled.append(offset)
+
+    deliver_directly(consumer, {USES.topic}, handle)
+    await consumer._drain_messages(FakeFetcher())
+    assert handled == [9]
+
+
+async def test_the_loop_lets_other_tasks_run_while_records_keep_coming() -> None:
+    """A flush timer must run during a long backlog, not only between fetches."""
+    fetch = [(USES, Message(offset, b"x")) for offset in range(200)]
+    consumer = FakeFaustConsumer([fetch])
+    ticks: list[int] = []
+    handled: list[int] = []
+
+    async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        handled.append(offset)
+        time.sleep(0.001)  # a record that takes 1 ms of CPU and never awaits
+
+    async def timer() -> None:
+        while True:
+            ticks.append(len(handled))
+            await asyncio.sleep(0)
+
+    deliver_directly(consumer, {USES.topic}, handle)
+    ticker = asyncio.ensure_future(timer())
+    await consumer._drain_messages(FakeFetcher())
+    ticker.cancel()
+    during = [n for n in ticks if 0 < n < 200]
+    assert len(during) >= 10, ticks
+
+
+async def test_a_handler_error_stops_the_loop_loudly() -> None:
+    consumer = FakeFaustConsumer([[(USES, Message(1, b"x"))]])
+
+    async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        raise RuntimeError("boom")
+
+    deliver_directly(consumer, {USES.topic}, handle)
+    with pytest.raises(RuntimeError, match="boom"):
+        await consumer._drain_messages(FakeFetcher())
+
+
+async def test_a_stopped_consumer_ends_the_loop_quietly_when_the_app_stops() -> None:
+    class Stopping(FakeFaustConsumer):
+        async def getmany(self, timeout: float) -> Any:
+            raise StoppedError()
+            yield  # pragma: no cover
+
+    consumer = Stopping([])
+    consumer.transport.app.should_stop = True
+
+    async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        raise AssertionError("no records")
+
+    deliver_directly(consumer, {USES.topic}, handle)
+    await consumer._drain_messages(FakeFetcher())
