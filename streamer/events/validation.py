@@ -166,17 +166,21 @@ _USES_WITH_EXTRAS_DECODER = msgspec.json.Decoder(
     list[_SoundUsedWithExtras] | _SoundUsedWithExtras)
 
 
-def decode_sound_used(value: bytes) -> list[SoundUsed] | SoundUsed | None:
-    """A whole ``sounds.used`` record when every event in it is valid, else None.
+def decode_uses(value: bytes) -> list[SoundUsed] | SoundUsed | int | None:
+    """A whole ``sounds.used`` record when every event in it is valid; otherwise the
+    position of the first event of the batch found invalid, or None if unknown.
 
-    The fast path: msgspec decodes and checks a 500-event batch in C. None sends the
-    record down the slow path (orjson + ``parse_sound_used`` per event), which accepts
-    exactly the same events and names the problem of each bad one; the two must agree
-    (tests/unit/test_validation.py proves it on generated inputs).
+    The fast path: msgspec decodes and checks a 500-event batch in C. Any other answer
+    sends the record down the slow path (``RecordProcessor._count_checking_each``),
+    which accepts exactly the same events and names the problem of each bad one; the
+    two must agree (tests/unit/test_fast_decode.py proves it on generated inputs). The
+    position only lets the slow path decode the events around it whole again.
     """
     try:
         decoded = _USES_DECODER.decode(value)
-    except (msgspec.DecodeError, RecursionError):  # ValidationError included; deep nesting
+    except msgspec.ValidationError as exc:
+        if "unknown field" not in str(exc):
+            return _failed_position(exc)
         # Producers may add fields of their own: valid JSON to orjson, they are skipped.
         try:
             orjson.loads(value)
@@ -185,17 +189,42 @@ def decode_sound_used(value: bytes) -> list[SoundUsed] | SoundUsed | None:
             return None
         decoded = ([SoundUsed(*astuple(event)) for event in with_extras]
                    if type(with_extras) is list else SoundUsed(*astuple(with_extras)))
+    except (msgspec.DecodeError, RecursionError):  # not JSON to msgspec; deep nesting
+        return None
     seen = _track_ids.seen
-    try:
-        if type(decoded) is list:
+    if type(decoded) is list:
+        event = None
+        try:
             for event in decoded:
                 if event.track_id not in seen:
                     _track_ids.check(event.track_id)
-        elif decoded.track_id not in seen:
+        except Rejected:
+            return next(position for position, other in enumerate(decoded) if other is event)
+    elif decoded.track_id not in seen:
+        try:
             _track_ids.check(decoded.track_id)
-    except Rejected:
-        return None
+        except Rejected:
+            return None
     return decoded
+
+
+def _failed_position(error: msgspec.ValidationError) -> int | None:
+    """The batch position in msgspec's message (``... - at `$[12].country```), if any."""
+    message = str(error)
+    start = message.rfind("- at `$[")
+    if start < 0:
+        return None
+    end = message.find("]", start)
+    try:
+        return int(message[start + 8:end])
+    except ValueError:
+        return None
+
+
+def decode_sound_used(value: bytes) -> list[SoundUsed] | SoundUsed | None:
+    """``decode_uses`` without the position: the record's events, or None."""
+    decoded = decode_uses(value)
+    return None if type(decoded) is int else decoded  # type: ignore[return-value]
 
 
 def check_track_id(value: object) -> str:

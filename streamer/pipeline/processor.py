@@ -32,6 +32,7 @@ from streamer.events.validation import (
     check_track_id,
     decode_sound_used,
     decode_track_created,
+    decode_uses,
     parse_track_created,
     sound_used_of,
 )
@@ -45,6 +46,7 @@ _hash64 = xxhash.xxh3_64_intdigest
 _RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _ONE_USE = msgspec.json.Decoder(SoundUsed)
 _CHUNK = 50  # events decoded together on the slow path
+_LOCATED_BAD_EVENTS = 4  # bad events of one record found by position before the chunks
 
 _REJECTED = object()
 """What _decode returns for a record it sent to the DLQ (a JSON null is a value too)."""
@@ -101,18 +103,19 @@ class RecordProcessor:
         if not self._size_ok(state, self.settings.uses_topic, offset, value):
             return 0
         assert value is not None
-        decoded = decode_sound_used(value)
+        decoded = decode_uses(value)
         if type(decoded) is list:
             carried = len(decoded)
             if not 0 < carried <= self.max_batch:
                 self._reject_batch_size(state, offset, value, carried)
                 return 0
             self._count(state, offset, value, decoded, None, now_ms)
-        elif decoded is not None:
+        elif type(decoded) is SoundUsed:
             carried = 1
             self._count_one(state, offset, value, decoded, now_ms)
         else:
-            carried = self._count_checking_each(state, offset, value, now_ms)
+            carried = self._count_checking_each(state, offset, value, now_ms,
+                                                decoded)  # type: ignore[arg-type]
         self.metrics.hot.events_uses += carried
         return carried
 
@@ -126,11 +129,12 @@ class RecordProcessor:
         self._reject(state, self.settings.uses_topic, offset, value, rejected)
 
     def _count_checking_each(self, state: PartitionState, offset: int, value: bytes,
-                             now_ms: int) -> int:
+                             now_ms: int, first_bad: int | None = None) -> int:
         """The slow path: a record with an invalid event (or not JSON at all).
 
         Each bad event of a batch goes to the DLQ as its own original JSON, with the
         reason of its first broken rule; the valid ones around it count as usual.
+        ``first_bad``: the position of the first bad event, when the fast path knew it.
         """
         topic = self.settings.uses_topic
         try:
@@ -145,12 +149,14 @@ class RecordProcessor:
                     self._count_one(state, offset, value, event, now_ms)
                 return 1
             elements = [orjson.dumps(element) for element in decoded]
+            first_bad = None
         if not 0 < len(elements) <= self.max_batch:
             self._reject_batch_size(state, offset, value, len(elements))
             return 0
         events: list[SoundUsed] = []
         raws: list[Any] = []
-        for start in range(0, len(elements), _CHUNK):
+        resume = self._decode_around_bad(state, offset, elements, first_bad, events, raws)
+        for start in range(resume, len(elements), _CHUNK):
             # Most chunks of a record with one bad event are fine: decode them whole.
             chunk = elements[start:start + _CHUNK]
             valid = decode_sound_used(b"[" + b",".join(chunk) + b"]")
@@ -166,6 +172,44 @@ class RecordProcessor:
         if events:
             self._count(state, offset, value, events, raws, now_ms)
         return len(elements)
+
+    def _decode_around_bad(self, state: PartitionState, offset: int, elements: list[Any],
+                           bad: int | None, events: list[SoundUsed], raws: list[Any]) -> int:
+        """Decode whole the runs of events between the bad ones msgspec points at.
+
+        Each run is one decode: the events before the bad one, which msgspec had already
+        accepted, then everything after it, until it names no position (then the chunks
+        take over from the returned position). A few bad events at most: many of them
+        would make this quadratic, the chunks are not.
+        """
+        position = 0
+        for _ in range(_LOCATED_BAD_EVENTS):
+            rest = len(elements) - position
+            if bad is None or not 0 <= bad < rest:
+                return position
+            if bad:
+                head = elements[position:position + bad]
+                valid = decode_sound_used(b"[" + b",".join(head) + b"]")
+                if type(valid) is not list:
+                    return position
+                events.extend(valid)
+                raws.extend(head)
+            element = elements[position + bad]
+            event = self._one_event(state, offset, bytes(element))
+            if event is not None:
+                events.append(event)
+                raws.append(element)
+            position += bad + 1
+            if position == len(elements):
+                return position
+            tail = elements[position:]
+            decoded = decode_uses(b"[" + b",".join(tail) + b"]")
+            if type(decoded) is list:
+                events.extend(decoded)
+                raws.extend(tail)
+                return len(elements)
+            bad = decoded if type(decoded) is int else None
+        return position
 
     def _one_event(self, state: PartitionState, offset: int, element: bytes
                    ) -> SoundUsed | None:

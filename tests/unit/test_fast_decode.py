@@ -118,6 +118,41 @@ def test_batch_counts_and_rejects_like_the_reference(events: list[dict[str, Any]
     assert sum(state.cells.values()) == len(distinct_ids)
 
 
+_BROKEN = [  # one broken rule each, as bad events come in real traffic
+    lambda obj: {**obj, "occurred_at": "yesterday"},
+    lambda obj: {**obj, "country": "Germany"},
+    lambda obj: {**obj, "track_id": "bad track id"},  # msgspec accepts it, _track_ids not
+    lambda obj: {k: v for k, v in obj.items() if k != "user_id"},
+    lambda obj: [obj],
+    lambda obj: {**obj, "app": "a producer's own field"},  # valid: skipped, counted
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=1, max_value=160),
+       st.dictionaries(st.integers(min_value=0, max_value=159),
+                       st.integers(min_value=0, max_value=len(_BROKEN) - 1), max_size=9))
+def test_long_batches_with_bad_events_anywhere_count_like_the_reference(
+        size: int, broken: dict[int, int]) -> None:
+    """The slow path decodes the runs between bad events whole (by the position msgspec
+    names), then in chunks past a few bad events: both must count and reject exactly
+    what the reference does, wherever the bad events are."""
+    batch: list[Any] = [{**_use(n), "event_id": f"e-{n}", "occurred_at": NOW - 5_000 + n}
+                        for n in range(size)]
+    for position, how in broken.items():
+        if position < size:
+            batch[position] = _BROKEN[how](batch[position])
+    verdicts = [reference(orjson.loads(orjson.dumps(obj))) for obj in batch]
+    processor, state = _processor()
+    assert processor.handle_uses(state, 0, orjson.dumps(batch), NOW) == size
+    assert sorted((r.code, r.value) for r in state.rejections) == sorted(
+        (verdict, orjson.dumps(obj)) for verdict, obj in zip(verdicts, batch, strict=True)
+        if isinstance(verdict, str))
+    counted = sum(1 for verdict in verdicts if not isinstance(verdict, str))
+    assert state.unflushed_events == counted
+    assert sum(state.cells.values()) == counted
+
+
 @pytest.mark.parametrize("value", [
     b'{"event_id":"e","track_id":"t","occurred_at":1,"user_id":"u","use":"play",'
     b'"country":"DE","use":"bogus"}',  # a repeated key: the last one wins in both

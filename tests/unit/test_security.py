@@ -280,7 +280,7 @@ def _use(i: int) -> dict[str, object]:
 def test_record_size_limit_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     processor, state, settings = _processor()
     parsed: list[int] = []
-    fast = processor_module.decode_sound_used
+    fast = processor_module.decode_uses
 
     def counting_loads(value: bytes) -> object:
         parsed.append(len(value))
@@ -292,7 +292,7 @@ def test_record_size_limit_before_parsing(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(processor_module, "orjson", types.SimpleNamespace(
         loads=counting_loads, dumps=orjson.dumps, JSONDecodeError=orjson.JSONDecodeError))
-    monkeypatch.setattr(processor_module, "decode_sound_used", counting_decode)
+    monkeypatch.setattr(processor_module, "decode_uses", counting_decode)
     body = b",".join(orjson.dumps(_use(i)) for i in range(20_000))
     value = b"[" + body + b"]"
     assert len(value) > settings.max_record_bytes
