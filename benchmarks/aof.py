@@ -102,6 +102,25 @@ async def redis_stats(client: aioredis.Redis) -> dict[str, float]:
             "evalsha_calls": float(evalsha.get("calls", 0))}
 
 
+def callgrind(what: str, pid: int | None = None) -> None:
+    """Switch callgrind's instruction counting of the Redis process (``--callgrind``)."""
+    pid = pid or _CALLGRIND_PID[0]
+    if pid:
+        subprocess.run(["callgrind_control", "-i", what, str(pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+_CALLGRIND_PID: list[int] = [0]
+
+
+def callgrind_instructions(out: Path) -> int:
+    """Instructions counted (the ``totals:`` line of a callgrind output file)."""
+    for line in out.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise ValueError(f"no totals in {out}")
+
+
 async def run(opts: argparse.Namespace, url: str, aof_dir: Path) -> dict[str, Any]:
     settings = Settings()
     client = aioredis.from_url(url, decode_responses=False)
@@ -149,39 +168,47 @@ async def run(opts: argparse.Namespace, url: str, aof_dir: Path) -> dict[str, An
     await flush_all()
     measure_from = start + opts.warmup * 1000
     next_flush = start + 1000
-    before: dict[str, float] | None = None
+    measuring = False
     aof_start = 0
-    events = 0
-    flushes = 0
+    rounds: list[tuple[int, dict[str, float]]] = []  # (events, Redis stats) per round
+    pending_events = 0
+
+    async def measured_round() -> None:
+        before = await redis_stats(client)
+        callgrind("on")
+        await flush_all()
+        callgrind("off")
+        after = await redis_stats(client)
+        rounds.append((pending_events, {k: after[k] - before[k] for k in after}))
+
     for tick in model.ticks(start):
-        counted = feed(builder.add(tick))
-        if before is not None:
-            events += counted
+        pending_events += feed(builder.add(tick))
         if tick.end_ms >= next_flush:
-            await flush_all()
             next_flush += 1000
-            if before is not None:
-                flushes += 1
-            elif tick.end_ms >= measure_from:
-                before = await redis_stats(client)
-                aof_start = incr_file(aof_dir).stat().st_size
-    await flush_all()
-    flushes += 1
-    after = await redis_stats(client)
+            if measuring:
+                await measured_round()
+            else:
+                await flush_all()
+                if tick.end_ms >= measure_from:
+                    measuring = True
+                    aof_start = incr_file(aof_dir).stat().st_size
+            pending_events = 0
+    await measured_round()
     data = incr_file(aof_dir).read_bytes()[aof_start:]
     if opts.dump:
         await dump(client, opts.dump)
     await client.aclose()
-    assert before is not None
     by_kind: Counter[str] = Counter()
     commands: Counter[str] = Counter()
     for args in parse_aof(data):
         kind = kind_of(args)
         by_kind[kind] += command_size(args)
         commands[kind] += 1
-    return {"events": events, "flushes": flushes, "aof_bytes": len(data),
-            "cpu_s": after["cpu"] - before["cpu"],
-            "evalsha_usec": after["evalsha_usec"] - before["evalsha_usec"],
+    events = sum(n for n, _ in rounds)
+    return {"events": events, "flushes": len(rounds), "aof_bytes": len(data),
+            "cpu_s": sum(r["cpu"] for _, r in rounds),
+            "evalsha_usec": sum(r["evalsha_usec"] for _, r in rounds),
+            "best_cpu_us": min(r["cpu"] * 1e6 / n for n, r in rounds if n >= 1_000),
             "by_kind": by_kind, "commands": commands}
 
 
@@ -203,9 +230,11 @@ async def dump(client: aioredis.Redis, path: Path) -> None:
     path.write_bytes(b"\n".join(sorted(lines)) + b"\n")
 
 
-def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+def start_redis(port: int, directory: Path, valgrind: bool) -> subprocess.Popen[bytes]:
+    tool = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+            f"--callgrind-out-file={directory / 'callgrind.out'}"] if valgrind else []
     process = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port),
+        [*tool, shutil.which("redis-server") or "redis-server", "--port", str(port),
          "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
          "--appendonly", "yes", "--appendfsync", "always", "--appenddirname", "aof",
          "--auto-aof-rewrite-percentage", "0", "--daemonize", "no",
@@ -213,7 +242,7 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import redis
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         with contextlib.suppress(redis.ConnectionError):
             if redis.Redis(port=port).ping():
@@ -242,15 +271,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=6390, help="private redis-server port (6390)")
     p.add_argument("--prefix", default="aofbench")
     p.add_argument("--keep", action="store_true", help="keep the Redis directory")
+    p.add_argument("--callgrind", action="store_true",
+                   help="run redis-server under valgrind's callgrind and report the "
+                        "instructions it executes during the measured flushes (slow, but "
+                        "unlike CPU time the same on a busy machine)")
     opts = p.parse_args(argv)
 
     directory = Path(tempfile.mkdtemp(prefix="streamer-aof-"))
-    process = start_redis(opts.port, directory)
+    instructions = 0
+    process = start_redis(opts.port, directory, opts.callgrind)
+    if opts.callgrind:
+        _CALLGRIND_PID[0] = process.pid
     try:
         result = asyncio.run(run(opts, f"redis://127.0.0.1:{opts.port}/0", directory / "aof"))
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=120)
+        if opts.callgrind:
+            instructions = callgrind_instructions(directory / "callgrind.out")
         if not opts.keep:
             shutil.rmtree(directory, ignore_errors=True)
         else:
@@ -261,8 +299,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  AOF bytes per event     {result['aof_bytes'] / events:8.2f}  "
           f"({result['aof_bytes']:,} bytes)")
     print(f"  Redis CPU per event     {result['cpu_s'] * 1e6 / events:8.2f} us  "
-          f"(used_cpu_user+sys; a timing, varies with load)")
+          f"(used_cpu_user+sys during the flushes; a timing, varies with load)")
+    print(f"  Redis CPU, best round   {result['best_cpu_us']:8.2f} us per event")
     print(f"  EVALSHA time per event  {result['evalsha_usec'] / events:8.2f} us")
+    if opts.callgrind:
+        print(f"  Redis instructions per event {instructions / events:8,.0f}  (callgrind)")
     print("  AOF bytes per event by command and key kind (commands per flush round):")
     rounds = result["flushes"]
     for kind, size in result["by_kind"].most_common():
