@@ -7,7 +7,10 @@ and deterministically (bytes and command counts, not timings):
 
 * AOF bytes per counted usage event, split by command and by kind of key;
 * Redis CPU (``used_cpu_user + used_cpu_sys``) and ``EVALSHA`` time per event (these
-  two are timings, so they vary with the machine's load; the bytes do not).
+  two are timings, so they vary with the machine's load; the bytes do not);
+* with ``--callgrind``, the instructions Redis executes per event during the measured
+  flushes (valgrind; slow, so use ``--seconds 2 --warmup 1``), which a busy machine
+  does not change.
 
 It starts a private ``redis-server`` (AOF on, ``appendfsync always``, rewrites off) in a
 temporary directory, generates traffic with the load generator's model at ``--rate``
