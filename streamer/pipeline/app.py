@@ -25,6 +25,7 @@ from streamer.config import Settings
 from streamer.metrics import Metrics
 from streamer.pipeline.faust_compat import deliver_directly, resume_from_stored_offsets
 from streamer.pipeline.faust_compat import highwater as consumer_highwater
+from streamer.pipeline.heap import HeapTrimmer
 from streamer.pipeline.worker import PipelineWorker
 from streamer.state.keys import KeyLayout
 from streamer.state.partition import TRACKS_CODE, USES_CODE
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout_s / 4),
         consumer_max_fetch_size=settings.kafka_max_partition_fetch_bytes,
+        broker_max_poll_records=settings.kafka_max_poll_records,
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=4096,
@@ -168,9 +170,12 @@ def create_app(settings: Settings) -> faust.App:
         @mode.Service.task
         async def _flush_loop(self) -> None:
             interval = settings.flush_interval_s
+            trimmer = HeapTrimmer(settings.malloc_trim_interval_s)
             while not self.should_stop:
                 started = time.monotonic()
                 await flush()
+                if trimmer.due():
+                    await asyncio.to_thread(trimmer.trim)
                 await self.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def ensure_started() -> None:

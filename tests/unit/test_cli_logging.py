@@ -98,3 +98,16 @@ def test_gc_threshold_setting_is_checked() -> None:
         load_settings({"STREAMER_GC_GEN0_THRESHOLD": "-1"})
     with pytest.raises(ConfigError, match="STREAMER_GC_GEN0_THRESHOLD"):
         load_settings({"STREAMER_GC_GEN0_THRESHOLD": "many"})
+
+
+def test_poll_size_setting_is_checked_and_given_to_faust(tmp_path: Any) -> None:
+    """A poll parses at most this many records, so a backlog of small records cannot
+    turn the whole prefetch into Python objects at once."""
+    from streamer.pipeline.app import create_app
+
+    with pytest.raises(ConfigError, match="STREAMER_KAFKA_MAX_POLL_RECORDS"):
+        load_settings({"STREAMER_KAFKA_MAX_POLL_RECORDS": "0"})
+    settings = load_settings({"STREAMER_KAFKA_MAX_POLL_RECORDS": "1234",
+                              "STREAMER_DATA_DIR": str(tmp_path)})
+    assert create_app(settings).conf.broker_max_poll_records == 1234
+    assert Settings().kafka_max_poll_records == 5_000
