@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -36,10 +37,27 @@ def _cmd(args: list[str]) -> str | None:
         return None
 
 
+def python_speed(loops: int = 2_000_000, runs: int = 5) -> float:
+    """Million loop iterations per second of plain Python, median of ``runs``.
+
+    The same code ran at 0.5x the speed on this VM one day to the next (neighbours on
+    the host): absolute figures of two runs compare only after dividing by this one.
+    """
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        total = 0
+        for i in range(loops):
+            total += i
+        timings.append(time.perf_counter() - started)
+    return round(loops / statistics.median(timings) / 1e6, 2)
+
+
 def machine_info(redis_url: str | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(), "python": sys.version.split()[0],
         "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
+        "python_speed_mloops_per_s": python_speed(),
     }
     try:
         with open("/proc/cpuinfo") as handle:
@@ -169,7 +187,9 @@ class Report:
                 f"{machine.get('memory_gb')} GB, load average at start "
                 f"{_fmt(machine.get('loadavg_at_start'))}; Python {machine.get('python')}; "
                 f"{machine.get('kafka')}; Redis {machine.get('redis')} "
-                f"(AOF {machine.get('redis_aof')}).  ",
+                f"(AOF {machine.get('redis_aof')}); plain Python at the start "
+                f"{machine.get('python_speed_mloops_per_s')}M loop iterations/s "
+                f"(benchmarks.report.python_speed: compare runs of different days by it).  ",
                 "Versions: " + ", ".join(f"{k} {v}" for k, v in
                                          (machine.get("versions") or {}).items() if v) + "  ",
                 f"Code: {machine.get('git_commit')}"
