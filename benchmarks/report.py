@@ -40,8 +40,9 @@ def _cmd(args: list[str]) -> str | None:
 def python_speed(loops: int = 2_000_000, runs: int = 5) -> float:
     """Million loop iterations per second of plain Python, median of ``runs``.
 
-    The same code ran at 0.5x the speed on this VM one day to the next (neighbours on
-    the host): absolute figures of two runs compare only after dividing by this one.
+    The same code ran at less than half the speed on this VM a few hours later the same
+    day (neighbours on the host); this tells two runs' machines apart, roughly: it
+    drifts within a run too.
     """
     timings = []
     for _ in range(runs):
