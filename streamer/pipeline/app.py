@@ -1,7 +1,8 @@
 """The Faust application: one agent over both input topics, a flush timer, the web API.
 
-Records of ``tracks.created`` and ``sounds.used`` arrive in one stream, so a track's
-metadata and its uses are applied in the order this worker consumed them. Faust's
+Records of ``tracks.created`` and ``sounds.used`` come from one fetch loop, straight to
+the worker (``deliver_directly``), so a track's metadata and its uses are applied in
+the order this worker consumed them. Faust's
 own offset acking is off for the input topics (``acks=False``): offsets are owned by
 the Redis flush (see pipeline/worker.py).
 """
