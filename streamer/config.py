@@ -94,6 +94,9 @@ class Settings:
     # The hot path allocates many short-lived tuples; at 700 the collector took ~9 % of
     # its time (python -m benchmarks.hotpath --gc-threshold 0). 0 keeps CPython's.
     gc_gen0_threshold: int = 50_000
+    # Input records skip Faust's per-record dispatch (faust_compat.deliver_directly). Off by
+    # default: one CI run stalled counting after a Kafka broker SIGKILL with it on.
+    direct_delivery: bool = False
     # Seconds between returns of freed heap memory to the OS (pipeline/heap.py); 0: never.
     malloc_trim_interval_s: float = 10.0
 
@@ -204,6 +207,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ) from None
     if not 0 < flush_interval <= 60:
         raise ConfigError("STREAMER_FLUSH_INTERVAL_S must be in (0, 60]")
+    raw_direct = (get("DIRECT_DELIVERY", "0") or "0").strip().lower()
+    if raw_direct not in ("0", "1", "true", "false"):
+        raise ConfigError(f"STREAMER_DIRECT_DELIVERY must be 0 or 1, got {raw_direct!r}")
     max_poll_records = get_int("KAFKA_MAX_POLL_RECORDS", defaults.kafka_max_poll_records)
     if max_poll_records < 1:
         raise ConfigError("STREAMER_KAFKA_MAX_POLL_RECORDS must be at least 1")
@@ -244,6 +250,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_unflushed_events=get_int("MAX_UNFLUSHED_EVENTS", defaults.max_unflushed_events),
         gc_gen0_threshold=gc_gen0_threshold,
         malloc_trim_interval_s=malloc_trim_interval,
+        direct_delivery=raw_direct in ("1", "true"),
         data_dir=get("DATA_DIR", defaults.data_dir) or defaults.data_dir,
         web_host=get("WEB_HOST", defaults.web_host) or defaults.web_host,
         web_port=get_int("WEB_PORT", defaults.web_port),

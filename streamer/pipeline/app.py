@@ -1,8 +1,8 @@
 """The Faust application: one agent over both input topics, a flush timer, the web API.
 
-Records of ``tracks.created`` and ``sounds.used`` come from one fetch loop, straight to
-the worker (``deliver_directly``), so a track's metadata and its uses are applied in
-the order this worker consumed them. Faust's
+Records of ``tracks.created`` and ``sounds.used`` come from one fetch loop (through the
+agent, or straight to the worker with ``STREAMER_DIRECT_DELIVERY``), so a track's
+metadata and its uses are applied in the order this worker consumed them. Faust's
 own offset acking is off for the input topics (``acks=False``): offsets are owned by
 the Redis flush (see pipeline/worker.py).
 """
@@ -141,9 +141,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
 
-    # The agent subscribes the worker to the input topics. Its records are delivered by
-    # deliver_directly (ensure_started), which skips Faust's per-record dispatch; the
-    # agent is the path they would take without it.
+    # The agent subscribes the worker to the input topics and counts their records,
+    # unless STREAMER_DIRECT_DELIVERY hands them to the worker from the fetch loop.
     @app.agent(inputs)
     async def count(stream: faust.StreamT[bytes]) -> None:
         handle = worker.handle
@@ -185,7 +184,8 @@ def create_app(settings: Settings) -> faust.App:
         if not worker.started:
             await worker.start(app.consumer)
             resume_from_stored_offsets(app.consumer, worker.stored_positions)
-            deliver_directly(app.consumer, set(codes), worker.handle)
+            if settings.direct_delivery:
+                deliver_directly(app.consumer, set(codes), worker.handle)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
