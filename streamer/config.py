@@ -161,6 +161,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         except ValueError:
             raise ConfigError(f"{_ENV_PREFIX}{name} must be an integer, got {raw!r}") from None
 
+    def get_seconds(name: str, default: float) -> float:
+        raw = get(name)
+        if raw is None:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{_ENV_PREFIX}{name} must be a number of seconds, got {raw!r}") from None
+
     def get_duration(name: str, default: int) -> int:
         raw = get(name)
         if raw is None:
@@ -198,13 +208,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     gc_gen0_threshold = get_int("GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold)
     if gc_gen0_threshold < 0:
         raise ConfigError("STREAMER_GC_GEN0_THRESHOLD must be 0 (CPython's setting) or more")
-    raw_interval = get("FLUSH_INTERVAL_S", str(defaults.flush_interval_s)) or "1.0"
-    try:
-        flush_interval = float(raw_interval)
-    except ValueError:
-        raise ConfigError(
-            f"STREAMER_FLUSH_INTERVAL_S must be a number of seconds, got {raw_interval!r}"
-        ) from None
+    flush_interval = get_seconds("FLUSH_INTERVAL_S", defaults.flush_interval_s)
     if not 0 < flush_interval <= 60:
         raise ConfigError("STREAMER_FLUSH_INTERVAL_S must be in (0, 60]")
     raw_direct = (get("DIRECT_DELIVERY", "0") or "0").strip().lower()
@@ -213,13 +217,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     max_poll_records = get_int("KAFKA_MAX_POLL_RECORDS", defaults.kafka_max_poll_records)
     if max_poll_records < 1:
         raise ConfigError("STREAMER_KAFKA_MAX_POLL_RECORDS must be at least 1")
-    raw_trim = get("MALLOC_TRIM_INTERVAL_S", str(defaults.malloc_trim_interval_s)) or "10"
-    try:
-        malloc_trim_interval = float(raw_trim)
-    except ValueError:
-        raise ConfigError(
-            f"STREAMER_MALLOC_TRIM_INTERVAL_S must be a number of seconds, got {raw_trim!r}"
-        ) from None
+    malloc_trim_interval = get_seconds("MALLOC_TRIM_INTERVAL_S", defaults.malloc_trim_interval_s)
     if not 0 <= malloc_trim_interval < float("inf"):
         raise ConfigError("STREAMER_MALLOC_TRIM_INTERVAL_S must be 0 (never) or more")
     partitions = get_int("PARTITIONS", defaults.partitions)
