@@ -97,6 +97,8 @@ class Settings:
     # Input records skip Faust's per-record dispatch (faust_compat.deliver_directly). Off by
     # default: one CI run stalled counting after a Kafka broker SIGKILL with it on.
     direct_delivery: bool = False
+    # Unhealthy when input partitions lag and no record arrived for this long (watchdog.py).
+    delivery_stall_after_s: float = 60.0
     # Seconds between returns of freed heap memory to the OS (pipeline/heap.py); 0: never.
     malloc_trim_interval_s: float = 10.0
 
@@ -220,6 +222,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     malloc_trim_interval = get_seconds("MALLOC_TRIM_INTERVAL_S", defaults.malloc_trim_interval_s)
     if not 0 <= malloc_trim_interval < float("inf"):
         raise ConfigError("STREAMER_MALLOC_TRIM_INTERVAL_S must be 0 (never) or more")
+    stall_after = get_seconds("DELIVERY_STALL_AFTER_S", defaults.delivery_stall_after_s)
+    if not 0 < stall_after < float("inf"):
+        raise ConfigError("STREAMER_DELIVERY_STALL_AFTER_S must be more than 0")
     partitions = get_int("PARTITIONS", defaults.partitions)
     if partitions < 1:
         raise ConfigError("STREAMER_PARTITIONS must be at least 1")
@@ -249,6 +254,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gc_gen0_threshold=gc_gen0_threshold,
         malloc_trim_interval_s=malloc_trim_interval,
         direct_delivery=raw_direct in ("1", "true"),
+        delivery_stall_after_s=stall_after,
         data_dir=get("DATA_DIR", defaults.data_dir) or defaults.data_dir,
         web_host=get("WEB_HOST", defaults.web_host) or defaults.web_host,
         web_port=get_int("WEB_PORT", defaults.web_port),

@@ -106,6 +106,10 @@ class Metrics:
         self.unflushed_events = Gauge(
             "streamer_unflushed_events", "Events counted in memory, not yet flushed",
             registry=registry)
+        self.delivery_stalled = Gauge(
+            "streamer_delivery_stalled_seconds",
+            "Seconds without a record while the input partitions lag (0: records flow)",
+            registry=registry)
         self.backpressure_waits = Counter(
             "streamer_backpressure_waits_total",
             "Times the agent paused because too much was unflushed (e.g. Redis down)",

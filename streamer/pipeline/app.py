@@ -152,12 +152,18 @@ def create_app(settings: Settings) -> faust.App:
 
     async def flush() -> None:
         await worker.flush_all()
+        progress, lagging = 0, False
         for partition, state in list(worker.states.items()):
             for topic, code in codes.items():
+                progress += state.next_offset[code]
                 highwater = consumer_highwater(app.consumer, topic, partition)
                 if highwater is not None:
-                    metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
-                        max(0, highwater - state.next_offset[code]))
+                    lag = max(0, highwater - state.next_offset[code])
+                    lagging = lagging or lag > 0
+                    metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+        now = time.monotonic()
+        worker.watch.observe(progress, lagging, worker.rebalancing, now)
+        metrics.delivery_stalled.set(worker.watch.stalled_for(now))
 
     @app.service
     class FlushLoop(mode.Service):
@@ -185,7 +191,8 @@ def create_app(settings: Settings) -> faust.App:
             await worker.start(app.consumer)
             resume_from_stored_offsets(app.consumer, worker.stored_positions)
             if settings.direct_delivery:
-                deliver_directly(app.consumer, set(codes), worker.handle)
+                fetch_loop = deliver_directly(app.consumer, set(codes), worker.handle)
+                worker.watch.fetch_loop = lambda: fetch_loop.task
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:

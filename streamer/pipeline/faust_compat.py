@@ -20,11 +20,16 @@ commits running ahead of Redis).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from streamer.pipeline.cancellation import cancelling
+
+log = logging.getLogger(__name__)
 
 StoredPositions = Callable[[set[Any]], Awaitable[Mapping[Any, int]]]
 
@@ -117,7 +122,14 @@ RecordHandler = Callable[[str, int, int, "bytes | None"], Awaitable[None]]
 _YIELD_EVERY_S = 0.005
 
 
-def deliver_directly(faust_consumer: Any, topics: set[str], handle: RecordHandler) -> None:
+class FetchLoop:
+    """The running fetch loop of direct delivery, for the stall watchdog's report."""
+
+    task: asyncio.Task[None] | None = None
+
+
+def deliver_directly(faust_consumer: Any, topics: set[str],
+                     handle: RecordHandler) -> FetchLoop:
     """Hand records of ``topics`` from Faust's fetch loop straight to ``handle``.
 
     Faust's drain loop wraps every record in ``wait_first(callback(message), ...)``
@@ -130,8 +142,10 @@ def deliver_directly(faust_consumer: Any, topics: set[str], handle: RecordHandle
     simply skip the stream buffer, which Faust clears on revocation anyway.
     """
     consumer = faust_consumer
+    fetch_loop = FetchLoop()
 
     async def drain(fetcher: Any) -> None:
+        fetch_loop.task = asyncio.current_task()  # type: ignore[assignment]
         consumer_stopped = consumer._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         read_offset = consumer._read_offset
@@ -149,7 +163,16 @@ def deliver_directly(faust_consumer: Any, topics: set[str], handle: RecordHandle
                     if last is not None and offset < last:
                         continue  # below Faust's read offset: a stale prefetch
                     if tp.topic in topics:
-                        await handle(tp.topic, tp.partition, offset, message.value)
+                        try:
+                            await handle(tp.topic, tp.partition, offset, message.value)
+                        except asyncio.CancelledError:
+                            if cancelling():
+                                raise
+                            # Faust's fetcher would end quietly on this, and the
+                            # worker would stay up without counting: crash loudly.
+                            raise RuntimeError(
+                                f"handling {tp.topic}/{tp.partition}@{offset} was "
+                                "cancelled from inside") from None
                     else:
                         await consumer.wait_first(callback(message),
                                                   consumer.suspend_flow.wait())
@@ -165,5 +188,9 @@ def deliver_directly(faust_consumer: Any, topics: set[str], handle: RecordHandle
             if consumer.transport.app.should_stop:
                 return
             raise
+        except Exception as exc:
+            log.exception("direct delivery stopped: %r", exc)
+            raise
 
     consumer._drain_messages = drain
+    return fetch_loop

@@ -34,10 +34,12 @@ from redis.exceptions import RedisError
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.pipeline.cancellation import cancelling
 from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES, DeadLetters
 from streamer.pipeline.faust_compat import commit_offsets, highwater, seek_offset
 from streamer.pipeline.flusher import Flusher
 from streamer.pipeline.processor import RecordProcessor
+from streamer.pipeline.watchdog import DeliveryWatch
 from streamer.state.catalog import CatalogCache
 from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState
 from streamer.state.store import FlushRefused, RedisStore, retry_forever
@@ -68,6 +70,7 @@ class PipelineWorker:
         self.rebalancing = True
         self._revocations = 0
         self.last_flush_ok = time.monotonic()
+        self.watch = DeliveryWatch(settings.delivery_stall_after_s)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -254,7 +257,12 @@ class PipelineWorker:
             claim = self._claims.get(partition)
             if claim is None:
                 return  # not ours (any more): the owner counts it from the Redis offset
-            state = await asyncio.shield(claim)  # the fetch loop may be cancelled
+            try:
+                state = await asyncio.shield(claim)  # the fetch loop may be cancelled
+            except asyncio.CancelledError:
+                if cancelling():
+                    raise
+                return  # revoked while we waited: the next owner counts it from Redis
             if self.states.get(partition) is not state:
                 return
             if key in self._resync and offset > state.next_offset[code]:
@@ -343,8 +351,13 @@ class PipelineWorker:
             return
         log.error("partition %d: Redis is behind our state (restarted without the last writes?);"
                   " re-reading from the offsets stored in Redis", partition)
-        self._claims[partition] = asyncio.ensure_future(self._claim(partition))
-        new_state = await self._claims[partition]  # sets the resync frontier
+        claim = self._claims[partition] = asyncio.ensure_future(self._claim(partition))
+        try:
+            new_state = await asyncio.shield(claim)  # sets the resync frontier
+        except asyncio.CancelledError:
+            if cancelling():
+                raise
+            return  # revoked meanwhile: the next owner re-reads from the Redis offsets
         if self.states.get(partition) is new_state:
             await self._seek(new_state)
 
@@ -362,7 +375,8 @@ class PipelineWorker:
         stale_after = max(10.0, 5 * self.settings.flush_interval_s)
         stale = time.monotonic() - self.last_flush_ok > stale_after
         busy = any(state.unflushed_events for state in self.states.values())
-        healthy = not self.rebalancing and not (stale and busy)
+        stalled = self.watch.stalled(time.monotonic())
+        healthy = not self.rebalancing and not (stale and busy) and not stalled
         partitions = {
             str(partition): {
                 "next_offset": {topic: state.next_offset[code]
@@ -377,6 +391,7 @@ class PipelineWorker:
             "status": "ok" if healthy else "unavailable",
             "worker_id": self.worker_id,
             "rebalancing": self.rebalancing,
+            "delivery_stalled": stalled,
             "partitions": partitions,
         }
 

@@ -153,3 +153,33 @@ async def test_a_stopped_consumer_ends_the_loop_quietly_when_the_app_stops() -> 
 
     deliver_directly(consumer, {USES.topic}, handle)
     await consumer._drain_messages(FakeFetcher())
+
+
+async def test_a_cancellation_from_inside_the_handler_crashes_loudly_not_quietly() -> None:
+    """Faust's fetcher ends without a word on CancelledError: the worker would stop counting."""
+    consumer = FakeFaustConsumer([[(USES, Message(1, b"x"))]])
+
+    async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        awaited = asyncio.ensure_future(asyncio.sleep(10))
+        asyncio.get_running_loop().call_soon(awaited.cancel)
+        await awaited
+
+    deliver_directly(consumer, {USES.topic}, handle)
+    with pytest.raises(RuntimeError, match=r"sounds\.used/3@1 was cancelled from inside"):
+        await consumer._drain_messages(FakeFetcher())
+
+
+async def test_cancelling_the_loop_itself_still_cancels_it() -> None:
+    consumer = FakeFaustConsumer([[(USES, Message(1, b"x"))]])
+    entered = asyncio.Event()
+
+    async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        entered.set()
+        await asyncio.sleep(10)
+
+    deliver_directly(consumer, {USES.topic}, handle)
+    loop_task = asyncio.ensure_future(consumer._drain_messages(FakeFetcher()))
+    await entered.wait()
+    loop_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop_task
