@@ -31,7 +31,9 @@ from streamer.verify.kafka_progress import end_offsets
 
 LATENESS = "2m"
 LATENESS_MS = 2 * MINUTE
-
+# Records reach the worker straight from the fetch loop (the default) or through Faust's
+# agent (STREAMER_DIRECT_DELIVERY=0): both must survive crashes and rebalances.
+DELIVERY = {"direct": "1", "agent": "0"}
 
 
 
@@ -56,8 +58,10 @@ async def finish_and_reconcile(pipe: Pipeline, workload: Workload) -> None:
     assert result.events_expected == workload.sent_uses + pipe.partitions
 
 
-async def test_exactly_once_across_repeated_sigkill(make_pipeline: Any) -> None:
-    pipe = await make_pipeline(STREAMER_ALLOWED_LATENESS=LATENESS)
+@pytest.mark.parametrize("delivery", ["direct", "agent"])
+async def test_exactly_once_across_repeated_sigkill(make_pipeline: Any, delivery: str) -> None:
+    pipe = await make_pipeline(STREAMER_ALLOWED_LATENESS=LATENESS,
+                               STREAMER_DIRECT_DELIVERY=DELIVERY[delivery])
     worker = await pipe.start_worker()
     workload = new_workload(pipe, seed=21)
     await workload.send_first_tracks()
@@ -85,12 +89,15 @@ async def test_exactly_once_across_repeated_sigkill(make_pipeline: Any) -> None:
     assert worker.alive
 
 
-@pytest.mark.parametrize("leave", ["sigterm", "sigkill"])
-async def test_exactly_once_when_workers_join_and_leave(make_pipeline: Any, leave: str) -> None:
+@pytest.mark.parametrize(("leave", "delivery"),
+                         [("sigterm", "direct"), ("sigkill", "direct"), ("sigkill", "agent")])
+async def test_exactly_once_when_workers_join_and_leave(make_pipeline: Any, leave: str,
+                                                       delivery: str) -> None:
     """Two workers in one group: a second joins mid-run (the partitions are split), then
     the first leaves, gracefully (SIGTERM: final flush, revocation) or by crashing (SIGKILL:
     its partitions move after the session timeout, its unflushed work is redone)."""
-    pipe = await make_pipeline(STREAMER_ALLOWED_LATENESS=LATENESS)
+    pipe = await make_pipeline(STREAMER_ALLOWED_LATENESS=LATENESS,
+                               STREAMER_DIRECT_DELIVERY=DELIVERY[delivery])
     first = await pipe.start_worker("worker-a")
     workload = new_workload(pipe, seed=22)
     await workload.send_first_tracks()

@@ -113,9 +113,9 @@ def test_poll_size_setting_is_checked_and_given_to_faust(tmp_path: Any) -> None:
     assert Settings().kafka_max_poll_records == 5_000
 
 
-def test_direct_delivery_is_off_unless_asked_for() -> None:
-    assert Settings().direct_delivery is False
-    assert load_settings({}).direct_delivery is False
-    assert load_settings({"STREAMER_DIRECT_DELIVERY": "1"}).direct_delivery is True
+def test_direct_delivery_is_on_unless_turned_off() -> None:
+    assert Settings().direct_delivery is True
+    assert load_settings({}).direct_delivery is True
+    assert load_settings({"STREAMER_DIRECT_DELIVERY": "0"}).direct_delivery is False
     with pytest.raises(ConfigError, match="STREAMER_DIRECT_DELIVERY"):
         load_settings({"STREAMER_DIRECT_DELIVERY": "maybe"})
