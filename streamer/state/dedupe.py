@@ -12,6 +12,14 @@ array (8 bytes each). Batch records probe the frozen arrays with one vectorised
 ``searchsorted`` per bucket (``frozen_hits``); at 250k events/s and a 5-minute horizon
 that keeps ~75 million hashes in ~0.6 GB instead of ~5 GB.
 
+A binary search over arrays of millions of hashes misses the CPU caches at most of its
+~20 steps (9 % of the worker's time at 200k events/s), and nearly every probe is a
+miss: a new event. So each frozen array has a one-bit-per-hash filter in front of it
+(a Bloom filter with one hash function, 6 to 12 bits per frozen hash, so +1 byte per
+hash): one memory access rules out 85-90 % of the probes, and only the rest are
+searched. The filter's word is chosen by the hash's top bits, so a sorted array's
+words come in order and the filter is built with one vectorised pass.
+
 Collision odds: with n hashes live in one partition, the chance that any new event
 is wrongly taken for a duplicate is about n / 2**64 per event; at 100 million live
 hashes that is one false duplicate per ~1.8e11 events.
@@ -28,6 +36,29 @@ import xxhash
 
 _hash64 = xxhash.xxh3_64_intdigest
 _EMPTY = np.empty(0, dtype=np.uint64)
+# A filter is rebuilt twice as large when it holds fewer bits per hash than this.
+_MIN_FILTER_BITS = 6
+
+
+def _filter_for(sorted_hashes: np.ndarray) -> tuple[np.ndarray, int]:
+    """A filter (words, shift) sized for twice the hashes, holding those given."""
+    bits = max(128, 2 * _MIN_FILTER_BITS * len(sorted_hashes))
+    word_bits = max(1, (bits - 1).bit_length() - 6)  # a power of two of 64-bit words
+    words = np.zeros(1 << word_bits, dtype=np.uint64)
+    shift = 64 - word_bits
+    _filter_add(words, shift, sorted_hashes)
+    return words, shift
+
+
+def _filter_add(words: np.ndarray, shift: int, sorted_hashes: np.ndarray) -> None:
+    """Set each hash's bit: word from the top bits (in order for sorted input), bit from
+    the low six; the bits of hashes sharing a word are OR-ed in one reduceat."""
+    if not len(sorted_hashes):
+        return
+    index = sorted_hashes >> np.uint64(shift)
+    starts = np.flatnonzero(np.diff(index, prepend=index[0] + np.uint64(1)))
+    bits = np.left_shift(np.uint64(1), sorted_hashes & np.uint64(63))
+    words[index[starts]] |= np.bitwise_or.reduceat(bits, starts)
 
 
 def event_hash(event_id: str) -> int:
@@ -35,13 +66,38 @@ def event_hash(event_id: str) -> int:
 
 
 class _Bucket:
-    """One event-time bucket: hashes still in the Deduper's set, and a frozen sorted array."""
+    """One event-time bucket: hashes still in the Deduper's set, and a frozen sorted array
+    with its filter."""
 
-    __slots__ = ("frozen", "recent")
+    __slots__ = ("filter", "filter_shift", "frozen", "recent")
 
     def __init__(self) -> None:
         self.recent: list[int] = []
         self.frozen: np.ndarray = _EMPTY
+        self.filter: np.ndarray = _EMPTY
+        self.filter_shift = 64
+
+    def maybe_frozen(self, probe: np.ndarray) -> np.ndarray:
+        """Positions in ``probe`` that may be in the frozen array (the rest are not)."""
+        shift = np.uint64(self.filter_shift)
+        word = self.filter[probe >> shift]
+        return np.flatnonzero((word >> (probe & np.uint64(63))) & np.uint64(1))
+
+    def freeze(self, fresh: np.ndarray) -> None:
+        """Add sorted hashes that are not frozen yet."""
+        if not len(self.frozen):
+            self.frozen = fresh
+            self.filter, self.filter_shift = _filter_for(fresh)
+            return
+        # Two sorted runs without common values: a stable sort merges them in O(n),
+        # where union1d sorted everything again at every freeze.
+        merged = np.concatenate((self.frozen, fresh))
+        merged.sort(kind="stable")
+        self.frozen = merged
+        if 64 * len(self.filter) < _MIN_FILTER_BITS * len(merged):
+            self.filter, self.filter_shift = _filter_for(merged)
+        else:
+            _filter_add(self.filter, self.filter_shift, fresh)
 
     def __len__(self) -> int:
         return len(self.recent) + len(self.frozen)
@@ -76,8 +132,8 @@ class Deduper:
     @property
     def memory_bytes(self) -> int:
         """Approximate: 8 bytes per frozen hash, ~80 per hash still in the set."""
-        return sum(bucket.frozen.nbytes for bucket in self._buckets.values()) + 80 * len(
-            self._recent)
+        return sum(bucket.frozen.nbytes + bucket.filter.nbytes
+                   for bucket in self._buckets.values()) + 80 * len(self._recent)
 
     def frozen_hits(self, digests: Sequence[int]) -> np.ndarray | None:
         """For a batch: which digests are in a frozen array (None: nothing is frozen)."""
@@ -86,10 +142,14 @@ class Deduper:
         probe = np.fromiter(digests, dtype=np.uint64, count=len(digests))
         hits = np.zeros(len(digests), dtype=bool)
         for bucket in self._frozen_buckets:
+            candidates = bucket.maybe_frozen(probe)
+            if not len(candidates):
+                continue
             frozen = bucket.frozen
-            index = np.searchsorted(frozen, probe)
+            maybe = probe[candidates]
+            index = np.searchsorted(frozen, maybe)
             np.minimum(index, len(frozen) - 1, out=index)
-            hits |= frozen[index] == probe
+            hits[candidates] |= frozen[index] == maybe
         return hits
 
     def add_digest(self, digest: int, occurred_at: int) -> bool:
@@ -163,6 +223,8 @@ class Deduper:
     def _frozen_contains(self, digest: int) -> bool:
         probe = np.uint64(digest)
         for bucket in self._frozen_buckets:
+            if not (int(bucket.filter[digest >> bucket.filter_shift]) >> (digest & 63)) & 1:
+                continue
             frozen = bucket.frozen
             index = int(np.searchsorted(frozen, probe))
             if index < len(frozen) and frozen[index] == probe:
@@ -181,15 +243,9 @@ class Deduper:
     def _freeze(self, bucket: _Bucket) -> None:
         fresh = np.array(bucket.recent, dtype=np.uint64)
         fresh.sort()
-        if len(bucket.frozen):
-            # Two sorted runs without common values: a stable sort merges them in O(n),
-            # where union1d sorted everything again at every freeze.
-            merged = np.concatenate((bucket.frozen, fresh))
-            merged.sort(kind="stable")
-            bucket.frozen = merged
-        else:
-            bucket.frozen = fresh
+        if not len(bucket.frozen):
             self._frozen_buckets.append(bucket)
+        bucket.freeze(fresh)
         self._recent.difference_update(bucket.recent)
         bucket.recent = []
 

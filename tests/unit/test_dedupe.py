@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -205,3 +208,23 @@ def test_add_batch_matches_a_plain_seen_set(records: list[list[tuple[int, int]]]
                       for h in memoryview(packed).cast("Q")]
     assert sorted(persisted) == sorted(seen)
     assert len(d) == len(seen)
+
+
+def test_the_filter_in_front_of_frozen_hashes_never_hides_one_and_rules_out_most() -> None:
+    """Freezes that grow the filter (rebuilt larger) and that add to it in place."""
+    rng = random.Random(7)
+    d = Deduper(60 * 60_000, freeze_at=10_000)
+    members: list[int] = []
+    for _ in range(12):  # 12 x 25,000 hashes into one bucket, frozen each time
+        batch = [rng.getrandbits(64) for _ in range(25_000)]
+        assert all(d.add_batch(batch, [1_000] * len(batch)))
+        d.compact()
+        members += batch
+    assert d.frozen_hits(members[-5_000:]).all()  # type: ignore[union-attr]
+    assert d.frozen_hits(members[:5_000]).all()  # type: ignore[union-attr]
+    assert not any(d.add_digest(digest, 1_000) for digest in members[::997])
+    strangers = [rng.getrandbits(64) for _ in range(50_000)]
+    bucket = d._frozen_buckets[0]
+    passed = len(bucket.maybe_frozen(np.array(strangers, dtype=np.uint64)))
+    assert passed / len(strangers) < 0.2, "the filter should rule out most new hashes"
+    assert not d.frozen_hits(strangers).any()  # type: ignore[union-attr]
