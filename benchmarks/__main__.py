@@ -45,6 +45,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--early", type=float, default=0.02)
     g.add_argument("--invalid", type=float, default=0.001)
     g.add_argument("--processes", type=int, default=2, help="load generator processes (2)")
+    g.add_argument("--live-generation", dest="pregenerate", action="store_false",
+                   help="sustained: generate while sending (default: every record is built "
+                        "before the run, so the generator takes little CPU during it)")
     g = p.add_argument_group("worker")
     g.add_argument("--partitions", type=int, default=8)
     g.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",

@@ -499,6 +499,9 @@ class Probes:
         self._redis: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self.t0 = time.monotonic()
+        # Probe uses are dated this far from the wall clock, on the load's own clock
+        # (a pre-generated load runs behind the wall clock; see loadgen/sender.py).
+        self.clock_offset_ms = 0
 
     async def create_tracks(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -544,7 +547,7 @@ class Probes:
         while True:
             partition = partitions[n % len(partitions)]
             track_id = self.tracks[partition]
-            now_ms = int(time.time() * 1000)
+            now_ms = int(time.time() * 1000) + self.clock_offset_ms
             day = now_ms - now_ms % 86_400_000
             event = {"event_id": f"{track_id}-{n}", "track_id": track_id,
                      "occurred_at": now_ms, "user_id": "bench-probe", "use": "play",

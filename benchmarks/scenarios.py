@@ -437,18 +437,27 @@ async def scenario_sustained(opts: argparse.Namespace, report: Report,
                                   allowed_lateness_ms=settings.allowed_lateness_ms)
         probes = Probes(run, probe_truth, interval_s=opts.probe_interval)
         await probes.create_tracks()
+        pregenerate = getattr(opts, "pregenerate", True)
+        catalog_ms = int(time.time() * 1000)
         cfg = base_config(opts, settings, use_rate=rate, duration_s=duration,
-                          catalog=opts.catalog)
+                          catalog=opts.catalog, start_ms=catalog_ms if pregenerate else None)
         plan = SendPlan(cfg=cfg, kafka=run.kafka, tracks_topic=run.tracks_topic,
                         uses_topic=run.uses_topic, partitions=run.partitions,
                         processes=opts.processes, speed=1.0, wait_for_go=True,
-                        catalog_ms=int(time.time() * 1000))
+                        catalog_ms=catalog_ms, pregenerate=pregenerate)
         load = LoadRun(plan).start()
-        await load.wait_catalog_sent()
+        if pregenerate:
+            log(f"pre-generating {cfg.expected_uses:,} events before the run")
+        await load.wait_catalog_sent(timeout_s=3600)
         log("catalog sent; waiting until the worker has it")
         await run.wait_drained(opts.timeout, uses=False)
         sampler = await Sampler(run, 1.0, load.totals, lambda: load.pids).start()
         load.go()
+        if pregenerate:
+            # The pre-generated stream is dated from catalog_ms: it runs this far behind
+            # the wall clock, and the probes are dated on its clock.
+            probes.clock_offset_ms = catalog_ms - int(time.time() * 1000)
+            log(f"event time runs {-probes.clock_offset_ms / 1000:.1f} s behind the wall clock")
         go_t = time.monotonic() - sampler.t0
         await probes.start(t0=sampler.t0)
         shape = ("single-event records" if cfg.batch_events <= 1 else

@@ -13,6 +13,7 @@ proven to be rejected where it matters.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import math
 import time
@@ -860,3 +861,69 @@ def test_benchmark_truth_follows_the_worker_settings(
         cfg = base_config(opts, worker, duration_s=1.0)
         assert cfg.windows == (("1m", 60_000), ("1h", 3_600_000))
         assert cfg.allowed_lateness_ms == 120_000
+
+
+# -- pre-generation ---------------------------------------------------------------------
+
+
+class _CapturingProducer:
+    """Stands in for aiokafka's producer in ``_send_all``: keeps what was sent, in order."""
+
+    def __init__(self, sent: list[tuple[str, int | None, bytes | None, bytes]]) -> None:
+        self.sent = sent
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   partition: int | None = None) -> asyncio.Future[None]:
+        self.sent.append((topic, partition, key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+@pytest.mark.parametrize("pregenerate", [False, True])
+def test_pregenerated_records_are_the_live_ones_and_all_built_before_go(
+        pregenerate: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same events, truth and order either way; pre-generated, every record exists
+    before go (during the run the process only sends)."""
+    from streamer.loadgen import sender as sender_module
+
+    cfg = small_config(duration_s=3.0)
+    sent: list[tuple[str, int | None, bytes | None, bytes]] = []
+    monkeypatch.setattr(sender_module, "make_producer",
+                        lambda kafka, single: _CapturingProducer(sent))
+    built = {"ticks": 0, "at_go": -1}
+    add = RecordBuilder.add
+
+    def counting_add(self: RecordBuilder, tick: Tick) -> list[Record]:
+        built["ticks"] += 1
+        return add(self, tick)
+
+    monkeypatch.setattr(RecordBuilder, "add", counting_add)
+
+    class Go:
+        def is_set(self) -> bool:
+            if built["at_go"] < 0:
+                built["at_go"] = built["ticks"]
+            return True
+
+    plan = sender_module.SendPlan(
+        cfg=cfg, kafka={}, tracks_topic="t", uses_topic="u", partitions=PARTITIONS,
+        speed=0.0, wait_for_go=True, catalog_ms=cfg.start_ms, pregenerate=pregenerate)
+    start_value = type("V", (), {"value": float(cfg.start_ms)})()
+    progress = sender_module._Progress(None, 0)
+    model, _, _, _, errors = asyncio.run(
+        sender_module._send_all(plan, 0, progress, Go(), None, start_value))
+
+    assert built["at_go"] == (built["ticks"] if pregenerate else 1), built
+    assert built["ticks"] > 3
+    expected = generate(cfg)
+    assert not errors
+    assert [(1 if topic == "u" else 0, partition, key, value)
+            for topic, partition, key, value in sent] == expected.raw()
+    assert model.truth is not None and model.truth.expected() == expected.truth.expected()
