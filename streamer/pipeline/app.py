@@ -152,7 +152,10 @@ def create_app(settings: Settings) -> faust.App:
 
     async def flush() -> None:
         await worker.flush_all()
-        progress, lagging = 0, False
+        # Progress: records counted, and with direct delivery the fetch rounds too, so
+        # a partition ending in a transaction marker (an offset never delivered) does
+        # not look stalled while the loop goes on fetching.
+        progress, lagging = worker.watch.fetch_rounds(), False
         for partition, state in list(worker.states.items()):
             for topic, code in codes.items():
                 progress += state.next_offset[code]
@@ -193,6 +196,7 @@ def create_app(settings: Settings) -> faust.App:
             if settings.direct_delivery:
                 fetch_loop = deliver_directly(app.consumer, set(codes), worker.handle)
                 worker.watch.fetch_loop = lambda: fetch_loop.task
+                worker.watch.fetch_rounds = lambda: fetch_loop.fetches
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:

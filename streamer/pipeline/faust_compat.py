@@ -123,9 +123,10 @@ _YIELD_EVERY_S = 0.005
 
 
 class FetchLoop:
-    """The running fetch loop of direct delivery, for the stall watchdog's report."""
+    """The running fetch loop of direct delivery, for the stall watchdog."""
 
     task: asyncio.Task[None] | None = None
+    fetches = 0  # fetch rounds begun: a loop that goes on fetching is not stuck
 
 
 def deliver_directly(faust_consumer: Any, topics: set[str],
@@ -153,6 +154,7 @@ def deliver_directly(faust_consumer: Any, topics: set[str],
         monotonic = time.monotonic
         try:
             while not (consumer_stopped() or fetcher_stopped()):
+                fetch_loop.fetches += 1
                 await asyncio.sleep(0)
                 if consumer.should_stop:
                     break

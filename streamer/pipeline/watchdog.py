@@ -4,9 +4,11 @@ Kafka clients recover from broker restarts by themselves, and Faust restarts its
 loop after a rebalance; a bug on either side (or ours) can still leave a process that
 answers HTTP and flushes, yet never gets another record. Nothing crashes, so nothing
 restarts it. The flush loop calls ``observe`` once a pass (no per-record cost): when
-the input partitions lag and no record was delivered for ``stall_after_s``, the worker
-reports itself unhealthy (so an orchestrator restarts it; Redis keeps the offsets) and
-logs where the fetch loop waits, once per stall.
+the input partitions lag and nothing moved for ``stall_after_s`` (no record counted,
+and with direct delivery no fetch round begun), the worker reports itself unhealthy
+(so an orchestrator restarts it; Redis keeps the offsets) and logs where the fetch loop
+waits, once per stall. Counting fetch rounds keeps an idle partition that ends in a
+transaction marker (an offset that is never delivered) from looking stalled.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class DeliveryWatch:
         self.stall_after_s = stall_after_s
         # The direct-delivery fetch loop, when there is one (set once it is installed).
         self.fetch_loop: Callable[[], asyncio.Task[None] | None] = lambda: None
+        # Its fetch rounds so far (0 without direct delivery).
+        self.fetch_rounds: Callable[[], int] = lambda: 0
         self._progress = -1
         self._since = 0.0  # when progress last changed (or records last stopped waiting)
         self._quiet = False

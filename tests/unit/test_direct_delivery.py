@@ -183,3 +183,16 @@ async def test_cancelling_the_loop_itself_still_cancels_it() -> None:
     loop_task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await loop_task
+
+
+async def test_the_loop_counts_its_fetch_rounds_for_the_stall_watchdog() -> None:
+    consumer = FakeFaustConsumer([[(USES, Message(1, b"x"))], [], []])
+
+    async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        pass
+
+    fetch_loop = deliver_directly(consumer, {USES.topic}, handle)
+    assert fetch_loop.fetches == 0 and fetch_loop.task is None
+    await consumer._drain_messages(FakeFetcher())
+    assert fetch_loop.fetches == 4  # three fetches, and the round that found it stopped
+    assert fetch_loop.task is not None
