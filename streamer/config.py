@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from streamer.windows import parse_duration
+
+T = TypeVar("T", int, float)
 
 _ENV_PREFIX = "STREAMER_"
 
@@ -154,24 +157,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         value = env.get(_ENV_PREFIX + name)
         return value if value not in (None, "") else default
 
-    def get_int(name: str, default: int) -> int:
+    def get_number(name: str, default: T, parse: Callable[[str], T], what: str) -> T:
         raw = get(name)
         if raw is None:
             return default
         try:
-            return int(raw)
+            return parse(raw)
         except ValueError:
-            raise ConfigError(f"{_ENV_PREFIX}{name} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{_ENV_PREFIX}{name} must be {what}, got {raw!r}") from None
+
+    def get_int(name: str, default: int) -> int:
+        return get_number(name, default, int, "an integer")
 
     def get_seconds(name: str, default: float) -> float:
-        raw = get(name)
-        if raw is None:
-            return default
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(
-                f"{_ENV_PREFIX}{name} must be a number of seconds, got {raw!r}") from None
+        return get_number(name, default, float, "a number of seconds")
 
     def get_duration(name: str, default: int) -> int:
         raw = get(name)

@@ -220,9 +220,9 @@ async def _send_all(plan: SendPlan, index: int, progress: _Progress, go: Any, st
         speed = plan.speed
         stats = model.stats
         last_t = start_ms
-        while prepared:  # sent records are dropped as we go: the memory comes back
-            end_ms, records, counted = prepared.popleft()
-            last_t = end_ms
+
+        async def send_at(end_ms: int, records: list[Any], counted: int) -> None:
+            """Send a tick's records once the wall clock reaches its end (``speed`` > 0)."""
             if speed > 0:
                 delay = (end_ms - start_ms) / 1000 / speed - (time.monotonic() - go_mono)
                 if delay > 0:
@@ -230,19 +230,20 @@ async def _send_all(plan: SendPlan, index: int, progress: _Progress, go: Any, st
             await send(records)
             progress.set(SIM_MS, end_ms)
             progress.set(COUNTED, counted)
-        for tick in model.ticks(start_ms) if prepared is None else ():
-            last_t = tick.end_ms
-            if speed > 0:
-                delay = (tick.end_ms - start_ms) / 1000 / speed - (time.monotonic() - go_mono)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await send(builder.add(tick))
-            progress.set(SIM_MS, tick.end_ms)
-            progress.set(COUNTED, stats.uses_counted)
-            if (stop is not None and stop.is_set()) or (
-                    plan.max_wall_s is not None and time.monotonic() - go_mono > plan.max_wall_s):
-                await send(builder.add(model.final_tick(tick.end_ms)))
-                break
+
+        if prepared is not None:
+            while prepared:  # sent records are dropped as we go: the memory comes back
+                last_t = prepared[0][0]
+                await send_at(*prepared.popleft())
+        else:
+            for tick in model.ticks(start_ms):
+                last_t = tick.end_ms
+                await send_at(tick.end_ms, builder.add(tick), stats.uses_counted)
+                if (stop is not None and stop.is_set()) or (
+                        plan.max_wall_s is not None
+                        and time.monotonic() - go_mono > plan.max_wall_s):
+                    await send(builder.add(model.final_tick(tick.end_ms)))
+                    break
         await send(builder.flush())
         await producer.flush()
         if inflight:

@@ -194,9 +194,8 @@ def create_app(settings: Settings) -> faust.App:
             await worker.start(app.consumer)
             resume_from_stored_offsets(app.consumer, worker.stored_positions)
             if settings.direct_delivery:
-                fetch_loop = deliver_directly(app.consumer, set(codes), worker.handle)
-                worker.watch.fetch_loop = lambda: fetch_loop.task
-                worker.watch.fetch_rounds = lambda: fetch_loop.fetches
+                worker.watch.fetch_loop = deliver_directly(app.consumer, set(codes),
+                                                           worker.handle)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:

@@ -13,10 +13,10 @@ transaction marker (an offset that is never delivered) from looking stalled.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-from collections.abc import Callable
+
+from streamer.pipeline.faust_compat import FetchLoop
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,7 @@ class DeliveryWatch:
     def __init__(self, stall_after_s: float) -> None:
         self.stall_after_s = stall_after_s
         # The direct-delivery fetch loop, when there is one (set once it is installed).
-        self.fetch_loop: Callable[[], asyncio.Task[None] | None] = lambda: None
-        # Its fetch rounds so far (0 without direct delivery).
-        self.fetch_rounds: Callable[[], int] = lambda: 0
+        self.fetch_loop: FetchLoop | None = None
         self._progress = -1
         self._since = 0.0  # when progress last changed (or records last stopped waiting)
         self._quiet = False
@@ -47,6 +45,10 @@ class DeliveryWatch:
                       "reporting unhealthy. Fetch loop: %s", self.stalled_for(now),
                       self.describe_fetch_loop())
 
+    def fetch_rounds(self) -> int:
+        """Fetch rounds begun so far (0 without direct delivery): progress too."""
+        return self.fetch_loop.fetches if self.fetch_loop is not None else 0
+
     def stalled_for(self, now: float) -> float:
         return now - self._since if self._quiet else 0.0
 
@@ -54,9 +56,11 @@ class DeliveryWatch:
         return self.stalled_for(now) >= self.stall_after_s
 
     def describe_fetch_loop(self) -> str:
-        task = self.fetch_loop()
-        if task is None:
+        if self.fetch_loop is None:
             return "Faust's own (not direct delivery)"
+        task = self.fetch_loop.task
+        if task is None:
+            return "not started"
         if task.done():
             if task.cancelled():
                 return "ended: cancelled"

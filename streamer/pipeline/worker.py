@@ -47,6 +47,20 @@ from streamer.state.store import FlushRefused, RedisStore, retry_forever
 log = logging.getLogger(__name__)
 
 
+async def _claimed(claim: asyncio.Task[PartitionState]) -> PartitionState | None:
+    """The claim's state; None if a revocation cancelled the claim.
+
+    Shielded, so cancelling the waiter (the fetch loop, at shutdown) leaves the claim
+    running; that cancellation still propagates, only the claim's own is absorbed.
+    """
+    try:
+        return await asyncio.shield(claim)
+    except asyncio.CancelledError:
+        if cancelling():
+            raise
+        return None
+
+
 class PipelineWorker:
     def __init__(self, settings: Settings, store: RedisStore, metrics: Metrics) -> None:
         self.settings = settings
@@ -257,14 +271,9 @@ class PipelineWorker:
             claim = self._claims.get(partition)
             if claim is None:
                 return  # not ours (any more): the owner counts it from the Redis offset
-            try:
-                state = await asyncio.shield(claim)  # the fetch loop may be cancelled
-            except asyncio.CancelledError:
-                if cancelling():
-                    raise
+            state = await _claimed(claim)
+            if state is None or self.states.get(partition) is not state:
                 return  # revoked while we waited: the next owner counts it from Redis
-            if self.states.get(partition) is not state:
-                return
             if key in self._resync and offset > state.next_offset[code]:
                 return  # delivered before the claim's rewind; it comes again after it
         frontier = self._resync.get(key)
@@ -352,13 +361,8 @@ class PipelineWorker:
         log.error("partition %d: Redis is behind our state (restarted without the last writes?);"
                   " re-reading from the offsets stored in Redis", partition)
         claim = self._claims[partition] = asyncio.ensure_future(self._claim(partition))
-        try:
-            new_state = await asyncio.shield(claim)  # sets the resync frontier
-        except asyncio.CancelledError:
-            if cancelling():
-                raise
-            return  # revoked meanwhile: the next owner re-reads from the Redis offsets
-        if self.states.get(partition) is new_state:
+        new_state = await _claimed(claim)  # sets the resync frontier
+        if new_state is not None and self.states.get(partition) is new_state:
             await self._seek(new_state)
 
     async def _commit(self, offsets: dict[tuple[str, int], int]) -> None:

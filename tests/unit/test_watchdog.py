@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from streamer.pipeline.faust_compat import FetchLoop
 from streamer.pipeline.watchdog import DeliveryWatch
 
 
@@ -53,7 +54,8 @@ async def test_the_report_shows_where_a_stuck_fetch_loop_waits() -> None:
     task = asyncio.ensure_future(fetch_loop_stuck_in_a_claim())
     await asyncio.sleep(0)
     watch = DeliveryWatch(stall_after_s=1)
-    watch.fetch_loop = lambda: task
+    watch.fetch_loop = FetchLoop()
+    watch.fetch_loop.task = task
     assert "fetch_loop_stuck_in_a_claim" in watch.describe_fetch_loop()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -68,5 +70,6 @@ async def test_the_report_names_the_error_that_ended_the_fetch_loop() -> None:
     task = asyncio.ensure_future(fails())
     await asyncio.gather(task, return_exceptions=True)
     watch = DeliveryWatch(stall_after_s=1)
-    watch.fetch_loop = lambda: task
+    watch.fetch_loop = FetchLoop()
+    watch.fetch_loop.task = task
     assert "cancelled from inside" in watch.describe_fetch_loop()
