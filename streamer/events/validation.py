@@ -251,7 +251,7 @@ class TrackMeta:
     ai_origin: str
     master: tuple[tuple[str, int], ...]
     publishing: tuple[tuple[str, int], ...]
-    # Counter fields and multipliers per use, built once (pipeline/attribution.py).
+    # The attribution plan, built once (pipeline/attribution.py).
     plan: object | None = dataclass_field(
         default=None, compare=False, repr=False
     )

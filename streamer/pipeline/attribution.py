@@ -4,18 +4,29 @@ Attribution is exact integer arithmetic: a use adds ``share_micro`` to each hold
 of a right and the unclaimed rest to ``_unclaimed``, so per right the weights of one
 use add up to exactly 1,000,000.
 
-A track's *plan* lists, per use, every holder and genre counter field a use of it
-increments and by how much (1 for ``u`` fields, the micro-share for ``w`` fields).
-It is built once per track metadata, so a flush attributes a cell with a few dict
-additions and no string formatting.
+A track's *plan* is everything a use of it increments besides its own counter, built
+once per track metadata, so a flush attributes a cell with a few dict additions and no
+string formatting. The catalog cache keeps one plan per track, up to a million tracks,
+so a plan is one flat tuple of shared objects (~100 bytes with 3 holders)::
+
+    (genre field of a create, genre field of a play,
+     holder fields, micro-share, holder fields, micro-share, ...)
+
+``holder fields`` is ``(create u, create w, play u, play w)``, one tuple per holder and
+right shared by every plan that names the holder; the unclaimed rest of a right is
+one more holder. The ``u`` field counts uses, the ``w`` field adds uses x micro-share.
+Equal metadata gives equal plans, and equal plans attribute alike: comparing plans
+tells whether a new TrackCreated changes how a track's uses are attributed.
 """
 
 from __future__ import annotations
 
 from sys import intern
+from typing import Any
 
 from streamer.events.shares import MICRO
-from streamer.events.validation import USE_CREATE, USE_PLAY, USES, TrackMeta
+from streamer.events.validation import USE_CREATE, USES, TrackMeta
+from streamer.state.catalog import Plan
 from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
 from streamer.state.keys import genre_field, holder_field, track_field
 
@@ -23,105 +34,101 @@ UNCLAIMED = "_unclaimed"
 UNATTRIBUTED = "_unattributed"
 
 Windows = tuple[tuple[str, int], ...]
-Plan = dict[str, tuple[tuple[str, int], ...]]
 
+# A use's index in a plan's genre fields and in each holder's fields.
+USE_SLOT = {use: slot for slot, use in enumerate(USES)}
+_FIRST_HOLDER = 2
 
-def _build_plan(meta: TrackMeta | None) -> tuple[Plan, dict[str, str | None]]:
-    if meta is None:
-        holders: Plan = {}
-        genres: dict[str, str | None] = {}
-        for use in USES:
-            holders[use] = tuple(
-                (holder_field(right, use, kind, UNATTRIBUTED), 1 if kind == "u" else MICRO)
-                for right in ("master", "publishing") for kind in ("u", "w"))
-            genres[use] = None
-        return holders, genres
-    master_create, master_play = (_RIGHTS["master"].get(meta.master)
-                                  or _right_plan("master", meta.master))
-    publishing_create, publishing_play = (_RIGHTS["publishing"].get(meta.publishing)
-                                          or _right_plan("publishing", meta.publishing))
-    genre_key = (meta.ai_origin, meta.genre)
-    genres = _GENRES.get(genre_key) or _genre_fields(*genre_key)
-    return ({USE_CREATE: master_create + publishing_create,
-             USE_PLAY: master_play + publishing_play}, genres)
-
+_HolderFields = tuple[str, str, str, str]
 
 # Made once and shared by the plans (read only), because formatting field names took
-# most of a plan's time and a plan's many small tuples kept the garbage collector busy:
-# * per right, the plan part of a whole list of holders with their shares: splits
-#   repeat (a label owning the whole master; a label and its distributor at 70/30);
-# * per holder, its field names (hot holders such as labels own many tracks), with the
-#   ``u`` entries, whose multiplier is always 1;
-# * per genre, the genre field of each use.
-# Field names are interned: a holder's fields are one string object however many of its
-# tracks sit in the catalog cache. Each cache is cleared when full (rebuilt on demand).
-_Part = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
-_RIGHTS: dict[str, dict[tuple[tuple[str, int], ...], _Part]] = {"master": {}, "publishing": {}}
-_FIELDS: dict[str, dict[str, tuple[tuple[str, int], str, tuple[str, int], str]]] = {
-    "master": {}, "publishing": {}}
-_GENRES: dict[tuple[str, str], dict[str, str | None]] = {}
+# most of a plan's time and a million plans' copies of them would not fit in memory:
+# per right and holder its fields, per genre its fields, and the micro-shares (most
+# are a few common splits; an int above 256 is otherwise one object per plan). Field
+# names are interned. Each table is cleared when full (rebuilt on demand; plans keep
+# what they reference).
+_FIELDS: dict[str, dict[str, _HolderFields]] = {"master": {}, "publishing": {}}
+_GENRES: dict[tuple[str, str], tuple[str, str]] = {}
+_MICROS: dict[int, int] = {}
 _FIELDS_LIMIT = 100_000
 
 
-def _right_plan(right: str, shares: tuple[tuple[str, int], ...]) -> _Part:
-    """The ``(create, play)`` plan entries of one right's holders, with the unclaimed rest."""
+def _holder_fields(right: str, holder_id: str) -> _HolderFields:
     known = _FIELDS[right]
-    create: list[tuple[str, int]] = []
-    play: list[tuple[str, int]] = []
-    claimed = 0
-    for holder_id, micro in shares:
-        create_u, create_w, play_u, play_w = known.get(holder_id) or _holder_fields(
-            right, holder_id)
-        create += (create_u, (create_w, micro))
-        play += (play_u, (play_w, micro))
-        claimed += micro
-    if claimed < MICRO:
-        create_u, create_w, play_u, play_w = known.get(UNCLAIMED) or _holder_fields(
-            right, UNCLAIMED)
-        create += (create_u, (create_w, MICRO - claimed))
-        play += (play_u, (play_w, MICRO - claimed))
-    parts = _RIGHTS[right]
-    if len(parts) >= _FIELDS_LIMIT:
-        parts.clear()
-    part = parts[shares] = (tuple(create), tuple(play))
-    return part
+    fields = known.get(holder_id)
+    if fields is None:
+        if len(known) >= _FIELDS_LIMIT:
+            known.clear()
+        fields = known[holder_id] = tuple(  # type: ignore[assignment]
+            intern(holder_field(right, use, kind, holder_id))
+            for use in USES for kind in ("u", "w"))
+    return fields  # type: ignore[return-value]
 
 
-def _holder_fields(right: str, holder_id: str) -> tuple[tuple[str, int], str, tuple[str, int], str]:
-    """A holder's ``(u field, 1)`` and ``w`` field for create, then for play."""
-    known = _FIELDS[right]
-    if len(known) >= _FIELDS_LIMIT:
-        known.clear()
-    create_u, create_w, play_u, play_w = (
-        intern(holder_field(right, use, kind, holder_id))
-        for use in (USE_CREATE, USE_PLAY) for kind in ("u", "w"))
-    fields = known[holder_id] = ((create_u, 1), create_w, (play_u, 1), play_w)
-    return fields
+def _genre_fields(ai_origin: str, genre: str) -> tuple[str, str]:
+    fields = _GENRES.get((ai_origin, genre))
+    if fields is None:
+        if len(_GENRES) >= _FIELDS_LIMIT:
+            _GENRES.clear()
+        fields = _GENRES[(ai_origin, genre)] = tuple(  # type: ignore[assignment]
+            intern(genre_field(ai_origin, use, genre)) for use in USES)
+    return fields  # type: ignore[return-value]
 
 
-def _genre_fields(ai_origin: str, genre: str) -> dict[str, str | None]:
-    """The genre field per use."""
-    if len(_GENRES) >= _FIELDS_LIMIT:
-        _GENRES.clear()
-    fields = _GENRES[(ai_origin, genre)] = {
-        use: intern(genre_field(ai_origin, use, genre)) for use in USES}
-    return fields
+def _micro(value: int) -> int:
+    shared = _MICROS.get(value)
+    if shared is None:
+        if len(_MICROS) >= _FIELDS_LIMIT:
+            _MICROS.clear()
+        shared = _MICROS[value] = value
+    return shared
 
 
-_UNATTRIBUTED_PLAN = _build_plan(None)
+def build_plan(meta: TrackMeta) -> Plan:
+    """The plan of one track's metadata (see the module docstring)."""
+    plan: list[Any] = list(_genre_fields(meta.ai_origin, meta.genre))
+    for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
+        claimed = 0
+        for holder_id, micro in shares:
+            plan += (_holder_fields(right, holder_id), _micro(micro))
+            claimed += micro
+        if claimed < MICRO:
+            plan += (_holder_fields(right, UNCLAIMED), _micro(MICRO - claimed))
+    return tuple(plan)
 
 
-def plan_for(meta: TrackMeta | None) -> tuple[Plan, dict[str, str | None]]:
-    """Holder fields with multipliers, and the genre field (None: not counted), per use."""
+UNATTRIBUTED_PLAN: Plan = (None, None,
+                           _holder_fields("master", UNATTRIBUTED), MICRO,
+                           _holder_fields("publishing", UNATTRIBUTED), MICRO)
+"""Uses whose track never got metadata: no genre, the whole of each right unattributed."""
+
+
+def plan_for(meta: TrackMeta | None) -> Plan:
+    """The plan of ``meta``, built once per metadata object; None: unattributed."""
     if meta is None:
-        return _UNATTRIBUTED_PLAN
+        return UNATTRIBUTED_PLAN
     cached = meta.plan
     if cached is None:
-        built = _build_plan(meta)
+        cached = build_plan(meta)
         # The plan is derived data: caching it on the frozen metadata object is safe.
-        object.__setattr__(meta, "plan", built)
-        return built
+        object.__setattr__(meta, "plan", cached)
     return cached  # type: ignore[return-value]
+
+
+def add_attribution(holders: dict[str, int], genres: dict[str, int], plan: Plan, use: str,
+                    uses: int) -> None:
+    """Add ``uses`` uses of one track by its plan to holder and genre fields."""
+    slot = USE_SLOT[use]
+    genre = plan[slot]
+    if genre is not None:
+        genres[genre] = genres.get(genre, 0) + uses
+    count_at = 2 * slot
+    for index in range(_FIRST_HOLDER, len(plan), 2):
+        fields = plan[index]
+        count_field = fields[count_at]
+        weight_field = fields[count_at + 1]
+        holders[count_field] = holders.get(count_field, 0) + uses
+        holders[weight_field] = holders.get(weight_field, 0) + uses * plan[index + 1]
 
 
 def count_track_uses(
@@ -137,20 +144,11 @@ def count_track_uses(
 
 
 def attribute_uses(
-    deltas: CounterDeltas,
-    windows: Windows,
-    meta: TrackMeta | None,
-    use: str,
-    base_start: int,
-    uses: int,
+    deltas: CounterDeltas, windows: Windows, plan: Plan, use: str, base_start: int, uses: int
 ) -> None:
-    """Holder and genre counters; ``meta=None`` attributes to ``_unattributed`` only."""
-    holder_plan, genre_plan = plan_for(meta)
-    genre = genre_plan[use]
+    """Holder and genre counters of every window (``UNATTRIBUTED_PLAN``: no metadata)."""
+    counts_genre = plan[USE_SLOT[use]] is not None
     for name, size in windows:
         start = base_start - base_start % size
-        holders = deltas.hash(HOLDERS, name, start)
-        for field, multiplier in holder_plan[use]:
-            holders[field] += uses * multiplier
-        if genre is not None:
-            deltas.hash(GENRES, name, start)[genre] += uses
+        genres = deltas.hash(GENRES, name, start) if counts_genre else {}
+        add_attribution(deltas.hash(HOLDERS, name, start), genres, plan, use, uses)

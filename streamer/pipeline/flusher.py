@@ -24,9 +24,15 @@ from redis.exceptions import RedisError
 from streamer.config import Settings
 from streamer.events.validation import USE_CREATE, TrackMeta
 from streamer.metrics import Metrics
-from streamer.pipeline.attribution import attribute_uses, count_track_uses, plan_for
+from streamer.pipeline.attribution import (
+    UNATTRIBUTED_PLAN,
+    add_attribution,
+    attribute_uses,
+    count_track_uses,
+    plan_for,
+)
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
-from streamer.state.catalog import CatalogCache
+from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import GENRES, HOLDERS, CounterDeltas
 from streamer.state.deltas import TRACKS as TRACK_COUNTS
 from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState
@@ -54,8 +60,8 @@ class MetadataLookup:
 
     # Pending uses of base windows ending at or before this expire (clock of the lookup).
     expire_before: int
-    # Metadata of pending tracks and of tracks read from Redis for this flush.
-    metas: dict[str, TrackMeta] = dataclass_field(default_factory=dict)
+    # Plans of pending tracks and of tracks read from Redis for this flush.
+    plans: dict[str, Plan] = dataclass_field(default_factory=dict)
     # Tracks Redis had no metadata for: the only pending tracks whose uses may expire.
     unknown: set[str] = dataclass_field(default_factory=set)
     # Redis' entry before this flush's replacement, per track in ``needs_old_meta``.
@@ -185,16 +191,17 @@ class Flusher:
                 self._last_pending_check[state.partition] = now
             window_end = lookup.expire_before - self.base_ms
             for track_id, cells in state.pending.items():
-                meta = known.get(track_id) or cache.get(track_id)
-                if meta is not None:
-                    lookup.metas[track_id] = meta
+                written = known.get(track_id)
+                plan = plan_for(written) if written is not None else cache.get(track_id)
+                if plan is not None:
+                    lookup.plans[track_id] = plan
                 elif recheck or any(base <= window_end for _, base in cells):
                     wanted.append(track_id)
         if wanted:
             found = await self._redis("catalog read", lambda: self.store.get_catalog(wanted))
             for track_id, meta in found.items():
-                cache.put(track_id, meta)
-            lookup.metas.update(found)
+                plan = lookup.plans[track_id] = plan_for(meta)
+                cache.put(track_id, plan)
             lookup.unknown.update(track_id for track_id in wanted if track_id not in found)
             self.metrics.catalog_lookups.labels(result="hit").inc(len(found))
             self.metrics.catalog_lookups.labels(result="miss").inc(len(wanted) - len(found))
@@ -207,12 +214,13 @@ class Flusher:
 
     def _snapshot(self, state: PartitionState, lookup: MetadataLookup) -> Snapshot | None:
         """Everything to write, taken synchronously so the agent can carry on meanwhile."""
-        lookup.metas.update(state.catalog_writes)  # newer than anything read from Redis
+        lookup.plans.update({track_id: plan_for(meta)  # newer than anything read from Redis
+                             for track_id, meta in state.catalog_writes.items()})
         cells, state.cells = state.cells, {}
         state.bases = set()
         sealed, state.sealed = state.sealed, CounterDeltas()
         self._seal_replaced(state, lookup.previous, sealed)
-        by_base = self._aggregate(state, cells, lookup.metas)
+        by_base = self._aggregate(state, cells, lookup.plans)
         self._resolve_pending(state, sealed, lookup)
 
         layout = self.store.layout
@@ -269,15 +277,16 @@ class Flusher:
         """Attribute uses counted before a TrackCreated with the metadata they belong to:
         the entry Redis held before it, or, for a track new to the catalog, that one."""
         for track_id, (cells, arrived) in state.needs_old_meta.items():
-            meta = previous[track_id] or arrived  # _fetch_metadata read every one of them
+            # _fetch_metadata read every one of them
+            plan = plan_for(previous[track_id] or arrived)
             for (_, use, base_start), uses in cells.items():
                 count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
-                attribute_uses(sealed, self.windows, meta, use, base_start, uses)
+                attribute_uses(sealed, self.windows, plan, use, base_start, uses)
         state.needs_old_meta = {}
 
     def _aggregate(
         self, state: PartitionState, cells: dict[tuple[str, str, int], int],
-        metas: dict[str, TrackMeta],
+        plans: dict[str, Plan],
     ) -> dict[int, dict[str, dict[str, int]]]:
         """Counter increments per base window, one pass over the cells.
 
@@ -286,7 +295,7 @@ class Flusher:
         """
         by_base: dict[int, dict[str, dict[str, int]]] = {}
         cache_get = self.cache.get
-        metas_get = metas.get
+        plans_get = plans.get
         for (track_id, use, base_start), uses in cells.items():
             parts = by_base.get(base_start)
             if parts is None:
@@ -295,17 +304,11 @@ class Flusher:
             parts[TRACKS_KIND][use + "|" + track_id] = uses
             if use == USE_CREATE:
                 parts[TRENDING][track_id] = uses
-            meta = metas_get(track_id) or cache_get(track_id)
-            if meta is None:
+            plan = plans_get(track_id) or cache_get(track_id)
+            if plan is None:
                 state.add_pending(track_id, use, base_start, uses)
                 continue
-            holder_plan, genre_plan = plan_for(meta)
-            holders = parts[HOLDERS]
-            for field, multiplier in holder_plan[use]:
-                holders[field] = holders.get(field, 0) + uses * multiplier
-            genre = genre_plan[use]
-            genres = parts[GENRES]
-            genres[genre] = genres.get(genre, 0) + uses  # type: ignore[index]
+            add_attribution(parts[HOLDERS], parts[GENRES], plan, use, uses)
         return by_base
 
     def _resolve_pending(
@@ -319,14 +322,14 @@ class Flusher:
         """
         if not state.pending:
             return
-        metas = lookup.metas
+        plans = lookup.plans
         window_end = lookup.expire_before - self.base_ms
         for track_id in list(state.pending):
             track_cells = state.pending[track_id]
-            meta = metas.get(track_id)
-            if meta is not None:
+            plan = plans.get(track_id)
+            if plan is not None:
                 for (use, base_start), uses in track_cells.items():
-                    attribute_uses(deltas, self.windows, meta, use, base_start, uses)
+                    attribute_uses(deltas, self.windows, plan, use, base_start, uses)
                 del state.pending[track_id]
                 state.pending_dirty.add(track_id)
                 continue
@@ -335,7 +338,8 @@ class Flusher:
             expired = [cell for cell in track_cells if cell[1] <= window_end]
             for cell in expired:
                 use, base_start = cell
-                attribute_uses(deltas, self.windows, None, use, base_start, track_cells.pop(cell))
+                attribute_uses(deltas, self.windows, UNATTRIBUTED_PLAN, use, base_start,
+                               track_cells.pop(cell))
                 state.pending_dirty.add(track_id)
             if not track_cells:
                 del state.pending[track_id]

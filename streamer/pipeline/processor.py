@@ -37,7 +37,7 @@ from streamer.events.validation import (
     sound_used_of,
 )
 from streamer.metrics import Metrics
-from streamer.pipeline.attribution import attribute_uses, count_track_uses
+from streamer.pipeline.attribution import Plan, attribute_uses, count_track_uses, plan_for
 from streamer.state.catalog import CatalogCache
 from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState, Rejection
 
@@ -360,10 +360,12 @@ class RecordProcessor:
         if occurred_at > state.watermark[TRACKS_CODE]:
             state.watermark[TRACKS_CODE] = occurred_at
             dedupe.advance(occurred_at)
+        plan = plan_for(meta)
         # This interval's own metadata first: the cache may have evicted it already.
-        previous = state.catalog_writes.get(track_id) or self.cache.get(track_id)
+        written = state.catalog_writes.get(track_id)
+        previous = plan_for(written) if written is not None else self.cache.get(track_id)
         if previous is not None:
-            if previous != meta:
+            if previous != plan:  # equal plans: the same attribution, nothing to seal
                 self._seal(state, track_id, previous)
         elif state.cells:
             # Earlier uses may belong to metadata we no longer cache (restart, eviction):
@@ -372,8 +374,8 @@ class RecordProcessor:
             if earlier:
                 state.needs_old_meta[track_id] = (earlier, meta)
         if track_id in state.pending:
-            self._resolve(state, track_id, meta)
-        self.cache.put(track_id, meta)
+            self._resolve(state, track_id, plan)
+        self.cache.put(track_id, plan)
         state.catalog_writes[track_id] = meta
         state.unflushed_events += 1
         return 1
@@ -399,7 +401,7 @@ class RecordProcessor:
         return [key for base in state.bases for use in USES
                 if (key := (track_id, use, base)) in cells]
 
-    def _seal(self, state: PartitionState, track_id: str, previous: TrackMeta) -> None:
+    def _seal(self, state: PartitionState, track_id: str, previous: Plan) -> None:
         """Attribute this track's unflushed uses with the metadata they were counted under."""
         for key in self._cells_of(state, track_id):
             _, use, base_start = key
@@ -407,14 +409,14 @@ class RecordProcessor:
             count_track_uses(state.sealed, self.windows, track_id, use, base_start, uses)
             attribute_uses(state.sealed, self.windows, previous, use, base_start, uses)
 
-    def _resolve(self, state: PartitionState, track_id: str, meta: TrackMeta) -> None:
+    def _resolve(self, state: PartitionState, track_id: str, plan: Plan) -> None:
         """Attribute uses that waited for this track's metadata (rule 5), at once.
 
         Not at the next flush: by then the cache may have evicted the metadata, and the
         pending uses would expire to ``_unattributed`` although their track came in time.
         """
         for (use, base_start), uses in state.pending.pop(track_id).items():
-            attribute_uses(state.sealed, self.windows, meta, use, base_start, uses)
+            attribute_uses(state.sealed, self.windows, plan, use, base_start, uses)
         state.pending_dirty.add(track_id)
 
     def _reject(self, state: PartitionState, topic: str, offset: int, value: bytes,

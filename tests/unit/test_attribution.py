@@ -13,8 +13,10 @@ from streamer.events.validation import TrackMeta
 from streamer.pipeline.attribution import (
     UNATTRIBUTED,
     UNCLAIMED,
+    add_attribution,
     attribute_uses,
     count_track_uses,
+    plan_for,
 )
 from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
 
@@ -62,7 +64,7 @@ def test_attribute_uses_worked_example() -> None:
     meta = TrackMeta("lofi", "human", master=(("a", 500_000), ("b", 250_000)),
                      publishing=(("c", 1_000_000),))
     deltas = CounterDeltas()
-    attribute_uses(deltas, WINDOWS, meta, "create", BASE, 3)
+    attribute_uses(deltas, WINDOWS, plan_for(meta), "create", BASE, 3)
     hashes, trending = plain(deltas)
     holders = {
         "master|create|u|a": 3, "master|create|w|a": 1_500_000,
@@ -80,7 +82,7 @@ def test_attribute_uses_worked_example() -> None:
 
 def test_attribute_uses_without_metadata() -> None:
     deltas = CounterDeltas()
-    attribute_uses(deltas, WINDOWS, None, "play", BASE, 4)
+    attribute_uses(deltas, WINDOWS, plan_for(None), "play", BASE, 4)
     hashes, _ = plain(deltas)
     full = {
         "master|play|u|_unattributed": 4, "master|play|w|_unattributed": 4_000_000,
@@ -93,7 +95,7 @@ def test_attribute_uses_without_metadata() -> None:
 def test_no_holders_means_the_whole_right_is_unclaimed() -> None:
     meta = TrackMeta("ambient", "ai_generated", master=(), publishing=(("p", 400_000),))
     deltas = CounterDeltas()
-    attribute_uses(deltas, (("1m", 60_000),), meta, "play", BASE, 2)
+    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "play", BASE, 2)
     holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
     assert holders == {
         "master|play|u|_unclaimed": 2, "master|play|w|_unclaimed": 2_000_000,
@@ -105,7 +107,7 @@ def test_no_holders_means_the_whole_right_is_unclaimed() -> None:
 def test_a_holder_named_like_a_right_or_in_both_rights() -> None:
     meta = TrackMeta("lofi", "human", master=(("x", 1_000_000),), publishing=(("x", 1),))
     deltas = CounterDeltas()
-    attribute_uses(deltas, (("1m", 60_000),), meta, "create", BASE, 1)
+    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "create", BASE, 1)
     holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
     assert holders["master|create|w|x"] == 1_000_000
     assert holders["publishing|create|w|x"] == 1
@@ -158,7 +160,7 @@ def test_weights_of_every_right_add_up_to_exactly_one_per_use(
     deltas = CounterDeltas()
     uses_by_kind: defaultdict[str, int] = defaultdict(int)
     for use, uses in batches:
-        attribute_uses(deltas, WINDOWS, meta, use, BASE, uses)
+        attribute_uses(deltas, WINDOWS, plan_for(meta), use, BASE, uses)
         uses_by_kind[use] += uses
     hashes, _ = plain(deltas)
     for name, start in STARTS.items():
@@ -195,7 +197,7 @@ def test_weights_of_every_right_add_up_to_exactly_one_per_use(
 @given(st.sampled_from(["create", "play"]), st.integers(min_value=1, max_value=10**12))
 def test_unattributed_always_full_weight(use: str, uses: int) -> None:
     deltas = CounterDeltas()
-    attribute_uses(deltas, WINDOWS, None, use, BASE, uses)
+    attribute_uses(deltas, WINDOWS, plan_for(None), use, BASE, uses)
     for name, start in STARTS.items():
         assert dict(deltas.hashes[(HOLDERS, name, start)]) == {
             f"{right}|{use}|{kind}|_unattributed": uses * (MICRO if kind == "w" else 1)
@@ -209,7 +211,7 @@ def test_shares_summing_to_exactly_one_leave_nothing_unclaimed() -> None:
                      master=(("a", 333_333), ("b", 333_333), ("c", 333_334)),
                      publishing=(("d", 999_999),))
     deltas = CounterDeltas()
-    attribute_uses(deltas, (("1m", 60_000),), meta, "play", BASE, 7)
+    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "play", BASE, 7)
     holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
     assert "master|play|w|_unclaimed" not in holders
     assert holders["publishing|play|w|_unclaimed"] == 7
@@ -237,8 +239,8 @@ def test_each_configured_window_gets_the_window_containing_the_use(
     meta = TrackMeta("lofi", "human", master=(("a", MICRO),), publishing=())
     deltas = CounterDeltas()
     count_track_uses(deltas, windows, "trk", use, base_start, 1)
-    attribute_uses(deltas, windows, meta, use, base_start, 1)
-    attribute_uses(deltas, windows, None, use, base_start, 1)
+    attribute_uses(deltas, windows, plan_for(meta), use, base_start, 1)
+    attribute_uses(deltas, windows, plan_for(None), use, base_start, 1)
     by_kind: defaultdict[str, dict[str, int]] = defaultdict(dict)
     for kind, name, start in deltas.hashes:
         assert name not in by_kind[kind], "one window start per size"
@@ -289,52 +291,66 @@ def test_counter_deltas_merge_adds() -> None:
 # -- plans: built from cached field names, equal to formatting every field --------------
 
 
-def _reference_plan(meta: TrackMeta | None) -> tuple[dict, dict]:
-    """The plan as the field-by-field definition gives it (what _build_plan caches)."""
-    holders: dict[str, tuple[tuple[str, int], ...]] = {}
-    genres: dict[str, str | None] = {}
-    for use in ("create", "play"):
-        fields: list[tuple[str, int]] = []
-        for right in ("master", "publishing"):
-            if meta is None:
-                fields += [(f"{right}|{use}|u|{UNATTRIBUTED}", 1),
-                           (f"{right}|{use}|w|{UNATTRIBUTED}", MICRO)]
-                continue
-            claimed = 0
-            for holder, micro in meta.holders(right):
-                fields += [(f"{right}|{use}|u|{holder}", 1), (f"{right}|{use}|w|{holder}", micro)]
-                claimed += micro
-            if claimed < MICRO:
-                fields += [(f"{right}|{use}|u|{UNCLAIMED}", 1),
-                           (f"{right}|{use}|w|{UNCLAIMED}", MICRO - claimed)]
-        holders[use] = tuple(fields)
-        genres[use] = None if meta is None else f"{meta.ai_origin}|{use}|{meta.genre}"
-    return holders, genres
+def _reference_increments(meta: TrackMeta | None, use: str, uses: int) -> tuple[dict, dict]:
+    """Holder and genre increments of ``uses`` uses as the field-by-field definition gives
+    them (what a plan precomputes)."""
+    holders: defaultdict[str, int] = defaultdict(int)
+    for right in ("master", "publishing"):
+        if meta is None:
+            holders[f"{right}|{use}|u|{UNATTRIBUTED}"] += uses
+            holders[f"{right}|{use}|w|{UNATTRIBUTED}"] += uses * MICRO
+            continue
+        claimed = 0
+        for holder, micro in meta.holders(right):
+            holders[f"{right}|{use}|u|{holder}"] += uses
+            holders[f"{right}|{use}|w|{holder}"] += uses * micro
+            claimed += micro
+        if claimed < MICRO:
+            holders[f"{right}|{use}|u|{UNCLAIMED}"] += uses
+            holders[f"{right}|{use}|w|{UNCLAIMED}"] += uses * (MICRO - claimed)
+    genres = {} if meta is None else {f"{meta.ai_origin}|{use}|{meta.genre}": uses}
+    return dict(holders), genres
 
 
 any_holders = st.lists(
     st.tuples(st.sampled_from(["a", "b", UNCLAIMED, UNATTRIBUTED, "master", "x|y", ""])
               | st.text(max_size=6), st.integers(1, MICRO)), max_size=5,
 ).map(tuple)
+any_metas = metas | st.builds(TrackMeta, genre=st.text(max_size=4),
+                              ai_origin=st.sampled_from(["human", "x"]),
+                              master=any_holders, publishing=any_holders)
 
 
 @SETTINGS
-@given(meta_list=st.lists(metas | st.builds(TrackMeta, genre=st.text(max_size=4),
-                                            ai_origin=st.sampled_from(["human", "x"]),
-                                            master=any_holders, publishing=any_holders),
-                          min_size=1, max_size=6),
-       limit=st.integers(min_value=1, max_value=4))
-def test_plans_equal_the_field_by_field_definition(meta_list: list[TrackMeta],
-                                                    limit: int) -> None:
-    """Whatever the holder names (even the reserved ones) and however often the name
-    caches fill up and are cleared, a plan is the one formatting each field gives."""
+@given(meta_list=st.lists(any_metas, min_size=1, max_size=6),
+       limit=st.integers(min_value=1, max_value=4),
+       use=st.sampled_from(["create", "play"]), uses=st.integers(1, 10**9))
+def test_plans_add_what_the_field_by_field_definition_gives(
+        meta_list: list[TrackMeta], limit: int, use: str, uses: int) -> None:
+    """Whatever the holder names (even the reserved ones) and however often the shared
+    field tables fill up and are cleared, a plan adds what formatting each field gives."""
     from streamer.pipeline import attribution
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(attribution, "_FIELDS_LIMIT", limit)
         for meta in [None, *meta_list, *meta_list]:
-            built = attribution._build_plan(meta)
-            assert built == _reference_plan(meta)
-            fresh = TrackMeta(meta.genre, meta.ai_origin, meta.master,
-                              meta.publishing) if meta else None
-            assert attribution.plan_for(fresh) == built
+            holders: dict[str, int] = {}
+            genres: dict[str, int] = {}
+            add_attribution(holders, genres, plan_for(meta), use, uses)
+            assert (holders, genres) == _reference_increments(meta, use, uses)
+
+
+@SETTINGS
+@given(st.lists(any_metas, min_size=2, max_size=2))
+def test_equal_plans_attribute_alike_and_equal_metadata_gives_equal_plans(
+        pair: list[TrackMeta]) -> None:
+    """The processor compares plans to decide whether a new TrackCreated changes how the
+    track's earlier uses must be attributed: equal must mean the same increments."""
+    one, two = pair
+    if one == two:
+        assert plan_for(one) == plan_for(two)
+    if plan_for(one) == plan_for(two):
+        for use in ("create", "play"):
+            assert _reference_increments(one, use, 1) == _reference_increments(two, use, 1)
+    fresh = TrackMeta(one.genre, one.ai_origin, one.master, one.publishing)
+    assert plan_for(fresh) == plan_for(one)

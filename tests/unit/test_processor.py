@@ -15,6 +15,7 @@ import pytest
 from streamer.config import Settings
 from streamer.events.validation import TrackMeta
 from streamer.metrics import Metrics
+from streamer.pipeline.attribution import plan_for
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
 from streamer.state.deltas import HOLDERS, TRACKS
@@ -368,7 +369,7 @@ NEW_META = TrackMeta("lofi", "human", master=(("new-label", 1_000_000),),
 def test_track_created_goes_to_cache_and_catalog_writes() -> None:
     rig = Rig()
     assert rig.track(0, dumps(track_event())) == 1
-    assert rig.cache.get("trk-1") == OLD_META
+    assert rig.cache.get("trk-1") == plan_for(OLD_META)
     assert orjson.loads(rig.state.catalog_writes["trk-1"].to_json()) == {
         "g": "lofi", "o": "human", "m": [["old-label", 750_000]], "p": [["old-pub", 1_000_000]]}
     assert rig.state.watermark[TRACKS_TOPIC] == NOW - 60_000
@@ -402,7 +403,7 @@ def test_duplicate_track_created_is_not_applied_again() -> None:
     rig.track(0, dumps(track_event("tc-1")))
     rig.state.catalog_writes.clear()
     assert rig.track(1, dumps(track_event("tc-1", rights=NEW_RIGHTS))) == 1
-    assert rig.cache.get("trk-1") == OLD_META
+    assert rig.cache.get("trk-1") == plan_for(OLD_META)
     assert rig.state.catalog_writes == {}
     assert rig.metric("streamer_duplicates_total") == 1
 
@@ -421,7 +422,7 @@ def test_metadata_replacement_seals_earlier_uses_with_the_old_metadata() -> None
     rig.uses(0, dumps([use_event(1), use_event(2), use_event(3, use="create"),
                        use_event(4, track_id="trk-2")]))
     rig.track(1, dumps(track_event("tc-2", rights=NEW_RIGHTS)))
-    assert rig.cache.get("trk-1") == NEW_META
+    assert rig.cache.get("trk-1") == plan_for(NEW_META)
     # trk-1's uses left the unflushed cells; the other track's stayed.
     assert rig.cells() == {("trk-2", "play", MINUTE_OF_NOW): 1}
     sealed = {key: dict(fields) for key, fields in rig.state.sealed.hashes.items()}
@@ -683,7 +684,7 @@ def test_a_track_evicted_during_the_flush_read_does_not_expire_its_uses() -> Non
     from streamer.pipeline.flusher import Flusher
 
     rig = Rig(cache_size=4)
-    rig.cache.put("trk-1", OLD_META)  # flushed to the catalog earlier
+    rig.cache.put("trk-1", plan_for(OLD_META))  # flushed to the catalog earlier
 
     def agent_runs_on() -> None:
         for n in range(20):
