@@ -150,8 +150,8 @@ def create_app(settings: Settings) -> faust.App:
             message = event.message
             await handle(message.topic, message.partition, message.offset, message.value)
 
-    async def flush() -> None:
-        await worker.flush_all()
+    def observe_delivery() -> None:
+        """Consumer lag gauges and the delivery watchdog, once per flush round."""
         # Progress: records counted, and with direct delivery the fetch rounds too, so
         # a partition ending in a transaction marker (an offset never delivered) does
         # not look stalled while the loop goes on fetching.
@@ -170,7 +170,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.service
     class FlushLoop(mode.Service):
-        """A flush pass every ``flush_interval_s``, start to start.
+        """Flush rounds (``PipelineWorker.flush_round``), then the delivery checks.
 
         Not ``app.timer``: mode's timer corrects its drift by at most 0.1 s a round, so
         a pass of 0.7 s made the cadence 1.6 s and end-to-end latency with it.
@@ -178,14 +178,12 @@ def create_app(settings: Settings) -> faust.App:
 
         @mode.Service.task
         async def _flush_loop(self) -> None:
-            interval = settings.flush_interval_s
             trimmer = HeapTrimmer(settings.malloc_trim_interval_s)
             while not self.should_stop:
-                started = time.monotonic()
-                await flush()
+                await worker.flush_round(settings.flush_interval_s, self.sleep)
+                observe_delivery()
                 if trimmer.due():
                     await asyncio.to_thread(trimmer.trim)
-                await self.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def ensure_started() -> None:
         # Services of @app.service start after the first assignment; the revocation

@@ -8,7 +8,7 @@ feeds records to the agent; this class owns everything else:
   the stored offsets;
 * for each record, skip it if it was counted before (offset below the stored one),
   otherwise hand it to the RecordProcessor;
-* flush every partition at least once per ``flush_interval_s``;
+* flush every partition once per ``flush_interval_s``, spread over the interval;
 * on revocation, flush and forget the partition.
 
 Kafka offsets are committed only after the Redis flush that contains them, so the
@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -303,11 +303,35 @@ class PipelineWorker:
     # -- flushing -----------------------------------------------------------------
 
     async def flush_all(self) -> None:
+        await self.flush_partitions(list(self.states))
+
+    async def flush_round(self, interval_s: float,
+                          sleep: Callable[[float], Awaitable[Any]]) -> None:
+        """Flush each owned partition once, spread evenly over ``interval_s``, one per
+        tick, start to start.
+
+        Spread rather than all at once: an event waits for its own partition's flush,
+        not for a pass over every partition (a 0.4 s pass of all of them put p99
+        latency at the interval plus 0.4 s), and Redis gets the writes evenly. A tick
+        that overruns its share shortens the next waits, down to none.
+        """
+        ticks = [[partition] for partition in sorted(self.states)] or [[]]
+        share = interval_s / len(ticks)
+        for due in ticks:
+            started = time.monotonic()
+            await self.flush_partitions(due)
+            await sleep(max(0.0, share - (time.monotonic() - started)))
+
+    async def flush_partitions(self, partitions: Iterable[int]) -> None:
+        """Flush these partitions (those still owned); one offset commit covers them."""
         # Concurrently: while Redis applies one partition's script, the next snapshot is
-        # taken, so a pass takes about the Redis time of all partitions, not the sum of
-        # both (end-to-end latency waits for the pass), and one commit covers them all.
-        flushed = await asyncio.gather(*(self._flush(state)
-                                         for state in list(self.states.values())))
+        # taken, so a pass takes about the Redis time of its partitions, not the sum.
+        states = [self.states[partition] for partition in partitions
+                  if partition in self.states]
+        started = time.perf_counter()
+        flushed = await asyncio.gather(*(self._flush(state) for state in states))
+        if states:
+            self.metrics.flush_pass_seconds.observe(time.perf_counter() - started)
         await self._commit({key: offset for offsets in flushed if offsets
                             for key, offset in offsets.items()})
         self.metrics.publish()

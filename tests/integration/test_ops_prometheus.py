@@ -239,6 +239,9 @@ async def test_prometheus_scrapes_exact_counters(make_pipeline: Callable[..., Aw
         assert await prom.scalar(f"sum(streamer_partitions_assigned{job})") == 2
         assert await prom.scalar(f"sum(streamer_rebalances_total{job})") >= 1
         assert await prom.scalar(f"sum(streamer_flushes_total{job})") >= 1
+        # One pass per interval at least, each covering every partition's flush.
+        passes = await prom.scalar(f"sum(streamer_flush_pass_duration_seconds_count{job})")
+        assert passes is not None and passes >= 1
         assert await prom.scalar(
             f"sum(streamer_end_to_end_latency_seconds_count{job})") >= 1
         await wait_for_value(prom, f"sum(streamer_consumer_lag_records{job})", 0)

@@ -203,6 +203,7 @@ def test_issue_4_metrics_exist() -> None:
         "streamer_duplicates_total": set(),
         "streamer_consumer_lag_records": {"topic", "partition"},
         "streamer_flush_duration_seconds_bucket": {"le"},
+        "streamer_flush_pass_duration_seconds_bucket": {"le"},
         "streamer_flush_fields_bucket": {"le"},          # flush size
         "streamer_end_to_end_latency_seconds_bucket": {"le"},
         "streamer_redis_errors_total": {"operation"},    # every error is retried
