@@ -210,6 +210,34 @@ def test_add_batch_matches_a_plain_seen_set(records: list[list[tuple[int, int]]]
     assert len(d) == len(seen)
 
 
+@SETTINGS
+@given(st.lists(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 90_000)),
+                         max_size=25), max_size=12),
+       st.integers(min_value=1, max_value=12))
+def test_batches_across_buckets_with_eviction_match_a_plain_model(
+        records: list[list[tuple[int, int]]], freeze_at: int) -> None:
+    """With several live buckets, freezing and expiry (which take hashes out of the
+    shared set, by removal or by rebuilding it from the other buckets), a batch says
+    "new" exactly where a model of the horizon does: seen in a bucket not yet expired."""
+    d = Deduper(60_000, freeze_at=freeze_at)  # buckets of 12 s
+    model: dict[int, int] = {}  # digest -> its bucket
+    clock = 0
+    for record in records:
+        times = [clock + offset for _, offset in record]
+        digests = [event_hash(f"ev-{n}") for n, _ in record]
+        expected = []
+        for digest, time in zip(digests, times, strict=True):
+            expected.append(digest not in model)
+            model.setdefault(digest, time // d.bucket_ms)
+        assert d.add_batch(digests, times) == expected
+        clock += 30_000
+        d.advance(clock)
+        first_live = (clock - 60_000) // d.bucket_ms
+        model = {digest: bucket for digest, bucket in model.items() if bucket >= first_live}
+        d.compact()
+        assert len(d) == len(model)
+
+
 def test_the_filter_in_front_of_frozen_hashes_never_hides_one_and_rules_out_most() -> None:
     """Freezes that grow the filter (rebuilt larger) and that add to it in place."""
     rng = random.Random(7)
