@@ -24,7 +24,11 @@ from streamer.api.queries import UsageQueries
 from streamer.api.views import register_routes
 from streamer.config import Settings
 from streamer.metrics import Metrics
-from streamer.pipeline.faust_compat import deliver_directly, resume_from_stored_offsets
+from streamer.pipeline.faust_compat import (
+    deliver_directly,
+    resume_from_stored_offsets,
+    tune_fetches,
+)
 from streamer.pipeline.faust_compat import highwater as consumer_highwater
 from streamer.pipeline.heap import HeapTrimmer
 from streamer.pipeline.worker import PipelineWorker
@@ -190,6 +194,8 @@ def create_app(settings: Settings) -> faust.App:
         # signal comes before every assignment, the first one included.
         if not worker.started:
             await worker.start(app.consumer)
+            tune_fetches(app.consumer, settings.kafka_fetch_min_bytes,
+                         settings.kafka_fetch_max_wait_ms)
             resume_from_stored_offsets(app.consumer, worker.stored_positions)
             if settings.direct_delivery:
                 worker.watch.fetch_loop = deliver_directly(app.consumer, set(codes),

@@ -54,6 +54,15 @@ async def commit_offsets(faust_consumer: Any, offsets: dict[tuple[str, int], int
     await thread.call_thread(commit_in_consumer_thread)
 
 
+def tune_fetches(faust_consumer: Any, min_bytes: int, max_wait_ms: int) -> None:
+    """Set the fetch requests' minimum bytes and maximum wait, which Faust does not pass
+    to aiokafka (it fixes the wait at 1.5 s). Plain integers the fetcher reads when it
+    builds its next request, so setting them from this thread is safe."""
+    fetcher = faust_consumer._thread._ensure_consumer()._fetcher
+    fetcher._fetch_min_bytes = min_bytes
+    fetcher._fetch_max_wait_ms = max_wait_ms
+
+
 async def seek_offset(faust_consumer: Any, topic: str, partition: int, offset: int) -> None:
     """Move the fetch position of ``topic``/``partition`` to ``offset``; raises on failure.
 

@@ -46,6 +46,9 @@ from streamer.state.store import FlushRefused, RedisStore, retry_forever
 
 log = logging.getLogger(__name__)
 
+Offsets = dict[tuple[str, int], int]
+"""Next offset to read per (topic, partition)."""
+
 
 async def _claimed(claim: asyncio.Task[PartitionState]) -> PartitionState | None:
     """The claim's state; None if a revocation cancelled the claim.
@@ -313,17 +316,21 @@ class PipelineWorker:
         Spread rather than all at once: an event waits for its own partition's flush,
         not for a pass over every partition (a 0.4 s pass of all of them put p99
         latency at the interval plus 0.4 s), and Redis gets the writes evenly. A tick
-        that overruns its share shortens the next waits, down to none.
+        that overruns its share shortens the next waits, down to none. One offset
+        commit covers the round (a cross-thread call and a request each).
         """
         ticks = [[partition] for partition in sorted(self.states)] or [[]]
         share = interval_s / len(ticks)
+        flushed: Offsets = {}
         for due in ticks:
             started = time.monotonic()
-            await self.flush_partitions(due)
+            flushed.update(await self.flush_partitions(due, commit=False))
             await sleep(max(0.0, share - (time.monotonic() - started)))
+        await self._commit(flushed)
 
-    async def flush_partitions(self, partitions: Iterable[int]) -> None:
-        """Flush these partitions (those still owned); one offset commit covers them."""
+    async def flush_partitions(self, partitions: Iterable[int], commit: bool = True) -> Offsets:
+        """Flush these partitions (those still owned); return the Kafka offsets Redis
+        now holds for them, and commit them unless told not to."""
         # Concurrently: while Redis applies one partition's script, the next snapshot is
         # taken, so a pass takes about the Redis time of its partitions, not the sum.
         states = [self.states[partition] for partition in partitions
@@ -332,19 +339,22 @@ class PipelineWorker:
         flushed = await asyncio.gather(*(self._flush(state) for state in states))
         if states:
             self.metrics.flush_pass_seconds.observe(time.perf_counter() - started)
-        await self._commit({key: offset for offsets in flushed if offsets
-                            for key, offset in offsets.items()})
+        offsets = {key: offset for partition_offsets in flushed if partition_offsets
+                   for key, offset in partition_offsets.items()}
+        if commit:
+            await self._commit(offsets)
         self.metrics.publish()
         self.metrics.unflushed_events.set(
             sum(state.unflushed_events for state in self.states.values()))
         self.metrics.pending_unattributed.set(
             sum(state.pending_uses for state in self.states.values()))
         self.metrics.last_flush.set(time.time())  # a pass done: idle partitions are flushed too
+        return offsets
 
     async def flush_partition(self, state: PartitionState) -> None:
         await self._commit(await self._flush(state) or {})
 
-    async def _flush(self, state: PartitionState) -> dict[tuple[str, int], int] | None:
+    async def _flush(self, state: PartitionState) -> Offsets | None:
         """Flush one partition; return the Kafka offsets Redis now holds (None: refused)."""
         # Read before the flush: it writes these offsets or later ones to Redis. Committing
         # state.next_offset after it would run ahead of Redis, because the agent keeps
@@ -389,7 +399,7 @@ class PipelineWorker:
         if new_state is not None and self.states.get(partition) is new_state:
             await self._seek(new_state)
 
-    async def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+    async def _commit(self, offsets: Offsets) -> None:
         """Best effort: lets Kafka tools show the group's progress; Redis stays the truth."""
         offsets = {key: offset for key, offset in offsets.items() if offset > 0}
         try:

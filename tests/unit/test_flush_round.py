@@ -26,11 +26,19 @@ class RecordingWorker(PipelineWorker):
         self.flush_s = flush_s
         self.flushed: list[list[int]] = []
         self.waits: list[float] = []
+        self.commits: list[dict[tuple[str, int], int]] = []
 
-    async def flush_partitions(self, partitions: Iterable[int]) -> None:
-        self.flushed.append(list(partitions))
+    async def flush_partitions(self, partitions: Iterable[int],
+                               commit: bool = True) -> dict[tuple[str, int], int]:
+        assert not commit, "the round commits once, at its end"
+        due = list(partitions)
+        self.flushed.append(due)
         if self.flush_s:
             time.sleep(self.flush_s)  # a flush that takes this long
+        return {("uses", partition): 100 + partition for partition in due}
+
+    async def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        self.commits.append(offsets)
 
     async def record_wait(self, seconds: float) -> Any:
         self.waits.append(seconds)
@@ -41,6 +49,8 @@ async def test_each_owned_partition_is_flushed_once_in_its_own_share_of_the_inte
     worker = RecordingWorker([5, 0, 2, 9])
     await worker.flush_round(1.0, worker.record_wait)
     assert worker.flushed == [[0], [2], [5], [9]]
+    assert worker.commits == [{("uses", 0): 100, ("uses", 2): 102, ("uses", 5): 105,
+                               ("uses", 9): 109}]
     assert len(worker.waits) == 4
     assert all(0.24 <= wait <= 0.25 for wait in worker.waits), worker.waits
 
