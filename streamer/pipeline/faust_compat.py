@@ -59,8 +59,11 @@ def tune_fetches(faust_consumer: Any, min_bytes: int, max_wait_ms: int) -> None:
     to aiokafka (it fixes the wait at 1.5 s). Plain integers the fetcher reads when it
     builds its next request, so setting them from this thread is safe."""
     fetcher = faust_consumer._thread._ensure_consumer()._fetcher
-    fetcher._fetch_min_bytes = min_bytes
-    fetcher._fetch_max_wait_ms = max_wait_ms
+    for name, value in (("_fetch_min_bytes", min_bytes), ("_fetch_max_wait_ms", max_wait_ms)):
+        if not isinstance(getattr(fetcher, name, None), int):
+            raise RuntimeError(f"aiokafka's Fetcher has no {name} any more: "
+                               "streamer/pipeline/faust_compat.py needs updating")
+        setattr(fetcher, name, value)
 
 
 async def seek_offset(faust_consumer: Any, topic: str, partition: int, offset: int) -> None:

@@ -113,6 +113,20 @@ def test_poll_size_setting_is_checked_and_given_to_faust(tmp_path: Any) -> None:
     assert Settings().kafka_max_poll_records == 5_000
 
 
+def test_fetch_size_and_wait_settings() -> None:
+    settings = load_settings({})
+    assert (settings.kafka_fetch_min_bytes, settings.kafka_fetch_max_wait_ms) == (524_288, 100)
+    settings = load_settings({"STREAMER_KAFKA_FETCH_MIN_BYTES": "1",
+                              "STREAMER_KAFKA_FETCH_MAX_WAIT_MS": "1500"})
+    assert (settings.kafka_fetch_min_bytes, settings.kafka_fetch_max_wait_ms) == (1, 1500)
+    for name, bad in (("STREAMER_KAFKA_FETCH_MIN_BYTES", "0"),
+                      ("STREAMER_KAFKA_FETCH_MIN_BYTES", "lots"),
+                      ("STREAMER_KAFKA_FETCH_MAX_WAIT_MS", "-1"),
+                      ("STREAMER_KAFKA_FETCH_MAX_WAIT_MS", "60000")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: bad})
+
+
 def test_direct_delivery_is_on_unless_turned_off() -> None:
     assert Settings().direct_delivery is True
     assert load_settings({}).direct_delivery is True

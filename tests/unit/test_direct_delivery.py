@@ -196,3 +196,16 @@ async def test_the_loop_counts_its_fetch_rounds_for_the_stall_watchdog() -> None
     await consumer._drain_messages(FakeFetcher())
     assert fetch_loop.fetches == 4  # three fetches, and the round that found it stopped
     assert fetch_loop.task is not None
+
+
+def test_fetch_tuning_refuses_an_aiokafka_without_the_fields_it_sets() -> None:
+    """Setting a field aiokafka no longer reads would do nothing, silently."""
+    from types import SimpleNamespace
+
+    from streamer.pipeline.faust_compat import tune_fetches
+
+    fetcher = SimpleNamespace(_fetch_min_bytes=1)  # no _fetch_max_wait_ms
+    faust_consumer = SimpleNamespace(_thread=SimpleNamespace(
+        _ensure_consumer=lambda: SimpleNamespace(_fetcher=fetcher)))
+    with pytest.raises(RuntimeError, match="_fetch_max_wait_ms"):
+        tune_fetches(faust_consumer, min_bytes=1024, max_wait_ms=100)
