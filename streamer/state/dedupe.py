@@ -14,11 +14,12 @@ that keeps ~75 million hashes in ~0.6 GB instead of ~5 GB.
 
 A binary search over arrays of millions of hashes misses the CPU caches at most of its
 ~20 steps (9 % of the worker's time at 200k events/s), and nearly every probe is a
-miss: a new event. So each frozen array has a one-bit-per-hash filter in front of it
-(a Bloom filter with one hash function, 6 to 12 bits per frozen hash, so +1 byte per
-hash): one memory access rules out 85-90 % of the probes, and only the rest are
-searched. The filter's word is chosen by the hash's top bits, so a sorted array's
-words come in order and the filter is built with one vectorised pass.
+miss: a new event. So each frozen array has a filter in front of it: a blocked Bloom
+filter, 6 to 12 bits per frozen hash (+1 byte per hash), where a hash sets two bits of
+one 64-bit word. One memory access rules out ~90 % of the probes (one bit per hash:
+~84 %, measured at 11 bits per hash), and only the rest are searched. The word is
+chosen by the hash's top bits, so a sorted array's words come in order and the filter
+is built with one vectorised pass; the two bits come from the hash's low twelve.
 
 Collision odds: with n hashes live in one partition, the chance that any new event
 is wrongly taken for a duplicate is about n / 2**64 per event; at 100 million live
@@ -50,15 +51,21 @@ def _filter_for(sorted_hashes: np.ndarray) -> tuple[np.ndarray, int]:
     return words, shift
 
 
+def _filter_bits(hashes: np.ndarray) -> np.ndarray:
+    """Each hash's two bits within its word, from its low twelve bits."""
+    low = np.uint64(63)
+    return (np.left_shift(np.uint64(1), hashes & low)
+            | np.left_shift(np.uint64(1), (hashes >> np.uint64(6)) & low))
+
+
 def _filter_add(words: np.ndarray, shift: int, sorted_hashes: np.ndarray) -> None:
-    """Set each hash's bit: word from the top bits (in order for sorted input), bit from
-    the low six; the bits of hashes sharing a word are OR-ed in one reduceat."""
+    """Set each hash's bits in its word, chosen by the top bits (in order for sorted
+    input); the bits of hashes sharing a word are OR-ed in one reduceat."""
     if not len(sorted_hashes):
         return
     index = sorted_hashes >> np.uint64(shift)
     starts = np.flatnonzero(np.diff(index, prepend=index[0] + np.uint64(1)))
-    bits = np.left_shift(np.uint64(1), sorted_hashes & np.uint64(63))
-    words[index[starts]] |= np.bitwise_or.reduceat(bits, starts)
+    words[index[starts]] |= np.bitwise_or.reduceat(_filter_bits(sorted_hashes), starts)
 
 
 def event_hash(event_id: str) -> int:
@@ -79,9 +86,9 @@ class _Bucket:
 
     def maybe_frozen(self, probe: np.ndarray) -> np.ndarray:
         """Positions in ``probe`` that may be in the frozen array (the rest are not)."""
-        shift = np.uint64(self.filter_shift)
-        word = self.filter[probe >> shift]
-        return np.flatnonzero((word >> (probe & np.uint64(63))) & np.uint64(1))
+        bits = _filter_bits(probe)
+        return np.flatnonzero((self.filter[probe >> np.uint64(self.filter_shift)] & bits)
+                              == bits)
 
     def freeze(self, fresh: np.ndarray) -> None:
         """Add sorted hashes that are not frozen yet."""
@@ -222,8 +229,9 @@ class Deduper:
 
     def _frozen_contains(self, digest: int) -> bool:
         probe = np.uint64(digest)
+        bits = (1 << (digest & 63)) | (1 << ((digest >> 6) & 63))
         for bucket in self._frozen_buckets:
-            if not (int(bucket.filter[digest >> bucket.filter_shift]) >> (digest & 63)) & 1:
+            if int(bucket.filter[digest >> bucket.filter_shift]) & bits != bits:
                 continue
             frozen = bucket.frozen
             index = int(np.searchsorted(frozen, probe))
