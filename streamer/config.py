@@ -69,8 +69,8 @@ class Settings:
     kafka_max_partition_fetch_bytes: int = 8 << 20
     # A fetch returns once this much data is there (all partitions together), or after
     # the wait. With one byte (Kafka's default) a live worker fetched every few records:
-    # at 105,000 events/s the worker took 80 % of a core and p99 latency was 1.6 s;
-    # with these, 53 % and 1.1 s. The wait bounds what a quiet stream adds to latency.
+    # at 105,000 events/s it took 68 % of a core; with these, 53 %. The wait bounds
+    # what a quiet stream adds to latency.
     kafka_fetch_min_bytes: int = 512 << 10
     kafka_fetch_max_wait_ms: int = 100
     # Records parsed per poll, all partitions together. Unbounded, a poll parsed every

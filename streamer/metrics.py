@@ -15,7 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
-# A pass decides end-to-end latency (interval + pass): fine steps around half a second.
+# A pass bounds end-to-end latency (interval + pass): fine steps up to half a second.
 _PASS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
                  3.0, 5.0, 10.0)
 _FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -74,8 +74,9 @@ class Metrics:
             buckets=_FLUSH_BUCKETS, registry=registry)
         self.flush_pass_seconds = Histogram(
             "streamer_flush_pass_duration_seconds",
-            "One flush pass over every partition, start to end: an event waits up to the "
-            "flush interval for a pass, then this long", buckets=_PASS_BUCKETS,
+            "One flush pass over the partitions due (one per tick of the flush round; all "
+            "at a rebalance or stop): an event waits up to the flush interval for its "
+            "partition's pass, then this long", buckets=_PASS_BUCKETS,
             registry=registry)
         self.flush_fields = Histogram(
             "streamer_flush_fields", "Counter fields written by one flush",

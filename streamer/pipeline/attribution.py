@@ -21,12 +21,13 @@ tells whether a new TrackCreated changes how a track's uses are attributed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from sys import intern
 from typing import Any
 
 from streamer.events.shares import MICRO
 from streamer.events.validation import USE_CREATE, USES, TrackMeta
-from streamer.state.catalog import Plan
+from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
 from streamer.state.keys import genre_field, holder_field, track_field
 
@@ -113,6 +114,14 @@ def plan_for(meta: TrackMeta | None) -> Plan:
         # The plan is derived data: caching it on the frozen metadata object is safe.
         object.__setattr__(meta, "plan", cached)
     return cached  # type: ignore[return-value]
+
+
+def known_plan(catalog_writes: Mapping[str, TrackMeta], cache: CatalogCache,
+               track_id: str) -> Plan | None:
+    """The track's plan from this flush interval's own TrackCreated, else from the cache
+    (which may have evicted it); None: Redis must be asked."""
+    written = catalog_writes.get(track_id)
+    return plan_for(written) if written is not None else cache.get(track_id)
 
 
 def add_attribution(holders: dict[str, int], genres: dict[str, int], plan: Plan, use: str,

@@ -29,6 +29,7 @@ from streamer.pipeline.attribution import (
     add_attribution,
     attribute_uses,
     count_track_uses,
+    known_plan,
     plan_for,
 )
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
@@ -191,8 +192,7 @@ class Flusher:
                 self._last_pending_check[state.partition] = now
             window_end = lookup.expire_before - self.base_ms
             for track_id, cells in state.pending.items():
-                written = known.get(track_id)
-                plan = plan_for(written) if written is not None else cache.get(track_id)
+                plan = known_plan(known, cache, track_id)
                 if plan is not None:
                     lookup.plans[track_id] = plan
                 elif recheck or any(base <= window_end for _, base in cells):

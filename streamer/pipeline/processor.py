@@ -37,7 +37,13 @@ from streamer.events.validation import (
     sound_used_of,
 )
 from streamer.metrics import Metrics
-from streamer.pipeline.attribution import Plan, attribute_uses, count_track_uses, plan_for
+from streamer.pipeline.attribution import (
+    Plan,
+    attribute_uses,
+    count_track_uses,
+    known_plan,
+    plan_for,
+)
 from streamer.state.catalog import CatalogCache
 from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState, Rejection
 
@@ -361,9 +367,7 @@ class RecordProcessor:
             state.watermark[TRACKS_CODE] = occurred_at
             dedupe.advance(occurred_at)
         plan = plan_for(meta)
-        # This interval's own metadata first: the cache may have evicted it already.
-        written = state.catalog_writes.get(track_id)
-        previous = plan_for(written) if written is not None else self.cache.get(track_id)
+        previous = known_plan(state.catalog_writes, self.cache, track_id)
         if previous is not None:
             if previous != plan:  # equal plans: the same attribution, nothing to seal
                 self._seal(state, track_id, previous)

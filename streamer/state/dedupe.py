@@ -84,9 +84,11 @@ class _Bucket:
         self.filter: np.ndarray = _EMPTY
         self.filter_shift = 64
 
-    def maybe_frozen(self, probe: np.ndarray) -> np.ndarray:
-        """Positions in ``probe`` that may be in the frozen array (the rest are not)."""
-        bits = _filter_bits(probe)
+    def maybe_frozen(self, probe: np.ndarray, bits: np.ndarray | None = None) -> np.ndarray:
+        """Positions in ``probe`` that may be in the frozen array (the rest are not);
+        ``bits``: the probe's ``_filter_bits``, when the caller has them already."""
+        if bits is None:
+            bits = _filter_bits(probe)
         return np.flatnonzero((self.filter[probe >> np.uint64(self.filter_shift)] & bits)
                               == bits)
 
@@ -148,8 +150,9 @@ class Deduper:
             return None
         probe = np.fromiter(digests, dtype=np.uint64, count=len(digests))
         hits = np.zeros(len(digests), dtype=bool)
+        bits = _filter_bits(probe)  # the same in every bucket's filter
         for bucket in self._frozen_buckets:
-            candidates = bucket.maybe_frozen(probe)
+            candidates = bucket.maybe_frozen(probe, bits)
             if not len(candidates):
                 continue
             frozen = bucket.frozen
