@@ -204,7 +204,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         await ensure_started()
-        await worker.on_revoked(revoked)
+        await worker.on_revoked(revoked, app.consumer_generation_id)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:

@@ -31,7 +31,8 @@ from streamer.pipeline.cancellation import cancelling
 
 log = logging.getLogger(__name__)
 
-StoredPositions = Callable[[set[Any]], Awaitable[Mapping[Any, int]]]
+StoredPositions = Callable[[set[Any], int], Awaitable[Mapping[Any, int]]]
+"""``(assignment, its rebalance generation) -> {TP: next offset}``."""
 
 
 async def commit_offsets(faust_consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
@@ -85,17 +86,22 @@ async def seek_offset(faust_consumer: Any, topic: str, partition: int, offset: i
 def resume_from_stored_offsets(faust_consumer: Any, stored_positions: StoredPositions) -> None:
     """Make Faust's post-rebalance seek use ``stored_positions(assignment)`` where it has one.
 
-    ``stored_positions`` gets the assigned topic partitions and returns
-    ``{TP: next offset}`` for those whose position is kept elsewhere (claiming them
-    first); the others keep Faust's committed-offset seek.
+    ``stored_positions`` gets the assigned topic partitions with the generation they
+    were assigned in, and returns ``{TP: next offset}`` for those whose position is kept
+    elsewhere (claiming them first); the others keep Faust's committed-offset seek.
     """
     committed_seek = faust_consumer.seek_to_committed
     thread = faust_consumer._thread
+    app = faust_consumer.app
 
     async def seek_to_stored() -> Mapping[Any, int]:
-        # Claims start before the first await: Faust checked its rebalance generation
-        # just before this call, so the assignment read here is the one to resume.
-        claimed = asyncio.ensure_future(stored_positions(set(faust_consumer.assignment())))
+        # The assignment and its generation are read together, before any await. Faust
+        # checks the generation before it seeks, but a revocation can begin after that
+        # check (the generation changes only when the next assignment arrives), so the
+        # worker compares it with the generation it last revoked.
+        generation = app.consumer_generation_id
+        claimed = asyncio.ensure_future(
+            stored_positions(set(faust_consumer.assignment()), generation))
         positions = dict(await committed_seek())
         stored = await claimed
 

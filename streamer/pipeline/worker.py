@@ -86,6 +86,8 @@ class PipelineWorker:
         self._consumer: Any = None
         self.rebalancing = True
         self._revocations = 0
+        # The consumer group generation of the last assignment revoked (see stored_positions).
+        self._revoked_generation = -1
         self.last_flush_ok = time.monotonic()
         self.watch = DeliveryWatch(settings.delivery_stall_after_s)
 
@@ -122,10 +124,14 @@ class PipelineWorker:
     def _partitions(self, tps: Iterable[Any]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic in self._topic_codes}
 
-    async def on_revoked(self, revoked: Iterable[Any]) -> None:
-        """Flush what we counted, then forget: the next owner resumes from Redis."""
+    async def on_revoked(self, revoked: Iterable[Any], generation: int = -1) -> None:
+        """Flush what we counted, then forget: the next owner resumes from Redis.
+
+        ``generation``: the consumer group generation of the assignment being revoked.
+        """
         self.rebalancing = True
         self._revocations += 1
+        self._revoked_generation = max(self._revoked_generation, generation)
         partitions = self._partitions(revoked)
         self.assigned -= partitions
         states = []
@@ -163,12 +169,19 @@ class PipelineWorker:
             await asyncio.gather(*claims, return_exceptions=True)
         self.rebalancing = False
 
-    async def stored_positions(self, assignment: Iterable[Any]) -> dict[Any, int]:
+    async def stored_positions(self, assignment: Iterable[Any], generation: int) -> dict[
+            Any, int]:
         """Where Faust resumes each assigned input partition: the offsets stored in Redis.
 
         Faust calls this (pipeline/faust_compat.py) before it fetches after a rebalance,
         possibly before the assignment signal reaches on_assigned; both share the claims.
+        A call for a generation already revoked claims nothing: its partitions may be
+        another worker's by now, and a claim here would keep a partition this worker no
+        longer reads (Faust's recovery can seek after the next revocation began).
         """
+        if generation <= self._revoked_generation:
+            log.info("not resuming generation %d: it was revoked", generation)
+            return {}
         revocations = self._revocations
         claims = self._start_claims(self._partitions(assignment))
         if claims:
@@ -206,10 +219,13 @@ class PipelineWorker:
                 log.debug("claim error %r", exc)
             await retry_forever(f"claim partition {partition}", attempt)
             attempt += 1
-        if partition in self.assigned:
-            self.states[partition] = state
-            self._expect_rewind(state)
-        self._claims.pop(partition, None)
+        # Only the partition's current claim installs its state: one that a revocation
+        # popped (and whose cancellation came too late) must not replace a newer claim's.
+        if self._claims.get(partition) is asyncio.current_task():
+            del self._claims[partition]
+            if partition in self.assigned:
+                self.states[partition] = state
+                self._expect_rewind(state)
         self.metrics.partitions_assigned.set(len(self.states))
         return state
 

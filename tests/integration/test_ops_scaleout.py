@@ -101,20 +101,27 @@ async def wait_partitions(workers: list[WorkerProcess], timeout: float = 90.0) -
         WorkerProcess, set[int]]:
     """Until every worker is healthy and each holds part of a disjoint, complete split."""
     owned: dict[WorkerProcess, set[int]] = {}
+    last: dict[WorkerProcess, tuple[int, dict[str, Any]]] = {}
 
     async def split_done() -> bool:
         owned.clear()
         for worker in workers:
-            status, body = await health(worker)
-            if status != 200:
-                return False
-            owned[worker] = {int(p) for p in body.get("partitions", {})}
+            last[worker] = await health(worker)
+            owned[worker] = {int(p) for p in last[worker][1].get("partitions", {})}
         every = [p for parts in owned.values() for p in parts]
-        return (sorted(every) == list(range(PARTITIONS))
+        return (all(status == 200 for status, _ in last.values())
+                and sorted(every) == list(range(PARTITIONS))
                 and all(owned[w] for w in workers))
 
-    await poll_until(split_done, timeout, f"a complete partition split over {len(workers)} "
-                     "workers")
+    try:
+        await poll_until(split_done, timeout, f"a complete partition split over "
+                         f"{len(workers)} workers")
+    except TimeoutError as exc:
+        # Say which health condition held, and what each worker logged last.
+        for worker in workers:
+            worker.print_log_tail(60)
+        raise TimeoutError(f"{exc}; last health answers: "
+                           f"{ {w.base_url: last.get(w) for w in workers} }") from None
     return dict(owned)
 
 

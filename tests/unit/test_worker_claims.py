@@ -71,3 +71,106 @@ async def test_cancelling_the_fetch_loop_itself_still_cancels_handle() -> None:
     assert 0 in worker._claims, "the shielded claim goes on for the next record"
     assigning.cancel()
     worker._claims[0].cancel()
+
+
+@dataclass
+class Claimed:
+    seq: int = 0
+    offsets: dict[str, int] | None = None
+    watermarks: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.offsets = self.offsets or {}
+        self.watermarks = self.watermarks or {}
+
+
+class GatedStore:
+    """Claims that answer when the test opens their gate (one gate per claim, in order).
+
+    ``swallow_cancel``: a claim goes on to answer after it is cancelled, as a client
+    that finishes its request before it notices.
+    """
+
+    def __init__(self, swallow_cancel: bool = False) -> None:
+        self.swallow_cancel = swallow_cancel
+        self.gates: list[asyncio.Event] = []
+        self.owners: list[tuple[int, str]] = []
+
+    async def claim(self, partition: int, owner: str) -> Claimed:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        self.owners.append((partition, owner))
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            if not self.swallow_cancel:
+                raise
+            await gate.wait()
+        return Claimed()
+
+    async def load_pending(self, partition: int) -> dict[bytes, bytes]:
+        return {}
+
+    async def load_dedupe(self, partition: int, code: str, buckets: Any) -> dict[int, bytes]:
+        return {}
+
+
+def _gated_worker(swallow_cancel: bool = False) -> tuple[PipelineWorker, GatedStore, Settings]:
+    settings = Settings()
+    store = GatedStore(swallow_cancel)
+    worker = PipelineWorker(settings, store, Metrics())  # type: ignore[arg-type]
+    return worker, store, settings
+
+
+def _tps(settings: Settings, partitions: list[int]) -> set[TP]:
+    return {TP(topic, p) for p in partitions
+            for topic in (settings.uses_topic, settings.tracks_topic)}
+
+
+async def _open_gates(store: GatedStore) -> None:
+    for gate in store.gates:
+        gate.set()
+    await asyncio.sleep(0.01)
+
+
+async def test_a_seek_for_a_revoked_generation_claims_nothing() -> None:
+    """Faust's recovery can seek for generation 1 after generation 1 was revoked."""
+    worker, store, settings = _gated_worker()
+    resuming = asyncio.ensure_future(worker.stored_positions(_tps(settings, [0, 1, 2, 3]), 1))
+    await asyncio.sleep(0.01)
+    await _open_gates(store)
+    assert set((await resuming).values()) == {0}
+    await worker.on_assigned(_tps(settings, [0, 1, 2, 3]))
+    assert set(worker.states) == {0, 1, 2, 3}
+
+    await worker.on_revoked(_tps(settings, [0, 1, 2, 3]), generation=1)
+    claims_before = len(store.owners)
+    stale = worker.stored_positions(_tps(settings, [0, 1, 2, 3]), 1)
+    assert await asyncio.wait_for(stale, 1) == {}
+    assert len(store.owners) == claims_before, "a revoked generation starts no claim"
+    assert worker.assigned == set() and worker.states == {}
+
+    # Generation 2 gives this worker partitions 2 and 3 only: it keeps no other.
+    resuming = asyncio.ensure_future(worker.stored_positions(_tps(settings, [2, 3]), 2))
+    await asyncio.sleep(0.01)
+    await _open_gates(store)
+    await resuming
+    await worker.on_assigned(_tps(settings, [2, 3]))
+    assert set(worker.states) == {2, 3}
+    assert not worker.rebalancing
+
+
+async def test_a_revoked_claim_that_answers_late_does_not_replace_the_new_one() -> None:
+    worker, store, settings = _gated_worker(swallow_cancel=True)
+    first = asyncio.ensure_future(worker.on_assigned(_tps(settings, [0])))
+    await asyncio.sleep(0.01)
+    await worker.on_revoked(_tps(settings, [0]), generation=1)  # its cancel is swallowed
+    second = asyncio.ensure_future(worker.on_assigned(_tps(settings, [0])))
+    await asyncio.sleep(0.01)
+    assert [p for p, _ in store.owners] == [0, 0]
+    store.gates[1].set()  # the new claim answers first, then the revoked one
+    await asyncio.sleep(0.01)
+    store.gates[0].set()
+    await asyncio.wait_for(asyncio.gather(first, second), 1)
+    assert worker.states[0].owner == store.owners[1][1], "the newer claim's owner token"
+    assert worker._claims == {}
