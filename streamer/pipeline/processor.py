@@ -279,7 +279,6 @@ class RecordProcessor:
         if newest > watermark:
             state.watermark[USES_CODE] = newest
             dedupe.advance(newest)
-        dedupe.compact()
         counted = len(counted_events)
         state.unflushed_events += counted
         hot = self.metrics.hot
@@ -307,7 +306,6 @@ class RecordProcessor:
         if occurred_at > watermark:
             state.watermark[USES_CODE] = occurred_at
             dedupe.advance(occurred_at)
-        dedupe.compact()
         state.unflushed_events += 1
         hot.events_counted += 1
 
