@@ -132,8 +132,24 @@ class BenchRun:
         return self.settings.kafka.aiokafka_kwargs()
 
     async def create_topics(self) -> None:
+        """The input topics without retention limits, then the worker's own ensure_topics.
+
+        A broker's default ``retention.bytes`` (1 GiB a partition on the local stack)
+        deleted the oldest records of a 75M-event backlog before the worker read them.
+        """
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
         from streamer.pipeline.worker import ensure_topics
 
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
+        await admin.start()
+        try:
+            unlimited = {"retention.bytes": "-1", "retention.ms": "-1"}
+            await admin.create_topics([
+                NewTopic(name, self.partitions, 1, topic_configs=unlimited)
+                for name in (self.tracks_topic, self.uses_topic)])
+        finally:
+            await admin.close()
         count = await asyncio.wait_for(ensure_topics(self.settings), timeout=60)
         deadline = time.monotonic() + 30
         while count == 0 and time.monotonic() < deadline:

@@ -294,6 +294,7 @@ class Deduper:
         hashes = np.fromiter(digests, dtype=np.uint64, count=count)
         keys = _keys(hashes)
         table = self._table
+        table.grow(table.entries + count)  # first: the rows read below stay valid
         b1, b2 = table.candidates(keys)
         rows1, rows2 = table.rows(b1), table.rows(b2)
         seen = table.holds(rows1, keys) | table.holds(rows2, keys)
@@ -321,16 +322,8 @@ class Deduper:
             codes = (bucket_of % 255 + 1).astype(np.uint64)
             for bucket in np.unique(bucket_of).tolist():
                 self._note(bucket, hashes[new][bucket_of == bucket])
-        blocks = table.blocks
-        table.grow(table.entries + len(new))
-        keys = keys[new]
-        if table.blocks != blocks:  # blocks split: the addresses read above may be stale
-            b1, b2 = table.candidates(keys)
-            rows1, rows2 = table.rows(b1), table.rows(b2)
-        else:
-            b1, b2, rows1, rows2 = b1[new], b2[new], rows1[new], rows2[new]
-        words = keys | codes
-        for position in table.insert(words, b1, b2, rows1, rows2):
+        words = keys[new] | codes
+        for position in table.insert(words, b1[new], b2[new], rows1[new], rows2[new]):
             word = int(words[position])
             self._overflow[word & _KEY_INT] = word
         return fresh.tolist()
