@@ -7,24 +7,21 @@ persisted with the partition's atomic flush, so a restarted worker detects the
 duplicates of events it counted before the crash.
 
 In memory every live hash of a partition sits in one hash table (``_BlockTable``):
-blocks of eight 64-bit words, one CPU cache line each, in two sub-tables, and one
-candidate block per hash in each (the emptier one takes it; when both are full, one
-resident moves to its other block). A probe reads two cache lines whatever the number
-of hashes or buckets, and a batch record probes and inserts its 500 hashes with a few
-vectorised numpy operations. The design it replaced kept a sorted array per bucket
-behind a filter: five filters and a binary search per event once the horizon filled,
-and each freeze copied the whole bucket (2.5x slower per batch at 9.4M hashes, the
-state of one of 8 partitions at 250k events/s). A word is the hash with its low byte
-replaced by its bucket's code, so expiry needs no second array: dropping a bucket
-clears the words with its code.
+blocks of eight 64-bit words, one CPU cache line each, and two candidate blocks per
+hash (the emptier one takes it; when both are full, one resident moves to its other
+block). A probe reads two cache lines whatever the number of hashes or buckets, and a
+batch record probes and inserts its 500 hashes with a few vectorised numpy operations.
+The design it replaced kept a sorted array per bucket behind a filter: five filters
+and a binary search per event once the horizon filled, and each freeze copied the
+whole bucket (2.5x slower per batch at 9.4M hashes, the state of one of 8 partitions
+at 250k events/s). A word is the hash with its low byte replaced by its bucket's code,
+so expiry needs no second array: dropping a bucket clears the words with its code.
 
-Memory: 8 bytes a slot. When 85 % of the slots are full, the smaller sub-table doubles,
-so the table grows by 1.5x and 1.33x in turn and holds 9.4 to 14 bytes a hash (one
-table doubling whole would hold 9.4 to 19: 128 instead of 96 MB a partition at 9.4M
-hashes). A doubling splits each block of the sub-table into itself and a new one
-(linear hashing: the words whose next address bit is 1 move to the new block, in the
-same slot), spread over 32 calls: no pause to rehash millions of hashes, and no insert
-can fail for it.
+Memory: 8 bytes a slot. The table doubles when 85 % of its slots are full, so it holds
+9.4 to 19 bytes a hash (the old design: ~9 bytes frozen, ~90 for the hashes not yet
+frozen). A doubling splits each block into itself and a new one (linear hashing: the
+words whose next address bit is 1 move to the new block, in the same slot), spread
+over 32 calls: no pause to rehash millions of hashes, and no insert can fail for it.
 
 Collision odds: a word keeps 56 bits of the hash and sits in one of the hash's two
 blocks, so a new event is taken for a duplicate only if one of the 16 words there
@@ -42,7 +39,7 @@ import xxhash
 _hash64 = xxhash.xxh3_64_intdigest
 
 SLOTS = 8  # 8 words of 8 bytes: one 64-byte cache line per block
-MAX_LOAD = 0.85  # a sub-table doubles when more of the whole table's slots are full
+MAX_LOAD = 0.85  # the table doubles when more of its slots than this are full
 _U64 = np.uint64
 _CODE = _U64(0xFF)
 _KEY = _U64(0xFFFF_FFFF_FFFF_FF00)
