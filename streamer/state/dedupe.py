@@ -47,9 +47,6 @@ _KEY_INT = 0xFFFF_FFFF_FFFF_FF00
 _LOW32 = _U64(0xFFFF_FFFF)
 _ONES = _U64(0x0101_0101_0101_0101)  # sums the bytes of a word (each 0 or 1)
 _SWEEP_BLOCKS = 1 << 16  # blocks per step of an expiry sweep (bounds its temporaries)
-# Sub-tables from 1 MB reserve 2 GB of address space (2**25 blocks), not memory.
-_RESERVE_FROM = 1 << 14
-_RESERVE = 1 << 25
 
 
 def event_hash(event_id: str) -> int:
@@ -76,127 +73,58 @@ def _code(bucket: int) -> int:
     return bucket % 255 + 1
 
 
-def _zeros(blocks: int) -> np.ndarray:
-    """Zeroed blocks; a large array is reserved far ahead (lazily mapped zero pages
-    cost no memory until written), so later doublings need no copy: a copy would hold
-    the old and the new array at once, a peak of twice the sub-table."""
-    if blocks >= _RESERVE_FROM and blocks < _RESERVE:
-        try:
-            return np.zeros((_RESERVE, SLOTS), dtype=np.uint64)
-        except MemoryError:  # strict overcommit: fall back to exact doubling
-            pass
-    return np.zeros((blocks, SLOTS), dtype=np.uint64)
+class _BlockTable:
+    """Words in blocks of ``SLOTS``, each hash in one of two blocks.
 
-
-class _Half:
-    """One of the table's two sub-tables: blocks addressed by one 32-bit field of the
-    key (bits ``shift`` to ``shift + 31``), grown by linear hashing.
-
-    ``2**level + split`` blocks are in use; a block below ``split`` has been split, so
-    its address takes one more bit. Splitting block ``j`` moves the words whose next
-    address bit is 1 to block ``j + 2**level``, in the same slot (that block is new and
-    empty), so a split never fails and never moves other blocks.
+    The two candidate blocks come from bits 32-63 and 8-39 of the hash, addressed by
+    linear hashing: ``2**level + split`` blocks are in use; a block below ``split``
+    has been split, so its address takes one more bit. Splitting block ``j`` moves the
+    words whose next address bit is 1 to block ``j + 2**level``, in the same slot
+    (that block is new and empty), so a split never fails and never moves other blocks.
+    A block not yet split takes twice the share of one that has, so the splits of one
+    doubling follow each other closely (``grow``) rather than one block at a time.
     """
 
-    __slots__ = ("_flat", "level", "shift", "split", "words")
+    __slots__ = ("_flat", "entries", "level", "split", "words")
 
-    def __init__(self, level: int, shift: int) -> None:
+    def __init__(self, level: int = 6) -> None:
         self.level = level
         self.split = 0
-        self.shift = shift
-        self.words = _zeros(2 << level)
+        self.entries = 0  # words stored (expired ones count until their sweep)
+        self.words = np.zeros((2 << level, SLOTS), dtype=np.uint64)
         self._flat = memoryview(self.words.reshape(-1))
 
     @property
     def blocks(self) -> int:
         return (1 << self.level) + self.split
 
-    def field(self, keys: np.ndarray) -> np.ndarray:
-        return (keys >> _U64(self.shift)) & _LOW32
+    @property
+    def nbytes(self) -> int:
+        return self.blocks * SLOTS * 8
 
-    def address(self, keys: np.ndarray) -> np.ndarray:
-        x = self.field(keys)
+    # -- addressing ----------------------------------------------------------------
+
+    def _address(self, x: np.ndarray) -> np.ndarray:
         low = x & _U64((1 << self.level) - 1)
         if self.split:
             wide = x & _U64((2 << self.level) - 1)
             low = np.where(low < _U64(self.split), wide, low)
         return low.astype(np.intp)
 
-    def address_one(self, key: int) -> int:
-        x = (key >> self.shift) & 0xFFFF_FFFF
+    def candidates(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._address(keys >> _U64(32)), self._address((keys >> _U64(8)) & _LOW32)
+
+    def _address_one(self, x: int) -> int:
         low = x & ((1 << self.level) - 1)
         return x & ((2 << self.level) - 1) if low < self.split else low
 
-    def free_slots(self, block: int) -> int:
-        return self._flat[block * SLOTS:(block + 1) * SLOTS].tolist().count(0)
-
-    def put(self, block: int, word: int) -> None:
-        start = block * SLOTS
-        self._flat[start + self._flat[start:start + SLOTS].tolist().index(0)] = word
-
-    def split_blocks(self, stop: int) -> None:
-        """Split the blocks from ``split`` up to ``stop`` (at most ``2**level``)."""
-        half = 1 << self.level
-        start = self.split
-        old = self.words[start:stop]
-        move = (old != 0) & ((self.field(old) & _U64(half)) != 0)
-        self.words[start + half:stop + half] = np.where(move, old, _U64(0))
-        old[move] = 0
-        self.split = stop
-        if self.split == half:
-            self.level += 1
-            self.split = 0
-            if len(self.words) < 2 << self.level:
-                grown = _zeros(2 << self.level)
-                grown[:half * 2] = self.words[:half * 2]
-                self.words = grown
-                self._flat = memoryview(grown.reshape(-1))
-
-    def sweep(self, live_codes: np.ndarray) -> int:
-        """Clear the words whose code is not live; return how many."""
-        cleared = 0
-        used = self.blocks
-        for start in range(0, used, _SWEEP_BLOCKS):
-            chunk = self.words[start:min(used, start + _SWEEP_BLOCKS)]
-            dead = (chunk != 0) & ~live_codes[(chunk & _CODE).astype(np.intp)]
-            cleared += int(np.count_nonzero(dead))
-            chunk[dead] = 0
-        return cleared
-
-
-class _BlockTable:
-    """Words in blocks of ``SLOTS``; each hash has one candidate block in each of two
-    sub-tables (d-left hashing): bits 32-63 address the first, bits 8-39 the second.
-
-    The sub-tables double in turn, so the table grows by 1.5x and 1.33x, never 2x: it
-    holds 9.4 to 14 bytes a hash, where one table doubling at once would hold 9.4 to
-    19. Each doubling is spread over 32 calls (``grow``).
-    """
-
-    __slots__ = ("_levelling", "entries", "first", "second")
-
-    def __init__(self, level: int = 6) -> None:
-        self.first = _Half(max(0, level - 1), 32)
-        self.second = _Half(max(0, level - 1), 8)
-        self.entries = 0  # words stored (expired ones count until their sweep)
-        # After a sub-table doubles: (the other one, its next block to level out).
-        self._levelling: tuple[_Half, int] | None = None
-
-    @property
-    def blocks(self) -> int:
-        return self.first.blocks + self.second.blocks
-
-    @property
-    def nbytes(self) -> int:
-        return self.blocks * SLOTS * 8
+    def candidates_one(self, key: int) -> tuple[int, int]:
+        return self._address_one(key >> 32), self._address_one((key >> 8) & 0xFFFF_FFFF)
 
     # -- batches -------------------------------------------------------------------
 
-    def candidates(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.first.address(keys), self.second.address(keys)
-
-    def rows(self, b1: np.ndarray, b2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.first.words.take(b1, axis=0), self.second.words.take(b2, axis=0)
+    def rows(self, blocks: np.ndarray) -> np.ndarray:
+        return self.words.take(blocks, axis=0)
 
     @staticmethod
     def holds(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -210,28 +138,22 @@ class _BlockTable:
         before; return the positions that found no free slot."""
         free1 = (rows1 == 0).view(np.uint64)[:, 0]  # one byte per slot: 1 if free
         free2 = (rows2 == 0).view(np.uint64)[:, 0]
-        # The emptier block takes the word; a tie goes by a bit of the hash (the rule
-        # "ties go left" would fill the first sub-table faster than the second).
-        count1, count2 = (free1 * _ONES) >> _U64(56), (free2 * _ONES) >> _U64(56)
-        first = (count1 > count2) | ((count1 == count2) & ((words & _U64(0x100)) != 0))
-        tags = np.where(first, b1 * 2, b2 * 2 + 1)  # block and sub-table in one number
+        first = ((free1 * _ONES) >> _U64(56)) >= ((free2 * _ONES) >> _U64(56))
+        blocks = np.where(first, b1, b2)
         free = np.where(first, free1, free2)
         # Two new words for one block would take the same slot: those go one by one.
-        order = np.argsort(tags, kind="stable")
-        ordered = tags[order]
-        shared = np.zeros(len(tags), dtype=bool)
-        if len(tags) > 1:
+        order = np.argsort(blocks, kind="stable")
+        ordered = blocks[order]
+        shared = np.zeros(len(blocks), dtype=bool)
+        if len(blocks) > 1:
             same = ordered[1:] == ordered[:-1]
             if same.any():
                 shared[order[1:][same]] = True
                 shared[order[:-1][same]] = True
         fast = (free != 0) & ~shared
-        lowest = free & (~free + _U64(1))  # the first free slot's byte
+        lowest = free[fast] & (~free[fast] + _U64(1))  # the first free slot's byte
         slots = (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
-        into_first = fast & first
-        into_second = fast & ~first
-        self.first.words[b1[into_first], slots[into_first]] = words[into_first]
-        self.second.words[b2[into_second], slots[into_second]] = words[into_second]
+        self.words[blocks[fast], slots] = words[fast]
         self.entries += int(np.count_nonzero(fast))
         full = []
         for position in np.flatnonzero(~fast).tolist():
@@ -243,9 +165,10 @@ class _BlockTable:
 
     def find_one(self, key: int) -> int:
         """The word holding this key, or 0."""
-        for half in (self.first, self.second):
-            start = half.address_one(key) * SLOTS
-            for word in half._flat[start:start + SLOTS]:
+        flat = self._flat
+        for block in self.candidates_one(key):
+            start = block * SLOTS
+            for word in flat[start:start + SLOTS]:
                 if word & _KEY_INT == key:
                     return word
         return 0
@@ -254,104 +177,76 @@ class _BlockTable:
         """Store one word in the emptier of its blocks; if both are full, move a word
         of theirs to its other block to make room (one step of cuckoo hashing).
         False if that finds no room either (the caller keeps the word aside)."""
-        key = word & _KEY_INT
-        first, second = self.first, self.second
-        b1, b2 = first.address_one(key), second.address_one(key)
-        free1, free2 = first.free_slots(b1), second.free_slots(b2)
-        if free1 or free2:
-            if free1 > free2 or (free1 == free2 and word & 0x100):
-                first.put(b1, word)
-            else:
-                second.put(b2, word)
-            self.entries += 1
+        flat = self._flat
+        blocks = self.candidates_one(word & _KEY_INT)
+        best, best_free = -1, 0
+        for block in blocks:
+            free = flat[block * SLOTS:(block + 1) * SLOTS].tolist().count(0)
+            if free > best_free:
+                best, best_free = block, free
+        if best >= 0:
+            self._put(best, word)
             return True
-        for half, block, other in ((first, b1, second), (second, b2, first)):
+        for block in blocks:
             start = block * SLOTS
-            for slot, resident in enumerate(half._flat[start:start + SLOTS].tolist()):
-                elsewhere = other.address_one(resident & _KEY_INT)
-                if other.free_slots(elsewhere):
-                    other.put(elsewhere, resident)
-                    half._flat[start + slot] = word
-                    self.entries += 1
+            for slot, resident in enumerate(flat[start:start + SLOTS].tolist()):
+                first, second = self.candidates_one(resident & _KEY_INT)
+                other = second if first == block else first
+                if other != block and 0 in flat[other * SLOTS:(other + 1) * SLOTS].tolist():
+                    self._put(other, resident)
+                    flat[start + slot] = word
                     return True
         return False
+
+    def _put(self, block: int, word: int) -> None:
+        start = block * SLOTS
+        self._flat[start + self._flat[start:start + SLOTS].tolist().index(0)] = word
+        self.entries += 1
 
     # -- growth and expiry -----------------------------------------------------------
 
     def grow(self, wanted_entries: int) -> None:
         """Make room for ``wanted_entries`` words.
 
-        Once the blocks are ``MAX_LOAD`` full, the smaller sub-table doubles (the first
-        when they are equal). While a sub-table splits, its blocks not yet split take
-        twice the share of those that have, so the splits of one doubling are done
-        within 32 calls (of a batch each), not one a call. A load far beyond the table
-        (a claim reading back millions of hashes) finishes doublings at once.
+        The table doubles once its blocks are ``MAX_LOAD`` full: a block that has not
+        split yet takes twice the share of one that has, so the splits of one doubling
+        are done within 32 calls (of a batch each), not one a call. A load far beyond
+        the table (a claim reading back millions of hashes) finishes doublings at once.
         """
-        growing = self._growing()
-        if growing is None and wanted_entries > MAX_LOAD * SLOTS * self.blocks:
-            growing = self._smaller()
-        if growing is not None:
-            half = 1 << growing.level
-            # Each split adds a block: at least twice the blocks the load is short of.
-            short = (wanted_entries - MAX_LOAD * SLOTS * self.blocks) / (MAX_LOAD * SLOTS)
-            step = max(64, half // 32, int(2 * short))
-            growing.split_blocks(min(half, growing.split + step))
-            if not growing.split:  # that doubling is done
-                self._levelling = (self.second if growing is self.first else self.first, 0)
-        elif self._levelling is not None:
-            self._level_out()
-        if wanted_entries > 0.95 * SLOTS * self.blocks:
-            while wanted_entries > MAX_LOAD * SLOTS * self.blocks:
-                growing = self._growing() or self._smaller()
-                growing.split_blocks(1 << growing.level)
+        half = 1 << self.level
+        if self.split or wanted_entries > MAX_LOAD * SLOTS * half:
+            self._split(self.split, min(half, self.split + max(64, half // 32)))
+        while wanted_entries > 0.95 * SLOTS * (1 << self.level):
+            self._split(self.split, 1 << self.level)
 
-    def _level_out(self) -> None:
-        """Move words from the fuller sub-table to their blocks in the one that has just
-        doubled, a slice of blocks per call (32 calls in all).
-
-        Right after a doubling the sub-table that did not double is as full as the
-        doubling threshold, and inserts alone never empty a block: without this, a
-        third of its blocks stay full, and each hash whose other block is full too
-        takes the slow path. A word moves when its other block holds at least two
-        words fewer; one word per target block per slice (two would take one slot).
-        """
-        assert self._levelling is not None
-        source, start = self._levelling
-        target = self.second if source is self.first else self.first
-        stop = min(source.blocks, start + max(64, source.blocks // 32))
-        self._levelling = (source, stop) if stop < source.blocks else None
-        words = source.words[start:stop]
-        if not len(words):
-            return
-        for _ in range(2):  # up to two words a block
-            occupied = words != 0
-            counts = occupied.sum(axis=1)
-            blocks = target.address(words & _KEY)
-            target_rows = target.words.take(blocks.reshape(-1), axis=0)
-            target_counts = (target_rows != 0).sum(axis=1).reshape(blocks.shape)
-            movable = occupied & (target_counts + 2 <= counts[:, None])
-            # One word per source block (the first movable) and per target block.
-            first_slot = np.argmax(movable, axis=1)
-            rows = np.flatnonzero(movable.any(axis=1))
-            slots = first_slot[rows]
-            destinations = blocks[rows, slots]
-            destinations, unique = np.unique(destinations, return_index=True)
-            rows, slots = rows[unique], slots[unique]
-            free = (target.words[destinations] == 0).view(np.uint64)[:, 0]
-            lowest = free & (~free + _U64(1))
-            target_slots = (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
-            target.words[destinations, target_slots] = words[rows, slots]
-            words[rows, slots] = 0
-
-    def _growing(self) -> _Half | None:
-        return self.first if self.first.split else self.second if self.second.split else None
-
-    def _smaller(self) -> _Half:
-        return self.second if self.second.blocks < self.first.blocks else self.first
+    def _split(self, start: int, stop: int) -> None:
+        half = 1 << self.level
+        old = self.words[start:stop]
+        x1 = old >> _U64(32)
+        x2 = (old >> _U64(8)) & _LOW32
+        rows = np.arange(start, stop, dtype=np.uint64)[:, None]
+        by_first = (x1 & _U64(half - 1)) == rows  # else it sits in its second block
+        bit = np.where(by_first, x1, x2) & _U64(half)
+        move = (old != 0) & (bit != 0)
+        self.words[start + half:stop + half] = np.where(move, old, _U64(0))
+        old[move] = 0
+        self.split = stop
+        if self.split == half:
+            self.level += 1
+            self.split = 0
+            grown = np.zeros((2 << self.level, SLOTS), dtype=np.uint64)
+            grown[:half * 2] = self.words[:half * 2]
+            self.words = grown
+            self._flat = memoryview(grown.reshape(-1))
 
     def sweep(self, live_codes: np.ndarray) -> None:
         """Clear the words whose code is not live (``live_codes``: 256 booleans)."""
-        self.entries -= self.first.sweep(live_codes) + self.second.sweep(live_codes)
+        used = self.blocks
+        for start in range(0, used, _SWEEP_BLOCKS):
+            chunk = self.words[start:min(used, start + _SWEEP_BLOCKS)]
+            dead = (chunk != 0) & ~live_codes[(chunk & _CODE).astype(np.intp)]
+            self.entries -= int(np.count_nonzero(dead))
+            chunk[dead] = 0
 
 
 class Deduper:
@@ -401,7 +296,7 @@ class Deduper:
         table = self._table
         table.grow(table.entries + count)  # first: the rows read below stay valid
         b1, b2 = table.candidates(keys)
-        rows1, rows2 = table.rows(b1, b2)
+        rows1, rows2 = table.rows(b1), table.rows(b2)
         seen = table.holds(rows1, keys) | table.holds(rows2, keys)
         if self._overflow:
             overflow = self._overflow
@@ -472,8 +367,7 @@ class Deduper:
         keys = _keys(hashes)
         table = self._table
         b1, b2 = table.candidates(keys)
-        rows1, rows2 = table.rows(b1, b2)
-        seen = table.holds(rows1, keys) | table.holds(rows2, keys)
+        seen = (table.holds(table.rows(b1), keys) | table.holds(table.rows(b2), keys))
         if self._overflow:
             seen |= np.isin(keys, np.fromiter(self._overflow, dtype=np.uint64))
         new = np.flatnonzero(~seen)
@@ -483,7 +377,7 @@ class Deduper:
             part = keys[new[start:start + 4096]]
             words = part | _U64(_code(bucket_index))
             b1, b2 = table.candidates(part)
-            for position in table.insert(words, b1, b2, *table.rows(b1, b2)):
+            for position in table.insert(words, b1, b2, table.rows(b1), table.rows(b2)):
                 word = int(words[position])
                 self._overflow[word & _KEY_INT] = word
 
