@@ -71,9 +71,13 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     import uvloop
 
     from streamer.pipeline.app import create_app, tune_gc
+    from streamer.pipeline.heap import configure_malloc
     from streamer.pipeline.worker import ensure_topics
 
+    # Before any thread exists: an arena limit applies to arenas created after it.
+    applied = configure_malloc(settings.malloc_mmap_threshold_bytes, settings.malloc_arena_max)
     logging.basicConfig(level=loglevel.upper() if loglevel != "warn" else "WARNING")
+    logging.getLogger(__name__).info("malloc settings: %s", ", ".join(applied) or "glibc's")
     try:
         partitions = asyncio.run(asyncio.wait_for(ensure_topics(settings), timeout=60))
     except Exception as exc:

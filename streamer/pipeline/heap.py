@@ -5,6 +5,18 @@ buffers (several MiB each, allocated in the consumer's thread) and the records p
 from them leave hundreds of MB free but resident. In a full simulated day the worker's
 RSS was 1,148 MB after draining and 821 MB right after one ``malloc_trim(0)``
 (gdb on the live worker), which returns every free page of every arena.
+
+Two glibc settings can keep such memory from piling up between trims
+(``configure_malloc``, applied before the worker starts its threads; off by default).
+Faust runs the Kafka consumer in a thread of its own, so fetch buffers and parsed
+records come from a thread arena: in a 1M-track backlog the worker's thread arenas held
+~220 MB and its main heap ~90 MB, beside 450 MB of dedupe tables. And glibc raises its
+mmap threshold to the size of each large block freed (up to 32 MiB), so after the first
+fetch buffer is freed, later ones are carved from the arenas too. A fixed threshold
+keeps large blocks in mappings of their own, unmapped when freed. Measured on a 40M
+backlog over 1M tracks: with a 128 KiB threshold and 2 arenas the worker peaked at
+979 MB instead of 1,077, but drained at 117,600 events/s instead of 142,500 (mapping
+and faulting in every large block); 2 arenas alone peaked at 1,158 MB.
 """
 
 from __future__ import annotations
@@ -14,13 +26,42 @@ import ctypes.util
 import time
 from collections.abc import Callable
 
+# mallopt parameters (glibc's malloc.h)
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def configure_malloc(mmap_threshold: int, arena_max: int) -> list[str]:
+    """Fix glibc's mmap threshold and cap its arenas (0 leaves a setting to glibc).
+
+    Returns the settings applied, for the log; none where the C library has no
+    ``mallopt`` (musl, macOS).
+    """
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return []
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    applied = []
+    for name, param, value in (("mmap_threshold", _M_MMAP_THRESHOLD, mmap_threshold),
+                               ("arena_max", _M_ARENA_MAX, arena_max)):
+        if value and mallopt(param, value) == 1:
+            applied.append(f"{name}={value}")
+    return applied
+
 
 def malloc_trim() -> Callable[[], int] | None:
     """glibc's ``malloc_trim(0)``, or None where the C library has none (musl, macOS)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

@@ -272,3 +272,22 @@ def test_words_with_both_blocks_full_are_kept_aside_found_and_expired(
     assert len(d) == 12 == d._table.entries + len(d._overflow)
     assert all(d.add_batch(early, [72_000] * 12))  # forgotten: new again
     assert not any(d.add_batch(late, [72_000] * 12))
+
+
+def test_a_large_table_doubles_in_place() -> None:
+    """From 2**14 blocks the table's array is reserved ahead: a doubling copies
+    nothing, so it never holds an old and a new table at once."""
+    table = _BlockTable(level=12)
+    assert len(table.words) == 2 << 12  # small tables are exact
+    table.grow(int(MAX_LOAD * SLOTS * (1 << 12)) + 1)
+    while table.split:
+        table.grow(table.entries)
+    assert table.level == 13
+    reserved = table.words.__array_interface__["data"][0]
+    assert len(table.words) > 2 << 13
+    for _ in range(3):
+        table.grow(int(MAX_LOAD * SLOTS * (1 << table.level)) + 1)
+        while table.split:
+            table.grow(table.entries)
+    assert table.level == 16
+    assert table.words.__array_interface__["data"][0] == reserved
