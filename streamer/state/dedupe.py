@@ -82,11 +82,23 @@ def _code(bucket: int) -> int:
     return bucket % 255 + 1
 
 
+def _strict_overcommit() -> bool:
+    """Linux's mode 2 counts reserved address space as memory: reserve nothing then."""
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as mode:
+            return mode.read().strip() == "2"
+    except OSError:
+        return False
+
+
+_CAN_RESERVE = not _strict_overcommit()
+
+
 def _zeros(blocks: int) -> np.ndarray:
     """Zeroed blocks; a large table is reserved far ahead, so its later doublings
     copy nothing. Untouched zero pages cost no memory, and a copy would hold the old
     and the new array at once: a peak of one more table (64 MB at 2**20 blocks)."""
-    if _RESERVE_FROM <= blocks < _RESERVE:
+    if _CAN_RESERVE and _RESERVE_FROM <= blocks < _RESERVE:
         try:
             return np.zeros((_RESERVE, SLOTS), dtype=np.uint64)
         except MemoryError:  # strict overcommit: grow by copying instead

@@ -110,7 +110,7 @@ def test_poll_size_setting_is_checked_and_given_to_faust(tmp_path: Any) -> None:
     settings = load_settings({"STREAMER_KAFKA_MAX_POLL_RECORDS": "1234",
                               "STREAMER_DATA_DIR": str(tmp_path)})
     assert create_app(settings).conf.broker_max_poll_records == 1234
-    assert Settings().kafka_max_poll_records == 5_000
+    assert Settings().kafka_max_poll_records == 1_000
 
 
 def test_fetch_size_and_wait_settings() -> None:

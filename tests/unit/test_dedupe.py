@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamer.state import dedupe
 from streamer.state.dedupe import MAX_LOAD, SLOTS, Deduper, _BlockTable, event_hash
 
 SETTINGS = settings(max_examples=300, deadline=None)
@@ -291,3 +292,9 @@ def test_a_large_table_doubles_in_place() -> None:
             table.grow(table.entries)
     assert table.level == 16
     assert table.words.__array_interface__["data"][0] == reserved
+
+
+def test_strict_overcommit_reserves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedupe, "_CAN_RESERVE", False)
+    table = _BlockTable(level=13)
+    assert len(table.words) == 2 << 13
