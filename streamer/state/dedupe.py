@@ -101,7 +101,7 @@ def _zeros(blocks: int) -> np.ndarray:
     if _CAN_RESERVE and _RESERVE_FROM <= blocks < _RESERVE:
         try:
             return np.zeros((_RESERVE, SLOTS), dtype=np.uint64)
-        except MemoryError:  # strict overcommit: grow by copying instead
+        except MemoryError:  # an address-space limit (ulimit -v): grow by copying instead
             pass
     return np.zeros((blocks, SLOTS), dtype=np.uint64)
 
