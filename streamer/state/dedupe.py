@@ -14,30 +14,39 @@ batch record probes and inserts its 500 hashes with a few vectorised numpy opera
 The design it replaced kept a sorted array per bucket behind a filter: five filters
 and a binary search per event once the horizon filled, and each freeze copied the
 whole bucket (2.5x slower per batch at 9.4M hashes, the state of one of 8 partitions
-at 250k events/s). A word is the hash with its low byte replaced by its bucket's code,
-so expiry needs no second array: dropping a bucket clears the words with its code.
+at 250k events/s).
+
+A word holds its whole hash, in 64 bits beside the bucket's code, because it leaves
+out what its block's address says (quotienting): the low ``width`` bits of the hash
+(or of its second address, below) are the block's number, so the word keeps the
+``64 - width`` bits above them, a bit for which of its two blocks it is in, and the
+code of its bucket in the low byte, so expiry needs no second array: dropping a bucket
+clears the words with its code. The second block's address is the first one XOR a mix
+of the hash's bits 32-63, which the word holds, so either block recovers the hash.
+Hence tables of at least 2**10 blocks (``MIN_LEVEL``: 54 bits above the address, plus
+a marker bit that keeps every word non-zero, the mark of an empty slot).
+
+Collision odds: the table answers exactly for the 64-bit hashes, so a new event is
+taken for a duplicate only when its hash equals one of the partition's n live hashes:
+n / 2**64 per event, 5.1e-13 at n = 9.4M (a partition's share at 250k events/s), one
+false duplicate per ~2e12 events, ~90 days at 250k events/s. (Words of the top 56
+bits, before quotienting, had n / 2**56: ~3 a day at that rate.)
 
 Memory: 8 bytes a slot. The table doubles when 85 % of its slots are full, so it holds
 9.4 to 19 bytes a hash (the old design: ~9 bytes frozen, ~90 for the hashes not yet
 frozen). A doubling splits each block into itself and a new one (linear hashing: the
-words whose next address bit is 1 move to the new block, in the same slot), spread
-over 32 calls: no pause to rehash millions of hashes, and no insert can fail for it.
-From 2**14 blocks (1 MB) a table's array reserves 2 GB of address space, so doublings
-copy nothing: a copy held the old and the new table at once, 64 MB more at 2**20 blocks.
-
-Collision odds: a word keeps 56 bits of the hash, and both blocks of a hash are
-functions of those bits. So a new event is taken for a duplicate when any of the
-partition's n live hashes shares its 56 bits (it would sit in one of the event's
-blocks): about n / 2**56 per event. At n = 9.4M (a partition's share at 250k events/s)
-that is 1.3e-10, one false duplicate per ~7.7e9 events, against n / 2**64 for the
-64-bit hash itself. Leaving out of a word the bits its block's address implies
-(quotienting) would free room for all 64.
+words whose next address bit is 1 move to the new block, in the same slot; every word
+of the block gives one bit of its quotient to the address), spread over 32 calls: no
+pause to rehash millions of hashes, and no insert can fail for it. From 2**14 blocks
+(1 MB) a table's array reserves 2 GB of address space, so doublings copy nothing: a
+copy held the old and the new table at once, 64 MB more at 2**20 blocks.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import xxhash
@@ -46,11 +55,15 @@ _hash64 = xxhash.xxh3_64_intdigest
 
 SLOTS = 8  # 8 words of 8 bytes: one 64-byte cache line per block
 MAX_LOAD = 0.85  # the table doubles when more of its slots than this are full
+MIN_LEVEL = 10  # from 2**10 blocks a word holds the bits of its hash its block does not
+MAX_LEVEL = 31  # a split reads address bit ``level`` of the 32-bit mix: 2**32 blocks
 _U64 = np.uint64
 _CODE = _U64(0xFF)
-_KEY = _U64(0xFFFF_FFFF_FFFF_FF00)
-_KEY_INT = 0xFFFF_FFFF_FFFF_FF00
-_LOW32 = _U64(0xFFFF_FFFF)
+_MIX = 0x9E37_79B9_7F4A_7C15  # odd: bits 32-63 of ``high * _MIX`` depend on all of high
+_MARK = 1 << 55  # in every key (a word without its code): no word is 0, an empty slot
+_MARK_WORD = _U64(_MARK << 8)
+_QUOTIENT = (1 << 54) - 1  # the quotient in ``word >> 9``, below the marker
+_LOW9 = _U64(0x1FF)  # choice bit and code
 _ONES = _U64(0x0101_0101_0101_0101)  # sums the bytes of a word (each 0 or 1)
 _SWEEP_BLOCKS = 1 << 16  # blocks per step of an expiry sweep (bounds its temporaries)
 # Tables from 1 MB reserve 2 GB of address space (2**25 blocks), not memory.
@@ -62,19 +75,17 @@ def event_hash(event_id: str) -> int:
     return _hash64(event_id.encode())
 
 
-def _keys(hashes: np.ndarray) -> np.ndarray:
-    """The stored part of each hash: its top 56 bits, never 0 (0 marks an empty slot)."""
-    keys = hashes & _KEY
-    keys[keys == 0] = 0x100  # 2**-56 odds: such a hash shares its key with 0x100..0x1FF
-    return keys
+def _mix(high: np.ndarray) -> np.ndarray:
+    """32 bits from a hash's bits 32-63 (``high``), XORed into its second address."""
+    return (high * _U64(_MIX)) >> _U64(32)
 
 
-def _key(digest: int) -> int:
-    return (digest & _KEY_INT) or 0x100
+def _mix_one(high: int) -> int:
+    return ((high * _MIX) & 0xFFFF_FFFF_FFFF_FFFF) >> 32
 
 
 def _code(bucket: int) -> int:
-    """A bucket's code in the low byte of its words, 1-255 (0 is an empty slot).
+    """A bucket's code in the low byte of its words, 1-255.
 
     Live buckets span a few codes (the horizon's five, plus early events'), so codes
     of 255 buckets apart never live at once.
@@ -106,22 +117,38 @@ def _zeros(blocks: int) -> np.ndarray:
     return np.zeros((blocks, SLOTS), dtype=np.uint64)
 
 
+class Probe(NamedTuple):
+    """Where a batch of hashes would sit: both blocks, and the key each would have there."""
+
+    block1: np.ndarray
+    key1: np.ndarray
+    block2: np.ndarray
+    key2: np.ndarray
+
+    def take(self, positions: np.ndarray) -> Probe:
+        return Probe(*(part[positions] for part in self))
+
+
 class _BlockTable:
     """Words in blocks of ``SLOTS``, each hash in one of two blocks.
 
-    The two candidate blocks come from bits 32-63 and 8-39 of the hash, addressed by
-    linear hashing: ``2**level + split`` blocks are in use; a block below ``split``
-    has been split, so its address takes one more bit. Splitting block ``j`` moves the
-    words whose next address bit is 1 to block ``j + 2**level``, in the same slot
-    (that block is new and empty), so a split never fails and never moves other blocks.
-    A block not yet split takes twice the share of one that has, so the splits of one
-    doubling follow each other closely (``grow``) rather than one block at a time.
+    A hash's first address is its low 32 bits, its second that XOR ``_mix`` of its
+    bits 32-63; the blocks are found by linear hashing: ``2**level + split`` blocks are
+    in use, and a block below ``split`` has been split, so its address takes one more
+    bit (its width is ``level + 1``). Splitting block ``j`` moves the words whose next
+    address bit is 1 to block ``j + 2**level``, in the same slot (that block is new and
+    empty), so a split never fails and never moves other blocks. A block not yet split
+    takes twice the share of one that has, so the splits of one doubling follow each
+    other closely (``grow``) rather than one block at a time.
     """
 
-    __slots__ = ("_flat", "entries", "level", "split", "words")
+    __slots__ = ("_flat", "entries", "level", "max_load", "split", "words")
 
-    def __init__(self, level: int = 6) -> None:
+    def __init__(self, level: int = MIN_LEVEL, max_load: float = MAX_LOAD) -> None:
+        if not MIN_LEVEL <= level <= MAX_LEVEL:
+            raise ValueError(f"level must be {MIN_LEVEL}-{MAX_LEVEL}, not {level}")
         self.level = level
+        self.max_load = max_load
         self.split = 0
         self.entries = 0  # words stored (expired ones count until their sweep)
         self.words = _zeros(2 << level)
@@ -137,22 +164,46 @@ class _BlockTable:
 
     # -- addressing ----------------------------------------------------------------
 
-    def _address(self, x: np.ndarray) -> np.ndarray:
-        low = x & _U64((1 << self.level) - 1)
-        if self.split:
-            wide = x & _U64((2 << self.level) - 1)
-            low = np.where(low < _U64(self.split), wide, low)
-        return low.astype(np.intp)
+    def _address(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | np.uint64]:
+        """Blocks of addresses ``x``, and how many low bits of ``x`` each one takes."""
+        level = self.level
+        low = x & _U64((1 << level) - 1)
+        if not self.split:
+            return low.astype(np.intp), _U64(level)
+        wide = low < _U64(self.split)
+        blocks = np.where(wide, x & _U64((2 << level) - 1), low)
+        return blocks.astype(np.intp), wide.astype(np.uint64) + _U64(level)
 
-    def candidates(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._address(keys >> _U64(32)), self._address((keys >> _U64(8)) & _LOW32)
+    def probe(self, hashes: np.ndarray) -> Probe:
+        block1, width1 = self._address(hashes)
+        block2, width2 = self._address(hashes ^ _mix(hashes >> _U64(32)))
+        key1 = ((hashes >> width1) << _U64(1)) | _U64(_MARK)
+        key2 = ((hashes >> width2) << _U64(1)) | _U64(_MARK | 1)
+        return Probe(block1, key1, block2, key2)
 
-    def _address_one(self, x: int) -> int:
-        low = x & ((1 << self.level) - 1)
-        return x & ((2 << self.level) - 1) if low < self.split else low
+    def _address_one(self, x: int) -> tuple[int, int]:
+        level = self.level
+        low = x & ((1 << level) - 1)
+        if low < self.split:
+            return x & ((2 << level) - 1), level + 1
+        return low, level
 
-    def candidates_one(self, key: int) -> tuple[int, int]:
-        return self._address_one(key >> 32), self._address_one((key >> 8) & 0xFFFF_FFFF)
+    def places_one(self, digest: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """A hash's two blocks, each with the key it would have there."""
+        block1, width1 = self._address_one(digest)
+        block2, width2 = self._address_one(digest ^ _mix_one(digest >> 32))
+        return ((block1, _MARK | (digest >> width1) << 1),
+                (block2, _MARK | (digest >> width2) << 1 | 1))
+
+    def hash_of(self, block: int, word: int) -> int:
+        """The hash a word in this block stands for: the address gives its low bits."""
+        level = self.level
+        wide = block < self.split or block >= 1 << level
+        width = level + 1 if wide else level
+        high = ((word >> 9) & _QUOTIENT) << width
+        if (word >> 8) & 1:  # in its second block: undo the mix
+            return high | ((block ^ _mix_one(high >> 32)) & ((1 << width) - 1))
+        return high | block
 
     # -- batches -------------------------------------------------------------------
 
@@ -162,17 +213,18 @@ class _BlockTable:
     @staticmethod
     def holds(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Per key: whether its row holds it (any code)."""
-        matches = (rows & _KEY) == keys[:, None]
+        matches = (rows >> _U64(8)) == keys[:, None]
         return matches.view(np.uint64)[:, 0] != 0  # 8 bools are one word
 
-    def insert(self, words: np.ndarray, b1: np.ndarray, b2: np.ndarray,
+    def insert(self, probe: Probe, codes: np.ndarray, digests: np.ndarray,
                rows1: np.ndarray, rows2: np.ndarray) -> list[int]:
-        """Store new words, given their candidate blocks and those blocks' rows as read
-        before; return the positions that found no free slot."""
+        """Store new hashes, given their probe and the rows it read, with their codes
+        (one per hash, or one for all: a 0-d array); return the positions that found no
+        free slot."""
         free1 = (rows1 == 0).view(np.uint64)[:, 0]  # one byte per slot: 1 if free
         free2 = (rows2 == 0).view(np.uint64)[:, 0]
         first = ((free1 * _ONES) >> _U64(56)) >= ((free2 * _ONES) >> _U64(56))
-        blocks = np.where(first, b1, b2)
+        blocks = np.where(first, probe.block1, probe.block2)
         free = np.where(first, free1, free2)
         # Two new words for one block would take the same slot: those go one by one.
         order = np.argsort(blocks, kind="stable")
@@ -186,48 +238,48 @@ class _BlockTable:
         fast = (free != 0) & ~shared
         lowest = free[fast] & (~free[fast] + _U64(1))  # the first free slot's byte
         slots = (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
-        self.words[blocks[fast], slots] = words[fast]
+        keys = np.where(first, probe.key1, probe.key2)
+        one_code = codes.ndim == 0
+        self.words[blocks[fast], slots] = (
+            (keys[fast] << _U64(8)) | (codes if one_code else codes[fast]))
         self.entries += int(np.count_nonzero(fast))
-        full = []
-        for position in np.flatnonzero(~fast).tolist():
-            if not self.insert_one(int(words[position])):
-                full.append(position)
-        return full
+        return [position for position in np.flatnonzero(~fast).tolist()
+                if not self.insert_one(int(digests[position]),
+                                       int(codes if one_code else codes[position]))]
 
     # -- one at a time (single-event records) ---------------------------------------
 
-    def find_one(self, key: int) -> int:
-        """The word holding this key, or 0."""
+    def find_one(self, digest: int) -> bool:
         flat = self._flat
-        for block in self.candidates_one(key):
+        for block, key in self.places_one(digest):
             start = block * SLOTS
             for word in flat[start:start + SLOTS]:
-                if word & _KEY_INT == key:
-                    return word
-        return 0
+                if word >> 8 == key:
+                    return True
+        return False
 
-    def insert_one(self, word: int) -> bool:
-        """Store one word in the emptier of its blocks; if both are full, move a word
+    def insert_one(self, digest: int, code: int) -> bool:
+        """Store one hash in the emptier of its blocks; if both are full, move a word
         of theirs to its other block to make room (one step of cuckoo hashing).
-        False if that finds no room either (the caller keeps the word aside)."""
+        False if that finds no room either (the caller keeps the hash aside)."""
         flat = self._flat
-        blocks = self.candidates_one(word & _KEY_INT)
-        best, best_free = -1, 0
-        for block in blocks:
+        places = self.places_one(digest)
+        best, best_key, best_free = -1, 0, 0
+        for block, key in places:
             free = flat[block * SLOTS:(block + 1) * SLOTS].tolist().count(0)
             if free > best_free:
-                best, best_free = block, free
+                best, best_key, best_free = block, key, free
         if best >= 0:
-            self._put(best, word)
+            self._put(best, best_key << 8 | code)
             return True
-        for block in blocks:
+        for block, key in places:
             start = block * SLOTS
             for slot, resident in enumerate(flat[start:start + SLOTS].tolist()):
-                first, second = self.candidates_one(resident & _KEY_INT)
-                other = second if first == block else first
+                elsewhere = self.places_one(self.hash_of(block, resident))
+                other, other_key = elsewhere[0 if (resident >> 8) & 1 else 1]
                 if other != block and 0 in flat[other * SLOTS:(other + 1) * SLOTS].tolist():
-                    self._put(other, resident)
-                    flat[start + slot] = word
+                    self._put(other, other_key << 8 | (resident & 0xFF))
+                    flat[start + slot] = key << 8 | code
                     return True
         return False
 
@@ -241,28 +293,36 @@ class _BlockTable:
     def grow(self, wanted_entries: int) -> None:
         """Make room for ``wanted_entries`` words.
 
-        The table doubles once its blocks are ``MAX_LOAD`` full: a block that has not
+        The table doubles once its blocks are ``max_load`` full: a block that has not
         split yet takes twice the share of one that has, so the splits of one doubling
         are done within 32 calls (of a batch each), not one a call. A load far beyond
         the table (a claim reading back millions of hashes) finishes doublings at once.
         """
         half = 1 << self.level
-        if self.split or wanted_entries > MAX_LOAD * SLOTS * half:
+        if self.split or wanted_entries > self.max_load * SLOTS * half:
             self._split(self.split, min(half, self.split + max(64, half // 32)))
-        while wanted_entries > 0.95 * SLOTS * (1 << self.level):
+        while wanted_entries > max(0.95, self.max_load) * SLOTS * (1 << self.level):
             self._split(self.split, 1 << self.level)
 
     def _split(self, start: int, stop: int) -> None:
-        half = 1 << self.level
+        """Split blocks ``start`` to ``stop``: each word gives the lowest bit of its
+        quotient to the address, and moves if that bit (of its address) is 1."""
+        level = self.level
+        if level == MAX_LEVEL:
+            raise OverflowError(f"a dedupe table of 2**{MAX_LEVEL} blocks cannot split")
+        half = 1 << level
         old = self.words[start:stop]
-        x1 = old >> _U64(32)
-        x2 = (old >> _U64(8)) & _LOW32
-        rows = np.arange(start, stop, dtype=np.uint64)[:, None]
-        by_first = (x1 & _U64(half - 1)) == rows  # else it sits in its second block
-        bit = np.where(by_first, x1, x2) & _U64(half)
+        quotient = (old >> _U64(9)) & _U64(_QUOTIENT)
+        bit = quotient & _U64(1)  # bit ``level`` of the hash
+        # In the second block the address is the hash XOR the mix of its bits 32-63
+        # (``quotient >> (32 - level)``): flip by the mix's bit ``level`` there.
+        mixed = (_mix(quotient >> _U64(32 - level)) >> _U64(level)) & _U64(1)
+        bit ^= mixed & (old >> _U64(8))
+        kept = (old != 0) & (bit == 0)
         move = (old != 0) & (bit != 0)
-        self.words[start + half:stop + half] = np.where(move, old, _U64(0))
-        old[move] = 0
+        shifted = _MARK_WORD | ((quotient >> _U64(1)) << _U64(9)) | (old & _LOW9)
+        self.words[start + half:stop + half] = np.where(move, shifted, _U64(0))
+        old[:] = np.where(kept, shifted, _U64(0))
         self.split = stop
         if self.split == half:
             self.level += 1
@@ -289,13 +349,14 @@ class Deduper:
     __slots__ = ("_counts", "_expired", "_first_live", "_horizon_ms", "_new", "_new_one",
                  "_overflow", "_table", "bucket_ms")
 
-    def __init__(self, horizon_ms: int, initial_level: int = 6) -> None:
+    def __init__(self, horizon_ms: int, initial_level: int = MIN_LEVEL,
+                 max_load: float = MAX_LOAD) -> None:
         self._horizon_ms = horizon_ms
         self.bucket_ms = max(1, horizon_ms // 5)
-        self._table = _BlockTable(initial_level)
+        self._table = _BlockTable(initial_level, max_load)
         # Live hashes per bucket (the table's words carry the bucket's code).
         self._counts: dict[int, int] = {}
-        # Words whose two blocks were both full (rare), by key: the whole word.
+        # Hashes whose two blocks were both full (rare): hash -> its bucket's code.
         self._overflow: dict[int, int] = {}
         # Hashes added since the last flush, per bucket, to append to Redis: by batch
         # records (arrays) and by single-event ones.
@@ -310,7 +371,7 @@ class Deduper:
 
     @property
     def memory_bytes(self) -> int:
-        """The table's blocks in use, ~100 bytes per overflowed word."""
+        """The table's blocks in use, ~100 bytes per overflowed hash."""
         return self._table.nbytes + 100 * len(self._overflow)
 
     # -- adding ------------------------------------------------------------------------
@@ -319,22 +380,21 @@ class Deduper:
         """For a record's events, in order: True where an event is new (and remember it).
 
         The probe, the choice of slots and the stores are numpy operations over the
-        whole batch; only words that meet another of the batch in one block, or find
+        whole batch; only hashes that meet another of the batch in one block, or find
         both blocks full, go one by one.
         """
         count = len(digests)
         if not count:
             return []
         hashes = np.fromiter(digests, dtype=np.uint64, count=count)
-        keys = _keys(hashes)
         table = self._table
         table.grow(table.entries + count)  # first: the rows read below stay valid
-        b1, b2 = table.candidates(keys)
-        rows1, rows2 = table.rows(b1), table.rows(b2)
-        seen = table.holds(rows1, keys) | table.holds(rows2, keys)
+        probe = table.probe(hashes)
+        rows1, rows2 = table.rows(probe.block1), table.rows(probe.block2)
+        seen = table.holds(rows1, probe.key1) | table.holds(rows2, probe.key2)
         if self._overflow:
             overflow = self._overflow
-            seen |= np.fromiter((key in overflow for key in keys.tolist()), dtype=bool,
+            seen |= np.fromiter((digest in overflow for digest in digests), dtype=bool,
                                 count=count)
         fresh = ~seen
         if len(set(digests)) != count:
@@ -348,25 +408,30 @@ class Deduper:
             return fresh.tolist()
         bucket_ms = self.bucket_ms
         low, high = min(times) // bucket_ms, max(times) // bucket_ms
+        if len(new) < count:
+            hashes, probe = hashes[new], probe.take(new)
+            rows1, rows2 = rows1[new], rows2[new]
         if low == high:
-            codes: np.ndarray | np.uint64 = _U64(_code(low))
-            self._note(low, hashes[new])
+            codes = np.array(_code(low), dtype=np.uint64)
+            self._note(low, hashes)
         else:  # the record spans buckets
             bucket_of = np.fromiter(times, dtype=np.int64, count=count)[new] // bucket_ms
             codes = (bucket_of % 255 + 1).astype(np.uint64)
             for bucket in np.unique(bucket_of).tolist():
-                self._note(bucket, hashes[new][bucket_of == bucket])
-        words = keys[new] | codes
-        for position in table.insert(words, b1[new], b2[new], rows1[new], rows2[new]):
-            word = int(words[position])
-            self._overflow[word & _KEY_INT] = word
+                self._note(bucket, hashes[bucket_of == bucket])
+        self._insert(table, hashes, codes, probe, rows1, rows2)
         return fresh.tolist()
+
+    def _insert(self, table: _BlockTable, hashes: np.ndarray, codes: np.ndarray,
+                probe: Probe, rows1: np.ndarray, rows2: np.ndarray) -> None:
+        for position in table.insert(probe, codes, hashes, rows1, rows2):
+            self._overflow[int(hashes[position])] = int(
+                codes if codes.ndim == 0 else codes[position])
 
     def add_digest(self, digest: int, occurred_at: int) -> bool:
         """Remember the event; False when it was already seen (a duplicate)."""
-        key = _key(digest)
         table = self._table
-        if table.find_one(key) or key in self._overflow:
+        if table.find_one(digest) or digest in self._overflow:
             return False
         bucket = occurred_at // self.bucket_ms
         self._counts[bucket] = self._counts.get(bucket, 0) + 1
@@ -375,9 +440,8 @@ class Deduper:
             pending = self._new_one[bucket] = array("Q")
         pending.append(digest)
         table.grow(table.entries + 1)
-        word = key | _code(bucket)
-        if not table.insert_one(word):
-            self._overflow[key] = word
+        if not table.insert_one(digest, _code(bucket)):
+            self._overflow[digest] = _code(bucket)
         return True
 
     def add(self, event_id: str, occurred_at: int) -> bool:
@@ -398,22 +462,21 @@ class Deduper:
         if not len(hashes):
             return
         hashes = np.unique(hashes.astype(np.uint64))
-        keys = _keys(hashes)
         table = self._table
-        b1, b2 = table.candidates(keys)
-        seen = (table.holds(table.rows(b1), keys) | table.holds(table.rows(b2), keys))
+        probe = table.probe(hashes)
+        seen = (table.holds(table.rows(probe.block1), probe.key1)
+                | table.holds(table.rows(probe.block2), probe.key2))
         if self._overflow:
-            seen |= np.isin(keys, np.fromiter(self._overflow, dtype=np.uint64))
-        new = np.flatnonzero(~seen)
+            seen |= np.isin(hashes, np.fromiter(self._overflow, dtype=np.uint64))
+        new = hashes[~seen]
         self._counts[bucket_index] = self._counts.get(bucket_index, 0) + len(new)
         table.grow(table.entries + len(new))
+        code = _code(bucket_index)
         for start in range(0, len(new), 4096):  # in batches: few share a block
-            part = keys[new[start:start + 4096]]
-            words = part | _U64(_code(bucket_index))
-            b1, b2 = table.candidates(part)
-            for position in table.insert(words, b1, b2, table.rows(b1), table.rows(b2)):
-                word = int(words[position])
-                self._overflow[word & _KEY_INT] = word
+            part = new[start:start + 4096]
+            probe = table.probe(part)
+            self._insert(table, part, np.array(code, dtype=np.uint64), probe,
+                         table.rows(probe.block1), table.rows(probe.block2))
 
     # -- expiry --------------------------------------------------------------------------
 
@@ -438,8 +501,8 @@ class Deduper:
             live[_code(bucket)] = True
         self._table.sweep(live)
         if self._overflow:
-            self._overflow = {key: word for key, word in self._overflow.items()
-                              if live[word & 0xFF]}
+            self._overflow = {digest: code for digest, code in self._overflow.items()
+                              if live[code]}
         self._expired.extend(expired)
 
     def evict(self, watermark: int) -> list[int]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.state import dedupe
-from streamer.state.dedupe import MAX_LOAD, SLOTS, Deduper, _BlockTable, event_hash
+from streamer.state.dedupe import MAX_LOAD, MIN_LEVEL, SLOTS, Deduper, _BlockTable, event_hash
 
 SETTINGS = settings(max_examples=300, deadline=None)
 HORIZON = 5 * 60_000  # the default: 5 minutes, buckets of 1 minute
@@ -185,20 +186,47 @@ def test_live_buckets_cover_the_horizon(horizon: int, watermark: int, data: st.D
         assert live.start - 1 in evicted
 
 
+def _crowded(count: int, level: int = 14) -> list[int]:
+    """Distinct hashes that share both blocks (two different ones) in every table up to
+    2**level blocks: equal low 32 bits, and bits 32-63 whose mix agrees in its low
+    ``level`` bits. They fill their two blocks and overflow, or force moves. Both blocks
+    are among the first 32, which the first step of each doubling splits, and the mix's
+    address bits 10-13 are mixed, so a split moves some words of the second block."""
+    highs = np.arange(1, 1 << 22, dtype=np.uint64)
+    mixed = dedupe._mix(highs) & np.uint64((1 << level) - 1)
+    low = mixed & np.uint64(0x3FF)
+    upper = mixed >> np.uint64(10)
+    target = mixed[(low > 0) & (low < 32) & ((upper == 5) | (upper == 10))][0]
+    chosen = highs[mixed == target][:count]
+    assert len(chosen) == count
+    return [(int(high) << 32) | 0x1234_5003 for high in chosen]
+
+
+CROWDED = _crowded(24)
+# Small loads make a table double after a few dozen words, so the model tests below
+# cross doublings and half-split tables (``MIN_LEVEL`` blocks hold 8,192 words).
+LOADS = st.sampled_from([MAX_LOAD, 0.01, 0.002])
+
+
+def _digest(n: int) -> int:
+    """Ids below 24 crowd two blocks; the others are spread like real ids."""
+    return CROWDED[n] if n < len(CROWDED) else event_hash(f"ev-{n}")
+
+
 @SETTINGS
-@given(st.lists(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 10 * 60_000)),
+@given(st.lists(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 10 * 60_000)),
                          max_size=30), max_size=8),
-       st.integers(min_value=1, max_value=4))
+       LOADS)
 def test_add_batch_matches_a_plain_seen_set(records: list[list[tuple[int, int]]],
-                                            level: int) -> None:
-    """Batches (duplicates inside one batch, against earlier batches, across doublings
-    of a table that starts tiny) say "new" exactly where a plain set of ids would, and
+                                            load: float) -> None:
+    """Batches (duplicates inside one batch, against earlier batches, across doublings,
+    with blocks overflowing) say "new" exactly where a plain set of ids would, and
     persist the same hashes."""
-    d = Deduper(60 * 60_000, initial_level=level)  # horizon longer than the times
+    d = Deduper(60 * 60_000, max_load=load)  # horizon longer than the times
     seen: set[int] = set()
     persisted: list[int] = []
     for record in records:
-        digests = [event_hash(f"ev-{n}") for n, _ in record]
+        digests = [_digest(n) for n, _ in record]
         expected = []
         for digest in digests:
             expected.append(digest not in seen)
@@ -208,23 +236,24 @@ def test_add_batch_matches_a_plain_seen_set(records: list[list[tuple[int, int]]]
                       for h in memoryview(packed).cast("Q")]
     assert sorted(persisted) == sorted(seen)
     assert len(d) == len(seen)
+    assert _stored(d) == seen
 
 
 @SETTINGS
-@given(st.lists(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 90_000)),
+@given(st.lists(st.lists(st.tuples(st.integers(0, 80), st.integers(0, 90_000)),
                          max_size=25), max_size=12),
-       st.integers(min_value=1, max_value=4))
+       LOADS)
 def test_batches_across_buckets_with_eviction_match_a_plain_model(
-        records: list[list[tuple[int, int]]], level: int) -> None:
+        records: list[list[tuple[int, int]]], load: float) -> None:
     """With several live buckets, doublings and expiry (which clears the words of the
     buckets dropped), a batch says "new" exactly where a model of the horizon does:
     seen in a bucket not yet expired."""
-    d = Deduper(60_000, initial_level=level)  # buckets of 12 s
+    d = Deduper(60_000, max_load=load)  # buckets of 12 s
     model: dict[int, int] = {}  # digest -> its bucket
     clock = 0
     for record in records:
         times = [clock + offset for _, offset in record]
-        digests = [event_hash(f"ev-{n}") for n, _ in record]
+        digests = [_digest(n) for n, _ in record]
         expected = []
         for digest, time in zip(digests, times, strict=True):
             expected.append(digest not in model)
@@ -236,34 +265,63 @@ def test_batches_across_buckets_with_eviction_match_a_plain_model(
         model = {digest: bucket for digest, bucket in model.items() if bucket >= first_live}
         assert len(d) == len(model)
         assert d._table.entries + len(d._overflow) == len(model)
+        assert _stored(d) == set(model)
 
 
-def test_a_table_grown_from_tiny_finds_every_hash_and_no_stranger() -> None:
-    """300,000 hashes through ~14 doublings, in batches and one by one."""
+def _stored(d: Deduper) -> set[int]:
+    """The hashes the table's words stand for, decoded from word and block, and the
+    overflow's: quotienting loses nothing."""
+    table = d._table
+    stored = [table.hash_of(block, int(word))
+              for block in range(table.blocks) for word in table.words[block] if word]
+    assert len(stored) == len(set(stored))  # no hash twice
+    return set(stored) | set(d._overflow)
+
+
+@SETTINGS
+@given(st.integers(min_value=0, max_value=2**64 - 1), st.integers(min_value=0, max_value=63))
+def test_hashes_one_bit_apart_are_told_apart(digest: int, bit: int) -> None:
+    """A word keeps all 64 bits of its hash: words of the top 56 bits took hashes that
+    differ only in their low byte for duplicates (n / 2**56 false duplicates)."""
+    other = digest ^ (1 << bit)
+    d = Deduper(HORIZON)
+    assert d.add_batch([digest], [0]) == [True]
+    assert d.add_batch([other, digest], [0, 0]) == [True, False]
+    single = Deduper(HORIZON)
+    assert single.add_digest(digest, 0)
+    assert single.add_digest(other, 0)
+    assert not single.add_digest(other, 0)
+
+
+def test_a_table_grown_from_the_smallest_finds_every_hash_and_no_stranger() -> None:
+    """300,000 hashes through 6 doublings, in batches and one by one."""
     rng = random.Random(7)
-    d = Deduper(60 * 60_000, initial_level=1)
+    d = Deduper(60 * 60_000)
     members: list[int] = []
     for _ in range(12):
         batch = [rng.getrandbits(64) for _ in range(25_000)]
         assert all(d.add_batch(batch, [1_000] * len(batch)))
         members += batch
     table = d._table
+    assert table.level == MIN_LEVEL + 6
     assert table.entries == len(members) == len(d)
     assert 0.42 <= table.entries / (table.blocks * SLOTS) <= MAX_LOAD
     assert not any(d.add_batch(members[::7], [1_000] * len(members[::7])))
     assert not any(d.add_digest(digest, 1_000) for digest in members[::997])
     strangers = [rng.getrandbits(64) for _ in range(50_000)]
     assert all(d.add_batch(strangers, [2_000] * len(strangers)))
+    # Strangers one bit away from members (the low byte: what 56-bit words dropped).
+    near = [digest ^ 1 for digest in members[::101]]
+    assert all(d.add_batch(near, [2_000] * len(near)))
 
 
-def test_words_with_both_blocks_full_are_kept_aside_found_and_expired(
+def test_hashes_with_both_blocks_full_are_kept_aside_found_and_expired(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A table that may not grow: 2 blocks of 8 slots hold 16 words, the rest overflow."""
+    """A table that may not grow: 24 hashes with the same two blocks of 8 slots; 16
+    words fit, the rest overflow."""
     monkeypatch.setattr(_BlockTable, "grow", lambda self, wanted: None)
-    d = Deduper(60_000, initial_level=1)  # buckets of 12 s; 2 blocks in use
-    rng = random.Random(3)
-    early = [rng.getrandbits(64) for _ in range(12)]
-    late = [rng.getrandbits(64) for _ in range(12)]
+    d = Deduper(60_000)  # buckets of 12 s
+    early, late = CROWDED[:12], CROWDED[12:]
     assert all(d.add_batch(early, [0] * 12))
     assert all(d.add_digest(digest, 30_000) for digest in late)
     assert d._table.entries == 16 and len(d._overflow) == 8
@@ -273,6 +331,37 @@ def test_words_with_both_blocks_full_are_kept_aside_found_and_expired(
     assert len(d) == 12 == d._table.entries + len(d._overflow)
     assert all(d.add_batch(early, [72_000] * 12))  # forgotten: new again
     assert not any(d.add_batch(late, [72_000] * 12))
+
+
+def test_a_full_pair_of_blocks_makes_room_by_moving_a_resident() -> None:
+    """When both blocks of a hash are full, a resident whose other block has room moves
+    there (its word re-keyed for that block, its code kept), and every hash is still
+    found."""
+    table = _BlockTable()
+    crowded = CROWDED[:9]
+    (block_a, _), (block_b, _) = table.places_one(crowded[0])
+    # Fill block A with hashes whose second block is elsewhere, block B with crowded ones.
+    residents = []
+    rng = random.Random(5)
+    while len(residents) < SLOTS:
+        digest = (rng.getrandbits(54) << 10) | block_a
+        (first, key), (second, _) = table.places_one(digest)
+        if first == block_a and second not in (block_a, block_b):
+            table._put(block_a, key << 8 | 2)  # code 2: an older bucket
+            residents.append(digest)
+    for digest in crowded[:SLOTS]:
+        assert table.insert_one(digest, 1)
+    assert all(table.words[block_a]) and all(table.words[block_b])
+    assert table.insert_one(crowded[SLOTS], 1)  # no free slot in A or B: a resident moved
+    assert table.entries == 2 * SLOTS + 1
+    assert all(table.find_one(digest) for digest in residents + crowded)
+    in_a = {table.hash_of(block_a, int(word)) for word in table.words[block_a] if word}
+    moved = [digest for digest in residents if digest not in in_a]
+    assert len(moved) == 1
+    (_, _), (second, _) = table.places_one(moved[0])
+    codes = {table.hash_of(second, int(word)): int(word) & 0xFF
+             for word in table.words[second] if word}
+    assert codes[moved[0]] == 2  # it keeps its bucket's code
 
 
 def test_a_large_table_doubles_in_place() -> None:
