@@ -133,3 +133,14 @@ def test_direct_delivery_is_on_unless_turned_off() -> None:
     assert load_settings({"STREAMER_DIRECT_DELIVERY": "0"}).direct_delivery is False
     with pytest.raises(ConfigError, match="STREAMER_DIRECT_DELIVERY"):
         load_settings({"STREAMER_DIRECT_DELIVERY": "maybe"})
+
+
+def test_fetch_size_setting_is_given_to_faust(tmp_path: Any) -> None:
+    """Bytes fetched per partition: the raw prefetch a worker holds per partition."""
+    from streamer.pipeline.app import create_app
+
+    settings = load_settings({"STREAMER_KAFKA_MAX_PARTITION_FETCH_BYTES": "3145728",
+                              "STREAMER_DATA_DIR": str(tmp_path)})
+    assert create_app(settings).conf.consumer_max_fetch_size == 3 << 20
+    assert Settings().kafka_max_partition_fetch_bytes == 2 << 20
+    assert Settings().kafka_max_partition_fetch_bytes >= Settings().max_record_bytes
