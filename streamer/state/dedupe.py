@@ -219,8 +219,7 @@ class _BlockTable:
     def insert(self, probe: Probe, codes: np.ndarray, digests: np.ndarray,
                rows1: np.ndarray, rows2: np.ndarray) -> list[int]:
         """Store new hashes, given their probe and the rows it read, with their codes
-        (one per hash, or one for all: a 0-d array); return the positions that found no
-        free slot."""
+        (one per hash); return the positions that found no free slot."""
         free1 = (rows1 == 0).view(np.uint64)[:, 0]  # one byte per slot: 1 if free
         free2 = (rows2 == 0).view(np.uint64)[:, 0]
         first = ((free1 * _ONES) >> _U64(56)) >= ((free2 * _ONES) >> _U64(56))
@@ -239,13 +238,10 @@ class _BlockTable:
         lowest = free[fast] & (~free[fast] + _U64(1))  # the first free slot's byte
         slots = (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
         keys = np.where(first, probe.key1, probe.key2)
-        one_code = codes.ndim == 0
-        self.words[blocks[fast], slots] = (
-            (keys[fast] << _U64(8)) | (codes if one_code else codes[fast]))
+        self.words[blocks[fast], slots] = (keys[fast] << _U64(8)) | codes[fast]
         self.entries += int(np.count_nonzero(fast))
         return [position for position in np.flatnonzero(~fast).tolist()
-                if not self.insert_one(int(digests[position]),
-                                       int(codes if one_code else codes[position]))]
+                if not self.insert_one(int(digests[position]), int(codes[position]))]
 
     # -- one at a time (single-event records) ---------------------------------------
 
@@ -412,7 +408,7 @@ class Deduper:
             hashes, probe = hashes[new], probe.take(new)
             rows1, rows2 = rows1[new], rows2[new]
         if low == high:
-            codes = np.array(_code(low), dtype=np.uint64)
+            codes = np.full(len(hashes), _code(low), dtype=np.uint64)
             self._note(low, hashes)
         else:  # the record spans buckets
             bucket_of = np.fromiter(times, dtype=np.int64, count=count)[new] // bucket_ms
@@ -425,8 +421,7 @@ class Deduper:
     def _insert(self, table: _BlockTable, hashes: np.ndarray, codes: np.ndarray,
                 probe: Probe, rows1: np.ndarray, rows2: np.ndarray) -> None:
         for position in table.insert(probe, codes, hashes, rows1, rows2):
-            self._overflow[int(hashes[position])] = int(
-                codes if codes.ndim == 0 else codes[position])
+            self._overflow[int(hashes[position])] = int(codes[position])
 
     def add_digest(self, digest: int, occurred_at: int) -> bool:
         """Remember the event; False when it was already seen (a duplicate)."""
@@ -475,7 +470,7 @@ class Deduper:
         for start in range(0, len(new), 4096):  # in batches: few share a block
             part = new[start:start + 4096]
             probe = table.probe(part)
-            self._insert(table, part, np.array(code, dtype=np.uint64), probe,
+            self._insert(table, part, np.full(len(part), code, dtype=np.uint64), probe,
                          table.rows(probe.block1), table.rows(probe.block2))
 
     # -- expiry --------------------------------------------------------------------------
