@@ -13,7 +13,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from benchmarks.common import Stack, log
+from benchmarks.leftovers import compact_aof, delete_run_state, find_leftovers
 from benchmarks.report import Report, machine_info, new_results_dir
 
 
@@ -76,6 +79,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("output")
     g.add_argument("--results-dir", type=Path, help="parent folder of the results")
     g.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
+    g.add_argument("--leftovers", choices=["refuse", "clean", "keep"], default="refuse",
+                   help="topics and Redis keys of earlier runs (killed, or --keep) skew a "
+                        "measurement: refuse to start (default), delete them first, or run "
+                        "anyway and record them in the report")
     g.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)
     env = {}
@@ -99,11 +106,30 @@ async def amain(argv: list[str] | None = None) -> int:
     except KafkaUnreachable as exc:
         print(f"benchmarks: {exc}. Start the local stack with `make up`.", file=sys.stderr)
         return 1
+    try:
+        leftovers = await find_leftovers(stack)
+    except RedisConnectionError as exc:
+        print(f"benchmarks: Redis unreachable at {stack.redis_url} ({exc}). Start the local "
+              f"stack with `make up`.", file=sys.stderr)
+        return 1
+    if leftovers and args.leftovers == "refuse":
+        print(f"benchmarks: Kafka and Redis hold other benchmark runs' topics and keys "
+              f"(killed, kept with --keep, or still running): {leftovers.describe()}. "
+              f"They slow Redis and skew the measurement; delete them with --leftovers "
+              f"clean, or run anyway with --leftovers keep.",
+              file=sys.stderr)
+        return 2
+    if leftovers and args.leftovers == "clean":
+        for run_id in leftovers.runs:
+            log(f"deleting what {run_id} left behind")
+            await delete_run_state(stack, run_id)
+        await compact_aof(stack)
     out = new_results_dir(args.scenario, args.results_dir)
     command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in (
         argv if argv is not None else sys.argv[1:]))
     report = Report(out, args.scenario, command)
     report.set("machine", machine_info(stack.redis_url))
+    report.set("leftovers_at_start", {"found": leftovers.as_dict(), "action": args.leftovers})
     report.set("options", {k: (str(v) if isinstance(v, Path) else v)
                            for k, v in vars(args).items()})
     log(f"results go to {out}")

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from benchmarks.leftovers import delete_run_state
 from streamer.config import Settings, load_settings
 from streamer.verify.kafka_progress import wait_drained
 from streamer.verify.reconcile import Reconciliation, compare
@@ -281,31 +282,7 @@ class BenchRun:
         if self.keep:
             log(f"keeping topics and keys of {self.id}")
             return
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        with contextlib.suppress(Exception):
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
-            await admin.start()
-            try:
-                existing = set(await admin.list_topics())
-                mine = [t for t in existing if t.startswith(self.id)]
-                if mine:
-                    await admin.delete_topics(mine)
-            finally:
-                await admin.close()
-        client = open_redis(self.stack.redis_url)
-        try:
-            for pattern in ("{" + self.prefix + ":*", self.prefix + ":*"):
-                batch: list[Any] = []
-                async for key in client.scan_iter(match=pattern, count=2000):
-                    batch.append(key)
-                    if len(batch) >= 1000:
-                        await client.unlink(*batch)
-                        batch = []
-                if batch:
-                    await client.unlink(*batch)
-        finally:
-            await client.aclose()
+        await delete_run_state(self.stack, self.id)
 
 
 # -- sampling ----------------------------------------------------------------------------

@@ -91,6 +91,10 @@ def machine_info(redis_url: str | None = None) -> dict[str, Any]:
             info["redis"] = server.get("redis_version")
             persistence = client.info("persistence")
             info["redis_aof"] = bool(persistence.get("aof_enabled"))
+            # Other data in Redis is rewritten with ours by every AOF rewrite.
+            info["redis_keys_at_start"] = client.dbsize()
+            info["redis_used_mb_at_start"] = round(
+                client.info("memory")["used_memory"] / 2**20, 1)
             client.close()
         except Exception as exc:
             info["redis"] = f"unknown ({exc!r})"
@@ -188,7 +192,9 @@ class Report:
                 f"{machine.get('memory_gb')} GB, load average at start "
                 f"{_fmt(machine.get('loadavg_at_start'))}; Python {machine.get('python')}; "
                 f"{machine.get('kafka')}; Redis {machine.get('redis')} "
-                f"(AOF {machine.get('redis_aof')}); plain Python at the start "
+                f"(AOF {machine.get('redis_aof')}, {_fmt(machine.get('redis_keys_at_start'))} "
+                f"keys and {_fmt(machine.get('redis_used_mb_at_start'))} MB at the start); "
+                f"plain Python at the start "
                 f"{machine.get('python_speed_mloops_per_s')}M loop iterations/s "
                 f"(benchmarks.report.python_speed: compare runs of different days by it).  ",
                 "Versions: " + ", ".join(f"{k} {v}" for k, v in
@@ -196,6 +202,13 @@ class Report:
                 f"Code: {machine.get('git_commit')}"
                 f"{' (dirty)' if machine.get('git_dirty') else ''}",
                 ""]
+        leftovers = self.data.get("leftovers_at_start") or {}
+        if leftovers.get("found"):
+            verb = "deleted before the run" if leftovers["action"] == "clean" else (
+                "**present during the run** (they slow Redis: compare with care)")
+            head += [f"State left by earlier runs, {verb}: " + "; ".join(
+                f"{run} ({found['redis_keys']:,} keys, {len(found['topics'])} topics)"
+                for run, found in leftovers["found"].items()), ""]
         plots = [f"![{name}]({name})" for name in self.plots]
         (self.out_dir / "summary.md").write_text("\n".join(head + self.md + [""] + plots) + "\n")
         return self.out_dir

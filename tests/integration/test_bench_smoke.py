@@ -77,8 +77,9 @@ def test_bench_smoke_reconciles_batch_and_single_records(
     hidden = run(["-c", "import psutil"], env, timeout=60)
     assert hidden.returncode != 0 and "hidden by the test" in hidden.stderr  # really hidden
 
-    done = run(["-m", "benchmarks", "smoke", "--results-dir", str(results), "--no-progress"],
-               env, timeout=SMOKE_TIMEOUT_S)
+    # --leftovers keep: other runs' state may slow this one, but not change its counts.
+    done = run(["-m", "benchmarks", "smoke", "--results-dir", str(results), "--no-progress",
+                "--leftovers", "keep"], env, timeout=SMOKE_TIMEOUT_S)
 
     assert done.returncode == 0, f"smoke exited {done.returncode}:\n{tail(done.stderr)}"
     (out,) = list(results.iterdir())
