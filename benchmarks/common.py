@@ -387,6 +387,7 @@ class Sampler:
                         'streamer_records_consumed_total{topic="tracks"}', 0.0)
                     sample["records_all"] = sample["records_u"] + sample["records_t"]
                     sample["unflushed"] = metrics.get("streamer_unflushed_events", 0.0)
+                    sample["flush_interval"] = metrics.get("streamer_flush_interval_seconds")
                 cpu, rss = self._cpu(run.worker.pid)
                 sample["worker_cpu"] = cpu
                 sample["worker_rss_mb"] = rss
@@ -439,7 +440,11 @@ class Sampler:
         rss = [s["worker_rss_mb"] for s in chosen if s.get("worker_rss_mb") is not None]
         machine = [s["machine_cpu"] for s in chosen if s.get("machine_cpu") is not None]
         gen = [s["loadgen_cpu"] for s in chosen if s.get("loadgen_cpu") is not None]
+        intervals = [s["flush_interval"] for s in chosen if s.get("flush_interval")]
         return {
+            # Share of samples per flush round length (short: keeping up; long: backlog).
+            "flush_interval_share": {f"{value:g}": round(intervals.count(value) / len(intervals), 3)
+                                     for value in sorted(set(intervals))},
             "worker_cpu_pct_mean": round(statistics.fmean(cpu), 1) if cpu else None,
             "worker_cpu_pct_max": round(max(cpu), 1) if cpu else None,
             "worker_rss_mb_max": round(max(rss), 1) if rss else None,
@@ -450,6 +455,12 @@ class Sampler:
 
 
 # -- latency probes ------------------------------------------------------------------
+
+
+def describe_flush_rounds(resources: dict[str, Any]) -> str:
+    """'flush rounds of 0.5 s in 97 % of the samples, 1 s in 3 %' (for the summaries)."""
+    share = resources.get("flush_interval_share") or {}
+    return ", ".join(f"{value} s in {100 * part:.0f} %" for value, part in share.items()) or "-"
 
 
 def probe_track_ids(run_id: str, partitions: int) -> dict[int, str]:

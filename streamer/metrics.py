@@ -81,6 +81,11 @@ class Metrics:
         self.flush_fields = Histogram(
             "streamer_flush_fields", "Counter fields written by one flush",
             buckets=(10, 100, 1_000, 10_000, 100_000, 1_000_000), registry=registry)
+        self.flush_interval = Gauge(
+            "streamer_flush_interval_seconds",
+            "Length of the current flush round: STREAMER_FLUSH_INTERVAL_S while the worker "
+            "keeps up, STREAMER_BACKLOG_FLUSH_INTERVAL_S while it drains a backlog",
+            registry=registry)
         self.flushes = Counter(
             "streamer_flushes_total", "Atomic partition flushes applied", registry=registry)
         self.last_flush = Gauge(

@@ -24,6 +24,7 @@ from streamer.api.queries import UsageQueries
 from streamer.api.views import register_routes
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.pipeline.cadence import FlushCadence
 from streamer.pipeline.faust_compat import (
     deliver_directly,
     resume_from_stored_offsets,
@@ -154,23 +155,26 @@ def create_app(settings: Settings) -> faust.App:
             message = event.message
             await handle(message.topic, message.partition, message.offset, message.value)
 
-    def observe_delivery() -> None:
-        """Consumer lag gauges and the delivery watchdog, once per flush round."""
+    def observe_delivery() -> tuple[int, int]:
+        """Consumer lag gauges and the delivery watchdog, once per flush round; returns
+        the records read so far and those waiting in Kafka past them."""
         # Progress: records counted, and with direct delivery the fetch rounds too, so
         # a partition ending in a transaction marker (an offset never delivered) does
         # not look stalled while the loop goes on fetching.
-        progress, lagging = worker.watch.fetch_rounds(), False
+        read = waiting = 0
         for partition, state in list(worker.states.items()):
             for topic, code in codes.items():
-                progress += state.next_offset[code]
+                read += state.next_offset[code]
                 highwater = consumer_highwater(app.consumer, topic, partition)
                 if highwater is not None:
                     lag = max(0, highwater - state.next_offset[code])
-                    lagging = lagging or lag > 0
+                    waiting += lag
                     metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
         now = time.monotonic()
-        worker.watch.observe(progress, lagging, worker.rebalancing, now)
+        worker.watch.observe(read + worker.watch.fetch_rounds(), waiting > 0,
+                             worker.rebalancing, now)
         metrics.delivery_stalled.set(worker.watch.stalled_for(now))
+        return read, waiting
 
     @app.service
     class FlushLoop(mode.Service):
@@ -183,9 +187,13 @@ def create_app(settings: Settings) -> faust.App:
         @mode.Service.task
         async def _flush_loop(self) -> None:
             trimmer = HeapTrimmer(settings.malloc_trim_interval_s)
+            cadence = FlushCadence(settings.flush_interval_s, settings.backlog_flush_interval_s)
+            interval = settings.flush_interval_s
             while not self.should_stop:
-                await worker.flush_round(settings.flush_interval_s, self.sleep)
-                observe_delivery()
+                metrics.flush_interval.set(interval)
+                await worker.flush_round(interval, self.sleep)
+                read, waiting = observe_delivery()
+                interval = cadence.next_interval(read, waiting, time.monotonic())
                 if trimmer.due():
                     await asyncio.to_thread(trimmer.trim)
 

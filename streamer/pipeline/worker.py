@@ -426,7 +426,7 @@ class PipelineWorker:
     # -- reporting -----------------------------------------------------------------
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        stale_after = max(10.0, 5 * self.settings.flush_interval_s)
+        stale_after = max(10.0, 5 * self.settings.backlog_flush_interval_s)
         stale = time.monotonic() - self.last_flush_ok > stale_after
         busy = any(state.unflushed_events for state in self.states.values())
         stalled = self.watch.stalled(time.monotonic())

@@ -144,7 +144,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert s.allowed_lateness_ms == 3_600_000
     assert s.future_tolerance_ms == 300_000
     assert s.dedupe_horizon_ms == 300_000
-    assert s.flush_interval_s == 1.0
+    assert (s.flush_interval_s, s.backlog_flush_interval_s) == (0.5, 1.0)
     assert s.partitions == 8
     assert (s.tracks_topic, s.uses_topic, s.dlq_topic) == (
         "tracks.created", "sounds.used", "streamer.dlq")
@@ -255,6 +255,25 @@ def test_flush_interval(value: str, expected: float) -> None:
 def test_flush_interval_out_of_range(value: str) -> None:
     with pytest.raises(ConfigError, match="STREAMER_FLUSH_INTERVAL_S"):
         load_settings({"STREAMER_FLUSH_INTERVAL_S": value})
+
+
+@pytest.mark.parametrize(("flush", "backlog", "expected"), [
+    (None, "2", 2.0), (None, "0.5", 0.5), ("2", None, 2.0), ("0.25", None, 1.0),
+    ("3", "3", 3.0)])
+def test_backlog_flush_interval_is_never_below_the_flush_interval(
+        flush: str | None, backlog: str | None, expected: float) -> None:
+    env = {name: value for name, value in (("STREAMER_FLUSH_INTERVAL_S", flush),
+                                           ("STREAMER_BACKLOG_FLUSH_INTERVAL_S", backlog))
+           if value is not None}
+    assert load_settings(env).backlog_flush_interval_s == expected
+
+
+@pytest.mark.parametrize(("flush", "backlog"), [
+    ("0.5", "0.4"), ("2", "1"), ("0.5", "61"), ("0.5", "nan"), ("0.5", "0")])
+def test_backlog_flush_interval_out_of_range_is_named(flush: str, backlog: str) -> None:
+    with pytest.raises(ConfigError, match="STREAMER_BACKLOG_FLUSH_INTERVAL_S"):
+        load_settings({"STREAMER_FLUSH_INTERVAL_S": flush,
+                       "STREAMER_BACKLOG_FLUSH_INTERVAL_S": backlog})
 
 
 def test_flush_interval_not_a_number_is_named() -> None:
