@@ -458,7 +458,7 @@ class Sampler:
 
 
 def describe_flush_rounds(resources: dict[str, Any]) -> str:
-    """'flush rounds of 0.5 s in 97 % of the samples, 1 s in 3 %' (for the summaries)."""
+    """'0.5 s in 97 %, 1 s in 3 %': the share of samples per flush round length."""
     share = resources.get("flush_interval_share") or {}
     return ", ".join(f"{value} s in {100 * part:.0f} %" for value, part in share.items()) or "-"
 

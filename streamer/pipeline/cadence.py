@@ -4,7 +4,7 @@ Each partition is flushed once per round, so while the worker keeps up an event 
 for its partition's turn (up to a round), then the flush: the round sets end-to-end
 latency (p99 ≈ round + flush + delivery). In a backlog the events have already waited
 longer than that in Kafka, and a longer round costs Redis less per event (a counter
-touched twice in a round is written once), so the worker drains faster.
+touched twice in a round is written once).
 """
 
 from __future__ import annotations
