@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
-from streamer.verify.redis_counters import open_redis
+from streamer.verify.redis_counters import delete_prefixed_keys, open_redis
 
 if TYPE_CHECKING:
     from benchmarks.common import Stack
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 # Quix peer's own topics put "changelog__" or "repartition__" before it.
 RUN_ID = re.compile(r"^(?:[a-z]+__)?\{?(bench-[a-z0-9-]+?-[0-9a-f]{8})(?=[:.}-]|$)")
 KEY_PATTERNS = ("bench-*", "{bench-*")
-UNLINK_BATCH = 1000
 
 
 def run_id_of(name: str) -> str | None:
@@ -94,15 +93,7 @@ async def delete_run_state(stack: Stack, run_id: str) -> None:
             await admin.close()
     client = open_redis(stack.redis_url)
     try:
-        for pattern in ("{" + run_id + ":*", run_id + ":*"):
-            batch: list[Any] = []
-            async for key in client.scan_iter(match=pattern, count=2000):
-                batch.append(key)
-                if len(batch) >= UNLINK_BATCH:
-                    await client.unlink(*batch)
-                    batch = []
-            if batch:
-                await client.unlink(*batch)
+        await delete_prefixed_keys(client, run_id)  # the run id is its key prefix
     finally:
         await client.aclose()
 

@@ -140,3 +140,19 @@ async def pending_tracks(redis_client_or_url: Any, key_prefix: str, partitions: 
     finally:
         if own:
             await client.aclose()
+
+
+async def delete_prefixed_keys(client: Any, key_prefix: str, batch: int = 1000) -> None:
+    """Unlink every key a worker wrote under ``key_prefix``: the partition shards
+    (``{prefix:N}...``) and the catalog (``prefix:...``). For a test's or a benchmark
+    run's cleanup; on a Redis Cluster the keys of one call span slots, so not there."""
+    escaped = _GLOB_SPECIAL.sub(r"\\\1", key_prefix)
+    for pattern in ("{" + escaped + ":*", escaped + ":*"):
+        keys: list[Any] = []
+        async for key in client.scan_iter(match=pattern, count=batch):
+            keys.append(key)
+            if len(keys) >= batch:
+                await client.unlink(*keys)
+                keys = []
+        if keys:
+            await client.unlink(*keys)

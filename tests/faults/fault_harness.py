@@ -39,7 +39,7 @@ from fault_workload import USES, Record, Workload
 
 from streamer.verify import compare
 from streamer.verify.kafka_progress import wait_drained
-from streamer.verify.redis_counters import pending_tracks, read_counters
+from streamer.verify.redis_counters import delete_prefixed_keys, pending_tracks, read_counters
 from streamer.verify.worker_process import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -237,15 +237,7 @@ async def delete_keys(redis_url: str, prefix: str) -> None:
     with contextlib.suppress(Exception):
         client = aioredis.from_url(redis_url, socket_timeout=10)
         try:
-            for pattern in ("{" + prefix + ":*", prefix + ":*"):
-                batch = []
-                async for key in client.scan_iter(match=pattern, count=1000):
-                    batch.append(key)
-                    if len(batch) >= 500:
-                        await client.delete(*batch)
-                        batch = []
-                if batch:
-                    await client.delete(*batch)
+            await delete_prefixed_keys(client, prefix)
         finally:
             await client.aclose()
 

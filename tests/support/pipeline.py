@@ -28,7 +28,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from streamer.config import KafkaSettings
 from streamer.producer import UsageProducer
 from streamer.verify.kafka_progress import wait_drained
-from streamer.verify.redis_counters import read_counters
+from streamer.verify.redis_counters import delete_prefixed_keys, read_counters
 from streamer.verify.worker_process import WorkerProcess
 
 MakeTopic = Callable[..., Awaitable[str]]
@@ -308,10 +308,7 @@ class Pipeline:
                 await admin.close()
         client = aioredis.from_url(self.redis_url)
         try:
-            for pattern in ("{" + self.key_prefix + ":*", self.key_prefix + ":*"):
-                keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
-                for start in range(0, len(keys), 500):
-                    await client.delete(*keys[start:start + 500])
+            await delete_prefixed_keys(client, self.key_prefix)
         finally:
             await client.aclose()
 
