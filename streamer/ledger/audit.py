@@ -194,7 +194,7 @@ def _verify_partition(con: duckdb.DuckDBPyConnection, report: VerifyReport, day:
     }
     for problem, sql in zip(checks, checks.values(), strict=True):
         value = close["uses"] if problem.startswith("track") else close["weighted_micro"]
-        if con.execute(sql, [value, *args]).fetchone() != (False,):
+        if con.execute(sql, [value, *args]).fetchall() != [(False,)]:
             report.problems.append(f"{where}: {problem}")
     rules = {
         # Per right, use and country: the weights over all holders = uses x MICRO.
@@ -256,8 +256,7 @@ def _verify_partition(con: duckdb.DuckDBPyConnection, report: VerifyReport, day:
                                              SELECT * FROM rebuilt))""",
     }
     for problem, sql in rules.items():
-        row = con.execute(sql, args).fetchone()
-        count = row[0] if row else 0
+        count = con.execute(sql, args).fetchall()[0][0]
         if count:
             report.problems.append(f"{where}: {problem} ({count} rows)")
 

@@ -191,9 +191,9 @@ def _checked(attributions: pa.Table, catalog: pa.Table, day: date,
     con = duckdb.connect()
     con.register("a", attributions)
     con.register("c", catalog)
-    duplicate = con.execute(
+    duplicate = _first_row(con.execute(
         "SELECT track_id, country, use, catalog_version FROM a "
-        "GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchone()
+        "GROUP BY ALL HAVING count(*) > 1 LIMIT 1"))
     if duplicate:
         raise LedgerInputError(f"{where}: attribution {duplicate} listed twice")
     unattributed = con.sql(
@@ -209,33 +209,38 @@ def _checked(attributions: pa.Table, catalog: pa.Table, day: date,
         "ORDER BY track_id, catalog_version, \"right\", holder_id", params=[UNATTRIBUTED]
     ).to_arrow_table().cast(s.SCHEMAS[s.CATALOG])
     con.register("k", catalog)
-    problem = con.execute(
+    problem = _first_row(con.execute(
         "SELECT track_id, catalog_version, \"right\", sum(share_micro), count(*), "
         "count(DISTINCT holder_id), min(share_micro), "
         "count(DISTINCT (genre, ai_origin, artist, label)) FROM k GROUP BY ALL "
         "HAVING sum(share_micro) <> ? OR count(*) <> count(DISTINCT holder_id) "
         "OR min(share_micro) <= 0 OR count(DISTINCT (genre, ai_origin, artist, label)) > 1 "
-        "LIMIT 1", [MICRO]).fetchone()
+        "LIMIT 1", [MICRO]))
     if problem:
         raise LedgerInputError(
             f"{where}: catalog entry {problem[0]} version {problem[1]} {problem[2]}: shares "
             f"must be positive, one per holder and add up to {MICRO} (got {problem[3]}), "
             "with one set of metadata")
-    rights = con.execute(
+    rights = _first_row(con.execute(
         "SELECT track_id, catalog_version FROM k GROUP BY ALL "
-        "HAVING count(DISTINCT \"right\") <> 2 LIMIT 1").fetchone()
+        "HAVING count(DISTINCT \"right\") <> 2 LIMIT 1"))
     if rights:
         raise LedgerInputError(f"{where}: catalog entry {rights[0]} version {rights[1]} "
                                "lacks a right")
-    orphan = con.execute(
+    orphan = _first_row(con.execute(
         "SELECT track_id, catalog_version FROM a WHERE (track_id, catalog_version) NOT IN "
-        "(SELECT track_id, catalog_version FROM k) LIMIT 1").fetchone()
+        "(SELECT track_id, catalog_version FROM k) LIMIT 1"))
     if orphan:
         raise LedgerInputError(f"{where}: no catalog entry for track {orphan[0]} "
                                f"version {orphan[1]}")
     ordered = con.sql("SELECT * FROM a ORDER BY track_id, country, use, catalog_version"
                           ).to_arrow_table().cast(s.SCHEMAS[s.ATTRIBUTIONS])
     return ordered, catalog
+
+
+def _first_row(result: duckdb.DuckDBPyConnection) -> Any:
+    rows = result.fetchall()
+    return rows[0] if rows else None
 
 
 _DERIVE = {
