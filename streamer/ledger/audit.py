@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import duckdb
 import orjson
@@ -54,8 +54,9 @@ def status(location: LedgerLocation, partitions: int, first: date | None = None,
     if location.exists(s.CLOSES):
         table = location.open(s.CLOSES).to_pyarrow_dataset().to_table(
             columns=[s.DAY, s.PARTITION])
-        for day, partition in zip(table[s.DAY].to_pylist(), table[s.PARTITION].to_pylist(),
-                                  strict=True):
+        days = cast(list[date], table[s.DAY].to_pylist())  # not nullable
+        numbers = cast(list[int], table[s.PARTITION].to_pylist())
+        for day, partition in zip(days, numbers, strict=True):
             closed.setdefault(day, set()).add(partition)
     if not closed and (first is None or last is None):
         return []
@@ -274,9 +275,10 @@ def _compare_redis(con: duckdb.DuckDBPyConnection, report: VerifyReport, day: da
     genres = {(g, o, u): int(n) for g, o, u, n in con.execute(
         "SELECT genre, ai_origin, use, sum(uses) FROM genres WHERE day = ? AND partition = ? "
         "GROUP BY ALL", args).fetchall()}
-    for what, ledger, expected in (("tracks", tracks, redis.tracks),
-                                   ("holders", holders, redis.holders),
-                                   ("genres", genres, redis.genres)):
+    pairs: tuple[tuple[str, Mapping[Any, Any], Mapping[Any, Any]], ...] = (
+        ("tracks", tracks, redis.tracks), ("holders", holders, redis.holders),
+        ("genres", genres, redis.genres))
+    for what, ledger, expected in pairs:
         wanted = {key: value for key, value in expected.items() if value not in (0, (0, 0))}
         if ledger != wanted:
             differing = sorted(key for key in set(ledger) | set(wanted)

@@ -89,7 +89,7 @@ class CatalogEntry:
         """The right's holders with the unclaimed rest: micro-shares adding up to MICRO."""
         shares = self.master if right == "master" else self.publishing
         claimed = sum(micro for _, micro in shares)
-        return shares + ((UNCLAIMED, MICRO - claimed),) if claimed < MICRO else shares
+        return (*shares, (UNCLAIMED, MICRO - claimed)) if claimed < MICRO else shares
 
 
 AttributionKey = tuple[str, str, str, str]
@@ -167,8 +167,9 @@ def _with_day(table: pa.Table, name: str, day: date, partition: int) -> pa.Table
     missing = [f for f in schema.names[2:] if f not in table.column_names]
     if missing:
         raise LedgerInputError(f"{name}: missing columns {', '.join(missing)}")
-    columns = [pa.array([day] * table.num_rows, pa.date32()),
-               pa.array([partition] * table.num_rows, pa.int32())]
+    columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = [
+        pa.array([day] * table.num_rows, pa.date32()),
+        pa.array([partition] * table.num_rows, pa.int32())]
     try:
         columns += [table[f.name].cast(f.type) for f in list(schema)[2:]]
         return pa.Table.from_arrays(columns, schema=schema)
@@ -280,7 +281,7 @@ def totals_of(name: str, table: pa.Table) -> dict[str, int]:
             totals[column] = int(pc.sum(table[column]).as_py() or 0)
     if name in (s.TRACKS, s.ATTRIBUTIONS, s.HOLDERS, s.GENRES):
         for use in USES:
-            chosen = table.filter(pc.equal(table["use"], use))
+            chosen = table.filter(pc.equal(table["use"], pa.scalar(use)))
             totals[f"uses_{use}"] = int(pc.sum(chosen["uses"]).as_py() or 0)
     return totals
 

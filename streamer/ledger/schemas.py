@@ -7,7 +7,7 @@ integers, never floats. docs/LEDGER.md documents each column; change both togeth
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 
@@ -23,8 +23,8 @@ CLOSES: Final = "closes"
 
 
 def _fields(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
-    head = [pa.field(DAY, pa.date32(), nullable=False),
-            pa.field(PARTITION, pa.int32(), nullable=False)]
+    head: list[pa.Field[Any]] = [pa.field(DAY, pa.date32(), nullable=False),
+                                 pa.field(PARTITION, pa.int32(), nullable=False)]
     return pa.schema(head + [pa.field(name, kind, nullable=nullable)
                              for name, kind, nullable in fields])
 

@@ -230,9 +230,10 @@ def _has_close(closes: DeltaTable, day: date, partition: int) -> bool:
 
 
 def first_closed_day(closes: DeltaTable, partition: int) -> date | None:
-    days = closes.to_pyarrow_dataset().to_table(
-        columns=[s.DAY], filter=pads.field(s.PARTITION) == partition)[s.DAY]
-    return min(days.to_pylist()) if len(days) else None
+    days = [day for day in closes.to_pyarrow_dataset().to_table(
+        columns=[s.DAY], filter=pads.field(s.PARTITION) == partition)[s.DAY].to_pylist()
+        if isinstance(day, date)]
+    return min(days) if days else None
 
 
 def _close_row(closed: DayPartition, totals: Mapping[str, Mapping[str, int]],
