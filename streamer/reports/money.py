@@ -96,8 +96,7 @@ def format_micro(micro: int) -> str:
 
 def format_percent_micro(share_micro: int) -> str:
     """A micro-share as a percentage: 250,000 -> "25", 333,333 -> "33.3333" (exact)."""
-    text = str(Decimal(share_micro).scaleb(-4).normalize())
-    return text if "E" not in text else format(Decimal(share_micro).scaleb(-4), "f")
+    return format(Decimal(share_micro).scaleb(-4).normalize(), "f")
 
 
 def rate_fraction(rate: Decimal) -> tuple[int, int]:
