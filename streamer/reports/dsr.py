@@ -130,21 +130,19 @@ class DsrReport:
 
 
 _ROWS = """
-WITH mine AS (SELECT DISTINCT track_id FROM priced WHERE holder_id = $holder
-              AND territory = $territory),
-     su AS (SELECT track_id, use, catalog_version, any_value(ai_origin) AS ai_origin,
-                   max(uses) AS uses, sum(amount_minor)::HUGEINT AS revenue,
-                   min(currency) AS currency, count(DISTINCT currency) AS currencies
-            FROM priced WHERE territory = $territory
-              AND track_id IN (SELECT track_id FROM mine) GROUP BY ALL),
-     li AS (SELECT track_id, use, catalog_version, "right", share_micro, weighted_micro,
-                   amount_minor FROM priced
-            WHERE holder_id = $holder AND territory = $territory)
-SELECT su.track_id, su.use, su.catalog_version, su.ai_origin, su.uses, su.revenue,
-       su.currency, su.currencies, li."right", li.share_micro, li.weighted_micro,
-       li.amount_minor
-FROM su LEFT JOIN li USING (track_id, use, catalog_version)
-ORDER BY su.track_id, su.use, su.catalog_version, li."right"
+CREATE OR REPLACE TEMP TABLE dsr_rows AS
+WITH mine AS (SELECT DISTINCT territory, track_id FROM priced WHERE holder_id = $holder),
+     su AS (SELECT territory, track_id, use, catalog_version,
+                   any_value(ai_origin) AS ai_origin, max(uses) AS uses,
+                   sum(amount_minor)::HUGEINT AS revenue, min(currency) AS currency,
+                   count(DISTINCT currency) AS currencies
+            FROM priced SEMI JOIN mine USING (territory, track_id) GROUP BY ALL),
+     li AS (SELECT territory, track_id, use, catalog_version, "right", share_micro,
+                   weighted_micro, amount_minor FROM priced WHERE holder_id = $holder)
+SELECT su.territory, su.track_id, su.use, su.catalog_version, su.ai_origin, su.uses,
+       su.revenue, su.currency, su.currencies, li."right", li.share_micro,
+       li.weighted_micro, li.amount_minor
+FROM su LEFT JOIN li USING (territory, track_id, use, catalog_version)
 """
 
 
@@ -185,25 +183,31 @@ class DsrWriter:
     def write(self, out_dir: str | Path, territory: str | None = None) -> list[DsrReport]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        return [self._report(out, where) for where in self.territories(territory)]
+        territories = self.territories(territory)
+        con = self.pricing.con
+        con.execute(_ROWS, {"holder": self.party.holder_id})
+        meta = self._metadata(self.party.holder_id)
+        try:
+            return [self._report(out, where, meta) for where in territories]
+        finally:
+            con.execute("DROP TABLE IF EXISTS dsr_rows")
 
-    def _report(self, out: Path, territory: str) -> DsrReport:
+    def _report(self, out: Path, territory: str,
+                meta: dict[str, dict[str, Any]]) -> DsrReport:
         holder = self.party.holder_id
         period = self.pricing.snapshot.period
         currency = self.pricing.card.currency_of(period.text, territory)
-        meta = self._metadata(holder, territory)
         combos = self.pricing.con.execute(
-            "SELECT DISTINCT use, ai_origin FROM priced WHERE territory = $territory AND "
-            "track_id IN (SELECT track_id FROM priced WHERE holder_id = $holder AND "
-            "territory = $territory) ORDER BY ALL",
-            {"holder": holder, "territory": territory}).fetchall()
+            "SELECT DISTINCT use, ai_origin FROM dsr_rows WHERE territory = ? ORDER BY ALL",
+            [territory]).fetchall()
         summaries = {(use, content_category(origin)): _Summary(number, use,
                                                                 content_category(origin))
                      for number, (use, origin) in enumerate(combos, start=1)}
         parts = [_Part()]
         report = DsrReport(holder, territory)
         rows = self.pricing.con.execute(
-            _ROWS, {"holder": holder, "territory": territory}).fetchall()
+            "SELECT * EXCLUDE (territory) FROM dsr_rows WHERE territory = ? "
+            'ORDER BY track_id, use, catalog_version, "right"', [territory]).fetchall()
         block_id = 0
         track: str | None = None
         block: list[str] = []
@@ -329,18 +333,16 @@ class DsrWriter:
         }, option=orjson.OPT_SORT_KEYS)).hexdigest()
         return digest[:32]
 
-    def _metadata(self, holder: str, territory: str) -> dict[str, dict[str, Any]]:
-        """Per track of the report: artist, publishers (and title, ISRC, ISWC, duration
-        when the ledger's catalog carries them)."""
+    def _metadata(self, holder: str) -> dict[str, dict[str, Any]]:
+        """Per track of the recipient's reports: artist, publishers (and title, ISRC,
+        ISWC, duration when the ledger's catalog carries them)."""
         extra = "".join(f", max({name}) AS {name}" for name in self.optional)
         rows = self.pricing.con.execute(f"""
-            WITH mine AS (SELECT DISTINCT track_id FROM priced
-                          WHERE holder_id = ? AND territory = ?)
             SELECT track_id, max(artist) AS artist{extra},
                    list(DISTINCT holder_id ORDER BY holder_id)
                      FILTER (WHERE "right" = 'publishing') AS publishers
-            FROM catalog WHERE track_id IN (SELECT track_id FROM mine)
-            GROUP BY track_id""", [holder, territory]).fetchall()
+            FROM catalog WHERE track_id IN (SELECT DISTINCT track_id FROM dsr_rows)
+            GROUP BY track_id""").fetchall()
         names = ["track_id", "artist", *self.optional, "publishers"]
         return {row[0]: dict(zip(names, row, strict=True)) for row in rows}
 
