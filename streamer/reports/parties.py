@@ -101,6 +101,7 @@ def parse_parties(document: dict[str, Any], name: str, sha256: str = "") -> Part
         problems.append(f"unknown key {key!r} (known: party, sender)")
     sender = _sender(document.get("sender"), problems)
     parties: dict[str, Party] = {}
+    seen: set[object] = set()
     items = document.get("party", [])
     if not isinstance(items, list):
         problems.append("party: write parties as [[party]] tables")
@@ -110,12 +111,13 @@ def parse_parties(document: dict[str, Any], name: str, sha256: str = "") -> Part
         if not isinstance(item, dict):
             problems.append(f"{where}: not a table")
             continue
+        holder = item.get("holder_id")
+        if isinstance(holder, str) and holder in seen:
+            problems.append(f"{where}: holder_id {holder!r} listed twice")
+        seen.add(holder)
         party = _party(where, item, problems)
-        if party is None:
-            continue
-        if party.holder_id in parties:
-            problems.append(f"{where}: holder_id {party.holder_id!r} listed twice")
-        parties[party.holder_id] = party
+        if party is not None:
+            parties[party.holder_id] = party
     if problems or sender is None:
         raise PartiesError(name, problems or ["[sender]: required"])
     return Parties(name, sha256, sender, parties)

@@ -191,8 +191,10 @@ def price(snapshot: Snapshot, card: RateCard) -> Pricing:
                            "AND \"right\" = 'master'").fetchall()[0][0]
     holders = [row[0] for row in con.execute(
         "SELECT DISTINCT holder_id FROM priced ORDER BY 1").fetchall()]
-    return Pricing(snapshot, card, con, pools, _levies(con, card, period), int(unpriced),
-                   holders)
+    levies = _levies(con, card, period)
+    # Levy recipients get a statement too, even without usage lines of their own.
+    holders = sorted(set(holders) | {line.holder_id for line in levies})
+    return Pricing(snapshot, card, con, pools, levies, int(unpriced), holders)
 
 
 def _pools(con: duckdb.DuckDBPyConnection, card: RateCard, period: str) -> dict[str, Pool]:
