@@ -73,7 +73,8 @@ def register(subparsers: Any) -> None:
     dsr.add_argument("--created", help="MessageCreatedDateTime, UTC (default: the newest "
                      "commit time of the ledger versions read, so rebuilds are identical)")
     dsr.add_argument("--max-file-bytes", type=_positive, default=DEFAULT_MAX_FILE_BYTES,
-                     help="split a report into numbered files beyond this size")
+                     help="split a report into numbered files so that the blocks of one "
+                     "file stay under this size (HEAD, summaries and FOOT come on top)")
     dsr.add_argument("--gzip-over-bytes", type=_positive, default=DEFAULT_GZIP_OVER_BYTES,
                      help="gzip files larger than this")
     why = commands.add_parser("explain", help="how one statement line's figure was computed "

@@ -14,8 +14,9 @@ with usage in the territory during the period:
 * ``create`` is ``UserMakeAvailableUserProvided``, ``play`` is ``OnDemandStream``.
 * Money cells carry the statement's amounts: SU03 NetRevenue = all holders' amounts for
   those uses, LI01 = the recipient's statement line, SY02 = the sum of its SU03s.
-* A report larger than ``max_file_bytes`` is split at block boundaries into numbered
-  files (each with HEAD, the same summaries and FOOT); files larger than
+* A report whose blocks exceed ``max_file_bytes`` is split at block boundaries into
+  numbered files, each holding blocks up to that size (a larger block gets a file of its
+  own) plus HEAD, the same summaries and FOOT; files larger than
   ``gzip_over_bytes`` are gzipped (no timestamp in the gzip header).
 * MessageId and creation time are derived from the inputs (or the time is passed in),
   so the same ledger versions, rate card and parties give byte-identical files.
