@@ -122,14 +122,27 @@ def open_snapshot(location: LedgerLocation, partitions: int, period: Period,
         except Exception as exc:  # deltalake raises several kinds for a missing version
             raise ReportInputError(f"ledger table {name} version {wanted}: {exc}") from None
         pinned[name] = table.version()
-        for info in table.history(limit=1):
-            committed = max(committed, int(info.get("timestamp", 0)))
+        committed = max(committed, _commit_time(location, name, pinned[name]))
     not_closed = _not_closed(location, pinned[s.CLOSES], partitions, period)
     if not_closed and not provisional:
         raise PeriodNotClosed(period.text, not_closed)
-    stamp = datetime.fromtimestamp(committed // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Without a commit time (log cleaned up): the day after the period, still derived.
+    moment = (datetime.fromtimestamp(committed // 1000, UTC) if committed else
+              datetime(period.last.year, period.last.month, period.last.day, tzinfo=UTC)
+              + timedelta(days=1))
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return Snapshot(location, partitions, period, pinned, stamp, provisional,
                     tuple(not_closed))
+
+
+def _commit_time(location: LedgerLocation, name: str, version: int) -> int:
+    """The commit time (epoch ms) of ``version``, read from the latest table's history
+    (deltalake 1.x labels a time-travelled table's history with the wrong versions); 0
+    if the log no longer has that commit."""
+    for info in location.open(name).history():
+        if info.get("version") == version:
+            return int(info.get("timestamp", 0))
+    return 0
 
 
 def _not_closed(location: LedgerLocation, version: int, partitions: int,
