@@ -139,7 +139,7 @@ def largest_remainder(total_minor: int, weights: Sequence[tuple[K, int]]) -> dic
         floors[key] = floor
         remainders.append((remainder, key))
     left = total_minor - sum(floors.values())
-    remainders.sort(key=lambda pair: (-pair[0], pair[1]))  # type: ignore[arg-type]
+    remainders.sort(key=lambda pair: (-pair[0], pair[1]))
     for _, key in remainders[:left]:
         floors[key] += 1
     return floors

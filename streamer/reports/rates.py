@@ -126,18 +126,19 @@ class RateCard:
             return levy
         return None
 
+    def all_entries(self) -> tuple[Entry | Levy, ...]:
+        return (*self.entries, *self.levies)
+
     def currency_of(self, period: str, territory: str) -> str:
         """The currency a period's lines in a territory are stated in."""
-        for entry in (*self.entries, *self.levies):
-            if entry.period == period and entry.territory == territory:
-                return entry.currency
-        for entry in (*self.entries, *self.levies):
-            if entry.period == period and entry.territory == ANY:
-                return entry.currency
+        for where in (territory, ANY):
+            for entry in self.all_entries():
+                if entry.period == period and entry.territory == where:
+                    return entry.currency
         return self.currency
 
     def periods(self) -> set[str]:
-        return {entry.period for entry in (*self.entries, *self.levies)}
+        return {entry.period for entry in self.all_entries()}
 
 
 def load_rate_card(path: str | Path) -> RateCard:
@@ -222,7 +223,8 @@ def _currency_problems(entries: list[Entry], levies: list[Levy]) -> list[str]:
     currency."""
     problems = []
     by_key: dict[tuple[str, str], tuple[str, str]] = {}
-    for entry in (*entries, *levies):
+    everything: list[Entry | Levy] = [*entries, *levies]
+    for entry in everything:
         key = (entry.period, entry.territory)
         first = by_key.setdefault(key, (entry.currency, entry.entry_id))
         if first[0] != entry.currency:
