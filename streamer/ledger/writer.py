@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -254,10 +255,30 @@ def _fingerprint(closed: DayPartition) -> str:
     written from one input, even if a retry came from a different one."""
     digest = hashlib.sha256()
     for table in (closed.attributions, closed.catalog):
-        for batch in table.to_batches():
-            for column in batch.columns:
-                digest.update(orjson.dumps(column.to_pylist()))
+        digest.update(str(table.num_rows).encode())
+        for column in table.columns:
+            _digest_column(digest, column.combine_chunks())
     return digest.hexdigest()
+
+
+def _digest_column(digest: Any, array: pa.Array[Any]) -> None:
+    """Feed a column's values (not its memory layout) to ``digest``: the null mask, then
+    fixed-width values, or a string column's offsets from 0 and the bytes they span."""
+    start, length = array.offset, len(array)
+    digest.update(np.asarray(array.is_null()).tobytes())
+    buffers = array.buffers()
+    if pa.types.is_string(array.type):
+        offsets = np.frombuffer(buffers[1], np.int32)[start:start + length + 1]
+        digest.update((offsets - offsets[0]).tobytes())
+        if buffers[2] is not None:
+            digest.update(memoryview(buffers[2])[int(offsets[0]):int(offsets[-1])])
+    else:
+        width = array.type.bit_width // 8
+        data = memoryview(buffers[1])[start * width:(start + length) * width]
+        # Null slots may hold anything: zero them (the mask above says where they were).
+        values = np.frombuffer(data, np.uint8).reshape(length, width).copy()
+        values[np.asarray(array.is_null())] = 0
+        digest.update(values.tobytes())
 
 
 __all__ = ["CloseResult", "DayGap", "DayNotClosable", "LedgerInconsistent", "LedgerLocation",
