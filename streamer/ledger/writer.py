@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -266,7 +266,10 @@ def _digest_column(digest: Any, array: pa.Array[Any]) -> None:
     fixed-width values, or a string column's offsets from 0 and the bytes they span."""
     start, length = array.offset, len(array)
     digest.update(np.asarray(array.is_null()).tobytes())
-    buffers = array.buffers()
+    if not length:
+        return
+    # pyarrow Buffers support the buffer protocol (the stubs do not say so).
+    buffers = [cast(bytes, buffer) for buffer in array.buffers()]
     if pa.types.is_string(array.type):
         offsets = np.frombuffer(buffers[1], np.int32)[start:start + length + 1]
         digest.update((offsets - offsets[0]).tobytes())
