@@ -157,6 +157,12 @@ class LedgerWriter:
         number = day_number(day)
         closes = self.location.open(s.CLOSES)
         last = closes.transaction_version(app_id(partition))
+        if last is None and _has_close(closes, day, partition):
+            # Transaction ids expired (delta.setTransactionRetentionDuration): the rows
+            # still say the day is closed.
+            raise LedgerInconsistent(f"partition {partition}: {day.isoformat()} is in "
+                                     "closes but its transaction id is gone; do not set "
+                                     "delta.setTransactionRetentionDuration")
         if last is not None and number <= last:
             if _has_close(closes, day, partition):
                 return CloseResult(day, partition, (), s.ALL_TABLES)
