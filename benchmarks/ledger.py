@@ -17,12 +17,19 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
 
-from streamer.ledger import DayPartition, LedgerLocation, LedgerReader, LedgerWriter
+from streamer.ledger import (
+    DayPartition,
+    LedgerLocation,
+    LedgerReader,
+    LedgerWriter,
+    RangeAnswer,
+)
 from streamer.ledger.model import UNATTRIBUTED, CatalogEntry, catalog_rows
 
 MICRO = 1_000_000
@@ -35,7 +42,8 @@ def _zipf_choice(rng: np.random.Generator, n: int, size: int, s: float = 1.0) ->
     cdf = _CDFS.get((n, s))
     if cdf is None:
         cdf = _CDFS[(n, s)] = np.cumsum(1.0 / np.arange(1, n + 1) ** s)
-    return np.searchsorted(cdf, rng.random(size) * cdf[-1]).astype(np.int64)
+    chosen: np.ndarray = np.searchsorted(cdf, rng.random(size) * cdf[-1]).astype(np.int64)
+    return chosen
 
 
 def _countries() -> list[str]:
@@ -50,10 +58,10 @@ def _entries(rng: np.random.Generator, track: int) -> list[CatalogEntry]:
     count = 2 if rng.random() < 0.01 else 1
     out = []
     for version in range(count):
-        masters = rng.integers(1, 3)
+        masters = int(rng.integers(1, 3))
         labels = _zipf_choice(rng, 50_000, masters)
-        shares = [MICRO // int(masters)] * int(masters)
-        publishing = rng.integers(0, 4)
+        shares = [MICRO // masters] * masters
+        publishing = int(rng.integers(0, 4))
         pubs = _zipf_choice(rng, 100_000, publishing)
         pub_shares = [int(x) for x in rng.integers(50_000, 300_000, publishing)]
         out.append(CatalogEntry(
@@ -177,11 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"closed {args.month - 1} more days in {time.perf_counter() - started:.1f} s")
     reader = LedgerReader(location, args.partitions)
     last = first + timedelta(days=args.month - 1)
-    for what, call in (("holder label-0", lambda: reader.holder_usage("label-0", first, last,
-                                                                      True)),
-                       ("track trk-00000000", lambda: reader.track_usage("trk-00000000", first,
-                                                                         last, True)),
-                       ("genre pop", lambda: reader.genre_usage("pop", first, last, True))):
+    queries: list[tuple[str, Callable[[], RangeAnswer]]] = [
+        ("holder label-0", lambda: reader.holder_usage("label-0", first, last, True)),
+        ("track trk-00000000", lambda: reader.track_usage("trk-00000000", first, last, True)),
+        ("genre pop", lambda: reader.genre_usage("pop", first, last, True))]
+    for what, call in queries:
         times = []
         for _ in range(5):
             started = time.perf_counter()
