@@ -244,14 +244,17 @@ class Url(Kind[str]):
         return "URL: " + ", ".join(f"`{scheme}://`" for scheme in self.schemes)
 
 
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})")
+
+
 @dataclass(frozen=True, slots=True)
 class HostPorts(Kind[str]):
     """Comma-separated ``host:port`` pairs (Kafka's bootstrap servers)."""
 
     def parse(self, text: str) -> str:
         for server in text.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            match = _HOST_PORT.fullmatch(server.strip())
+            if not match or not 1 <= int(match.group(1)) <= 65535:
                 raise ValueError("must be comma-separated host:port pairs, ports 1 to 65535")
         return ",".join(server.strip() for server in text.split(","))
 

@@ -63,8 +63,10 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in known or name.startswith(TOOL_PREFIXES):
             continue
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        # Compared without the prefix, which every name shares and would make all alike.
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX),
+                                          [k.removeprefix(ENV_PREFIX) for k in known], n=1)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
         messages.append(f"{name} is not a streamer setting and is ignored{hint}")
     return messages
 

@@ -24,7 +24,6 @@ from streamer.config.declare import (
     Text,
     Url,
     Windows,
-    WindowSizes,
     setting,
 )
 
@@ -92,7 +91,9 @@ class KafkaSettings:
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
+            from aiokafka.helpers import (  # type: ignore[import-untyped]  # no type hints
+                create_ssl_context,
+            )
 
             kwargs["ssl_context"] = create_ssl_context(
                 cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
@@ -181,7 +182,7 @@ class Settings:
         "STREAMER_KEY_PREFIX", "streamer", Text(),
         "Prefix of every Redis key; changing it starts from scratch.")
     # Window sizes in ms; the smallest must divide every other one (see windows.py).
-    windows: WindowSizes = setting(
+    windows: tuple[tuple[str, int], ...] = setting(
         "STREAMER_WINDOWS", (("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000)), Windows(),
         "Counting window sizes.")
     # Retention per window name, counted from the last write to a window's keys.
