@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from streamer.config.declare import Setting, declaration
-from streamer.config.load import TOOL_PREFIXES, _is_group
+from streamer.config.load import TOOL_PREFIXES, group_of
 from streamer.config.settings import Settings
 
 DOC_PATH = "docs/CONFIGURATION.md"
@@ -56,7 +56,7 @@ def _rows(cls: type[Any], instance: Any) -> list[str]:
         declared = declaration(dataclass_field)
         value = getattr(instance, dataclass_field.name)
         if declared is None:
-            if _is_group(dataclass_field):
+            if group_of(dataclass_field) is not None:
                 rows += _rows(type(value), value)
             continue
         secret = " Secret: never logged." if declared.secret else ""

@@ -10,7 +10,7 @@ import difflib
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from streamer.config.declare import ConfigError, Problem, Setting, declaration
 from streamer.config.settings import Settings
@@ -21,19 +21,22 @@ ENV_PREFIX = "STREAMER_"
 # STREAMER_TEST_* and STREAMER_FAULTS_*: the test suite; STREAMER_BENCH_*: benchmarks.
 TOOL_PREFIXES = ("STREAMER_LOCAL_", "STREAMER_TEST_", "STREAMER_FAULTS_", "STREAMER_BENCH_")
 
-D = TypeVar("D")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
 
 log = logging.getLogger(__name__)
 
 
-def declarations(cls: type[Any] = Settings) -> Iterator[Setting[Any]]:
+def declarations(cls: type[DataclassInstance] = Settings) -> Iterator[Setting[Any]]:
     """Every declared setting, in declaration order, nested groups (``kafka``) in place."""
     for dataclass_field in dataclasses.fields(cls):
-        declared = declaration(dataclass_field)
+        declared, group = declaration(dataclass_field), group_of(dataclass_field)
         if declared is not None:
             yield declared
-        elif _is_group(dataclass_field):
-            yield from declarations(dataclass_field.default_factory)  # type: ignore[arg-type]
+        elif group is not None:
+            yield from declarations(group)
 
 
 def env_names() -> list[str]:
@@ -71,44 +74,44 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
     return messages
 
 
-def _is_group(dataclass_field: dataclasses.Field[Any]) -> bool:
+def group_of(dataclass_field: dataclasses.Field[Any]) -> type[DataclassInstance] | None:
+    """The dataclass of a nested group of settings (``Settings.kafka``), if this field is one."""
     factory = dataclass_field.default_factory
-    return isinstance(factory, type) and dataclasses.is_dataclass(factory)
+    if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+        return factory
+    return None
 
 
 def _load(cls: type[D], env: Mapping[str, str], problems: list[Problem]) -> D:
+    """Read each declared field of ``cls``, then resolve those that depend on others."""
     values: dict[str, Any] = {}
     given: dict[str, Any] = {}
     wrong: set[str] = set()
-    resolved: list[tuple[str, Setting[Any]]] = []
-    for dataclass_field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        name, declared = dataclass_field.name, declaration(dataclass_field)
-        if declared is None:
-            if _is_group(dataclass_field):
-                values[name] = _load(dataclass_field.default_factory, env, problems)  # type: ignore[arg-type]
-            continue
-        if declared.resolve is not None:
-            resolved.append((name, declared))
-        text = (env.get(declared.env) or "").strip()
-        if not text:
+    for dataclass_field in dataclasses.fields(cls):
+        name, declared, group = (dataclass_field.name, declaration(dataclass_field),
+                                 group_of(dataclass_field))
+        if group is not None and declared is None:
+            values[name] = _load(group, env, problems)
+        text = (env.get(declared.env) or "").strip() if declared is not None else ""
+        if declared is None or not text:
             continue
         try:
             values[name] = given[name] = declared.kind.parse(text)
         except ValueError as exc:
             problems.append(_problem(declared, str(exc), text))
             wrong.add(name)
-    settings = cls(**values)
-    for name, declared in resolved:
-        if wrong & {name, *declared.needs}:
+    loaded = cls(**values)
+    for dataclass_field in dataclasses.fields(cls):
+        name, declared = dataclass_field.name, declaration(dataclass_field)
+        if declared is None or declared.resolve is None or wrong & {name, *declared.needs}:
             continue
-        assert declared.resolve is not None
         try:
-            value = declared.resolve(settings, given.get(name))
+            value = declared.resolve(loaded, given.get(name))
         except ValueError as exc:
             problems.append(_problem(declared, str(exc), env.get(declared.env, "").strip()))
             continue
-        settings = dataclasses.replace(settings, **{name: value})  # type: ignore[type-var]
-    return settings
+        loaded = dataclasses.replace(loaded, **{name: value})
+    return loaded
 
 
 def _problem(declared: Setting[Any], rule: str, text: str) -> Problem:

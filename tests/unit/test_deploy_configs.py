@@ -389,7 +389,7 @@ def test_k8s_env_names_exist_in_config() -> None:
     container = _container()
     names = set(config["data"]) | {entry["name"] for entry in container.get("env", [])}
     unknown = {name for name in names if name.startswith("STREAMER_")} - known
-    assert not unknown, f"not read by streamer/config.py: {sorted(unknown)}"
+    assert not unknown, f"not declared in streamer/config/settings.py: {sorted(unknown)}"
     assert {"STREAMER_KAFKA_SASL_PASSWORD", "STREAMER_REDIS_URL"} <= names
 
 
