@@ -12,7 +12,8 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from streamer.config.declare import (
+from streamer.config.declare import setting
+from streamer.config.kinds import (
     Choice,
     Duration,
     DurationSeconds,
@@ -24,7 +25,6 @@ from streamer.config.declare import (
     Text,
     Url,
     Windows,
-    setting,
 )
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

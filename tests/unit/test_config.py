@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamer.config import ConfigError, Settings, env_names, load_settings, unknown_variables
-from streamer.config.declare import Choice, Int, Seconds, Setting, declaration
+from streamer.config.declare import Setting, declaration
+from streamer.config.kinds import Choice, Int, Seconds
 from streamer.config.load import TOOL_PREFIXES, declarations
 
 ROOT = Path(__file__).resolve().parents[2]
