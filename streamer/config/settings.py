@@ -1,7 +1,15 @@
 """Every worker setting, declared once: variable, kind and bounds, default, one-line doc.
 
-To add a setting, add a field made with ``setting()`` here; loading, validation and
-docs/CONFIGURATION.md (``python -m streamer.config doc --write``) follow from it.
+To add a setting, add a field made with ``setting()`` to ``Settings`` (or a group such
+as ``KafkaSettings``), then run ``python -m streamer.config doc --write``::
+
+    ledger_batch_rows: int = setting(
+        "STREAMER_LEDGER_BATCH_ROWS", 10_000, Int(min=1, max=1_000_000),
+        "Rows written to the ledger per Delta Lake commit.")
+
+Loading, validation, the typo warning and docs/CONFIGURATION.md follow from it. Kinds
+are in kinds.py (Int, Seconds, Duration, Flag, Choice, Text, Url, ...); a setting that
+depends on another gets ``resolve=`` and ``needs=`` (see the backlog flush interval).
 Comments say why a default is what it is; the doc line says what the setting does.
 """
 

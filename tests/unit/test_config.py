@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from streamer.config import ConfigError, Settings, env_names, load_settings, unknown_variables
 from streamer.config.declare import Setting, declaration
-from streamer.config.kinds import Choice, Int, Seconds
+from streamer.config.kinds import Choice, Duration, DurationSeconds, Int, Seconds
 from streamer.config.load import TOOL_PREFIXES, declarations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +118,27 @@ def test_seconds_are_accepted_exactly_when_finite_and_within_bounds(declared: Se
         load_settings(env)
     else:
         assert declared.env in problems_of(env)
+
+
+UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@given(st.sampled_from(declared_of(Duration) + declared_of(DurationSeconds)),
+       st.integers(0, 100_000), st.sampled_from(sorted(UNIT_MS)))
+def test_durations_are_accepted_exactly_when_positive_and_within_bounds(
+        declared: Setting[Any], number: int, unit: str) -> None:
+    kind = declared.kind
+    assert isinstance(kind, Duration | DurationSeconds)
+    ms = number * UNIT_MS[unit]
+    env = {declared.env: f"{number}{unit}"}
+    if ms > 0 and (kind.min_ms is None or ms >= kind.min_ms) and (
+            kind.max_ms is None or ms <= kind.max_ms):
+        settings = load_settings(env)
+        expected = ms if isinstance(kind, Duration) else ms / 1000
+        assert expected in [getattr(settings, f.name) for f in dataclasses.fields(settings)
+                            if declaration(f) is declared]
+    else:
+        assert problems_of(env)[declared.env].endswith(f"got '{number}{unit}'")
 
 
 @pytest.mark.parametrize(("env", "rule"), [
