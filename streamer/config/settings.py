@@ -99,7 +99,8 @@ class KafkaSettings:
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import (  # type: ignore[import-untyped]  # no type hints
+            # aiokafka has no type hints; unused once mypy's config ignores its imports.
+            from aiokafka.helpers import (  # type: ignore[import-untyped, unused-ignore]
                 create_ssl_context,
             )
 
