@@ -30,7 +30,7 @@ environment without starting anything.
   streamer setting and is ignored; did you mean STREAMER_KAFKA_BOOTSTRAP?`).
   Variables read by tools rather than the worker are not warned about; they start with
   {", ".join(f"`{prefix}`" for prefix in TOOL_PREFIXES)}
-  (the local stack's scripts, the test suite, the benchmarks).
+  (the local stack's scripts, the test suite, the benchmarks, the image build's facts).
 - **Adding a setting**: declare a field with `setting(...)` in
   `streamer/config/settings.py` (variable, default, kind with its bounds, one-line doc),
   then run `{COMMAND}`.

@@ -4,6 +4,7 @@ with the rule the text broke, and says in words which values it accepts (for the
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from abc import ABC, abstractmethod
@@ -214,12 +215,33 @@ class Url(Kind[str]):
     schemes: tuple[str, ...]
 
     def parse(self, text: str) -> str:
-        if not text.startswith(tuple(f"{scheme}://" for scheme in self.schemes)):
+        scheme, separator, _ = text.partition("://")
+        if not separator or scheme.lower() not in self.schemes:
             raise ValueError("must start with " + ", ".join(f"{s}://" for s in self.schemes))
         return text
 
     def accepts(self) -> str:
         return "URL: " + ", ".join(f"`{scheme}://`" for scheme in self.schemes)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonObject(Kind[dict[str, str]]):
+    """A JSON object of strings (options passed on to a library, e.g. storage options)."""
+
+    def parse(self, text: str) -> dict[str, str]:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError('must be a JSON object of strings, e.g. {"key": "value"}')
+        return value
+
+    def accepts(self) -> str:
+        return "JSON object of strings"
+
+    def show(self, value: dict[str, str]) -> str:
+        return json.dumps(value, sort_keys=True)
 
 
 _HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})")

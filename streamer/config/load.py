@@ -16,10 +16,12 @@ from streamer.config.declare import ConfigError, Problem, Setting, declaration
 from streamer.config.settings import Settings
 
 ENV_PREFIX = "STREAMER_"
-# STREAMER_* variables that tools read, not the worker: no typo warning for them.
+# STREAMER_* variables that are no worker setting: no typo warning for them.
 # STREAMER_LOCAL_*: deploy/local/ scripts and the Makefile (docs/LOCAL_STACK.md);
-# STREAMER_TEST_* and STREAMER_FAULTS_*: the test suite; STREAMER_BENCH_*: benchmarks.
-TOOL_PREFIXES = ("STREAMER_LOCAL_", "STREAMER_TEST_", "STREAMER_FAULTS_", "STREAMER_BENCH_")
+# STREAMER_TEST_* and STREAMER_FAULTS_*: the test suite; STREAMER_BENCH_*: benchmarks;
+# STREAMER_BUILD_*: facts the image build records (e.g. the commit), not settings.
+TOOL_PREFIXES = ("STREAMER_LOCAL_", "STREAMER_TEST_", "STREAMER_FAULTS_", "STREAMER_BENCH_",
+                 "STREAMER_BUILD_")
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

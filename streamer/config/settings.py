@@ -139,7 +139,8 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     redis_url: str = setting(
         "STREAMER_REDIS_URL", "redis://127.0.0.1:6379/0",
-        Url(("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")),
+        Url(("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+             "rediss+sentinel")),
         "Redis to count in: `rediss://` is TLS, `redis://:password@host` authenticates, "
         "`redis+cluster://host:port` is a Redis Cluster.", secret=True,
         shown_default="`redis://127.0.0.1:6379/0`")
