@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--uses", type=int, default=20_000_000)
     p.add_argument("--tracks", type=int, default=2_000_000)
     p.add_argument("--partitions", type=int, default=8)
-    p.add_argument("--month", type=int, default=0, help="days in the range query (0: none)")
+    p.add_argument("--month", type=int, default=0,
+                   help="days in the range query (0: no query; 1: the day just closed)")
     p.add_argument("--dir", default="/tmp/streamer-ledger-bench")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{size / (args.uses / 1e6) / 1e6:7.2f} MB per million uses")
     print(f"  {'all':13} {'':>16} {total / 1e6:9.1f} MB "
           f"{total / (args.uses / 1e6) / 1e6:7.2f} MB per million uses")
-    if args.month <= 1:
+    if args.month < 1:
         return
     started = time.perf_counter()
     for offset in range(1, args.month):
