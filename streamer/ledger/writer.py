@@ -53,7 +53,12 @@ from streamer.ledger import schemas as s
 from streamer.ledger.model import DayPartition, day_number, day_of_number, derive_counts, totals_of
 
 META_PREFIX = "streamer."
-_WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3)
+# Row groups of 32,768 rows: a file's rows are sorted by the table's key, so a query for
+# one holder or track reads the row groups whose min/max statistics can hold it. With
+# delta-rs' default (one group per file here), a holder's day on the 20M-use benchmark
+# took 4.6 s; with 32,768, 0.19 s, for the same bytes.
+_WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3,
+                                      max_row_group_size=32_768)
 
 
 def app_id(partition: int) -> str:
