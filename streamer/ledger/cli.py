@@ -8,15 +8,13 @@ parsed arguments carry ``ledger_run``, which returns the exit code:
 * 2: bad arguments or configuration (argparse's code too)
 * 3: ``close`` without a day source (the pipeline has not been wired to this command)
 
-Settings (to move into streamer/config.py with the rest): ``STREAMER_LEDGER_URL``
-(default ``.local/ledger``) and ``STREAMER_LEDGER_STORAGE_OPTIONS`` (a JSON object of
-deltalake storage options, e.g. ``{"AWS_REGION": "eu-west-1"}``), ``STREAMER_PARTITIONS``.
+Settings: ``STREAMER_LEDGER_URL``, ``STREAMER_LEDGER_STORAGE_OPTIONS`` and
+``STREAMER_PARTITIONS`` (docs/CONFIGURATION.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -24,47 +22,17 @@ from typing import Any, TextIO
 
 import orjson
 
+from streamer.config import ConfigError, Settings, load_settings
 from streamer.ledger import audit
 from streamer.ledger.closing import DaySource, close_days
 from streamer.ledger.writer import LedgerLocation, LedgerOrderError, LedgerWriter
-
-DEFAULT_URL = ".local/ledger"
 
 SourceFactory = Callable[[argparse.Namespace], DaySource]
 RedisDays = Callable[[date], Mapping[int, audit.RedisDay]]
 
 
-class LedgerConfigError(ValueError):
-    pass
-
-
-def location_from_env(env: Mapping[str, str] | None = None) -> LedgerLocation:
-    env = os.environ if env is None else env
-    url = env.get("STREAMER_LEDGER_URL") or DEFAULT_URL
-    raw = env.get("STREAMER_LEDGER_STORAGE_OPTIONS")
-    options: dict[str, str] | None = None
-    if raw:
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise LedgerConfigError(f"STREAMER_LEDGER_STORAGE_OPTIONS: not JSON: {exc}") from None
-        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-            raise LedgerConfigError("STREAMER_LEDGER_STORAGE_OPTIONS: expected a JSON object "
-                                    "of strings")
-        options = parsed
-    return LedgerLocation(url, options)
-
-
-def _partitions_from_env(env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    raw = env.get("STREAMER_PARTITIONS", "8")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise LedgerConfigError(f"STREAMER_PARTITIONS: expected an integer, got {raw!r}") from None
-    if value < 1:
-        raise LedgerConfigError("STREAMER_PARTITIONS must be at least 1")
-    return value
+def location_of(settings: Settings) -> LedgerLocation:
+    return LedgerLocation(settings.ledger_url, settings.ledger_storage_options)
 
 
 def _day(text: str) -> date:
@@ -110,12 +78,14 @@ def run_ledger(args: argparse.Namespace, source_factory: SourceFactory | None = 
                out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
-        location = location_from_env()
-        partitions = args.partitions or _partitions_from_env()
-        if partitions < 1:
-            raise LedgerConfigError("--partitions must be at least 1")
-    except LedgerConfigError as exc:
+        settings = load_settings()
+    except ConfigError as exc:
         print(f"streamer ledger: configuration error: {exc}", file=sys.stderr)
+        return 2
+    location = location_of(settings)
+    partitions = args.partitions or settings.partitions
+    if partitions < 1:
+        print("streamer ledger: --partitions must be at least 1", file=sys.stderr)
         return 2
     if args.ledger_command == "status":
         yesterday = datetime.now(UTC).date() - timedelta(days=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -61,17 +61,20 @@ class CatalogEntry:
     publishing: Shares
     artist: str | None = None
     label: str | None = None
+    version: str = field(init=False, compare=False)
+    """A content hash (16 hex digits of SHA-256 of the entry): the same entry always gets
+    the same version, so a re-run of the same input writes the same rows."""
 
-    @property
-    def version(self) -> str:
-        """A content hash (16 hex digits of SHA-256): the same entry always gets the same
-        version, so a re-run of the same input writes the same rows."""
+    def __post_init__(self) -> None:
         if self.genre is None and self.ai_origin is None and self.master == self.publishing == (
                 (UNATTRIBUTED, MICRO),):
-            return UNATTRIBUTED
-        canonical = orjson.dumps([self.genre, self.ai_origin, self.artist, self.label,
-                                  self.master, self.publishing])
-        return hashlib.sha256(canonical).hexdigest()[:16]
+            version = UNATTRIBUTED
+        else:
+            canonical = orjson.dumps([self.genre, self.ai_origin, self.artist, self.label,
+                                      [[h, int(m)] for h, m in self.master],
+                                      [[h, int(m)] for h, m in self.publishing]])
+            version = hashlib.sha256(canonical).hexdigest()[:16]
+        object.__setattr__(self, "version", version)
 
     @classmethod
     def unattributed(cls, track_id: str) -> CatalogEntry:

@@ -207,3 +207,18 @@ def test_weights_per_track_country_use_and_right_are_uses_times_a_million(
                                                                    r["weighted_micro"]]
             for r in counts["holders"].to_pylist()} == truth
     assert sum(tracks.values()) == sum(attributions.values())
+
+
+def test_the_ledger_names_holders_as_the_pipeline_does() -> None:
+    from streamer.events.validation import TrackMeta
+    from streamer.pipeline import attribution
+
+    assert (attribution.UNCLAIMED, attribution.UNATTRIBUTED) == ("_unclaimed", UNATTRIBUTED)
+    meta = TrackMeta("pop", "human", (("a", 400_000),), (("b", 1_000_000),))
+    entry = CatalogEntry.from_track_meta("t", meta)
+    assert entry.allocation("master") == (("a", 400_000), ("_unclaimed", 600_000))
+    assert entry.allocation("publishing") == (("b", 1_000_000),)
+    assert entry.version == CatalogEntry("t", "pop", "human", meta.master,
+                                         meta.publishing).version
+    assert entry.version != CatalogEntry("t", "pop", "human", meta.master, meta.publishing,
+                                         artist="Someone").version
