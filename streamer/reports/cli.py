@@ -9,19 +9,20 @@ parsed arguments carry ``report_run``, which returns the exit code:
 * 2: bad arguments or input: a rate card or party registry that does not validate, an
   unknown recipient, a missing ledger table or version
 
-The ledger is found as ``streamer ledger`` finds it (``STREAMER_LEDGER_URL``,
-``STREAMER_LEDGER_STORAGE_OPTIONS``); ``--partitions`` defaults to ``STREAMER_PARTITIONS``.
+The ledger is found as ``streamer ledger`` finds it (the settings ``STREAMER_LEDGER_URL``
+and ``STREAMER_LEDGER_STORAGE_OPTIONS``); ``--partitions`` defaults to
+``STREAMER_PARTITIONS``.
 Every problem is one line on standard error, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, TextIO
 
-from streamer.ledger.cli import LedgerConfigError, location_from_env
+from streamer.config import ConfigError, load_settings
+from streamer.ledger.cli import location_of
 from streamer.reports.dsr import DEFAULT_GZIP_OVER_BYTES, DEFAULT_MAX_FILE_BYTES, write_dsr
 from streamer.reports.explain import explain
 from streamer.reports.parties import Parties, PartiesError, load_parties
@@ -98,26 +99,14 @@ def register(subparsers: Any) -> None:
     report.set_defaults(report_run=run_report)
 
 
-def _partitions(args: argparse.Namespace) -> int:
-    if args.partitions:
-        return int(args.partitions)
-    raw = os.environ.get("STREAMER_PARTITIONS", "8")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise LedgerConfigError(f"STREAMER_PARTITIONS: expected an integer, got {raw!r}") from None
-    if value < 1:
-        raise LedgerConfigError("STREAMER_PARTITIONS must be at least 1")
-    return value
-
-
 def _prepare(args: argparse.Namespace) -> tuple[Pricing, Parties]:
     period = Period.parse(args.period)
     card = load_rate_card(args.rates)
     parties = load_parties(args.parties)
     versions = parse_versions(args.ledger_versions) if args.ledger_versions else None
-    snapshot = open_snapshot(location_from_env(), _partitions(args), period,
-                             args.provisional, versions)
+    settings = load_settings()
+    snapshot = open_snapshot(location_of(settings), args.partitions or settings.partitions,
+                             period, args.provisional, versions)
     return price(snapshot, card), parties
 
 
@@ -153,7 +142,7 @@ def run_report(args: argparse.Namespace, out: TextIO | None = None,
     except (PeriodNotClosed, LedgerMismatch) as exc:
         err.write(f"{name}: {exc}\n")
         return EXIT_REFUSED
-    except (RateCardError, PartiesError, ReportInputError, LedgerConfigError) as exc:
+    except (RateCardError, PartiesError, ReportInputError, ConfigError) as exc:
         err.write(f"{name}: {exc}\n")
         return EXIT_INPUT
     except OSError as exc:

@@ -263,8 +263,8 @@ def test_a_territory_without_usage_gives_a_summary_only_report(
     assert records[1][8] == "0" and records[-1][1:] == ["9", "9", "1", "0", "0"]
 
 
-@pytest.mark.skipif(not os.environ.get("STREAMER_DSR_VALIDATOR"),
-                    reason="set STREAMER_DSR_VALIDATOR to the dsrf validate script "
+@pytest.mark.skipif(not os.environ.get("STREAMER_TEST_DSR_VALIDATOR"),
+                    reason="set STREAMER_TEST_DSR_VALIDATOR to the dsrf validate script "
                     "(/work/shared/tools/dsr-validator/setup.sh builds it)")
 def test_the_reference_validator_accepts_every_file(dsr_dir: Path, pricing: Pricing,
                                                     parties: Parties, tmp_path: Path) -> None:
@@ -272,6 +272,6 @@ def test_the_reference_validator_accepts_every_file(dsr_dir: Path, pricing: Pric
               gzip_over_bytes=1000)
     groups = [*reports(dsr_dir).values(), *reports(tmp_path).values()]
     for files in groups:
-        done = subprocess.run([os.environ["STREAMER_DSR_VALIDATOR"], *map(str, files)],
+        done = subprocess.run([os.environ["STREAMER_TEST_DSR_VALIDATOR"], *map(str, files)],
                               capture_output=True, text=True, cwd=files[0].parent)
         assert done.returncode == 0 and "VALID:" in done.stdout, done.stdout[-2000:]
