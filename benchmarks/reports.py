@@ -73,14 +73,14 @@ def generate(args: argparse.Namespace) -> None:
         if rng.random() < 0.03:
             entries.append([])
             continue
-        versions = []
+        options = []
         for _ in range(2 if rng.random() < 0.02 else 1):
-            versions.append(CatalogEntry(
+            options.append(CatalogEntry(
                 track_id, "pop", ORIGINS[int(rng.choice(3, p=[0.7, 0.2, 0.1]))],
                 _shares(rng, labels, label_p, int(rng.integers(1, 3))),
                 _shares(rng, publishers, pub_p, int(rng.integers(0, 4))),
                 artist=f"Artist {index % 50_000}", label=None))
-        entries.append(versions)
+        entries.append(options)
     print(f"catalog of {args.tracks} tracks in {time.monotonic() - started:.1f} s", flush=True)
     countries = [f"{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(args.countries)]
     country_p = 1.0 / np.arange(1, len(countries) + 1) ** 1.3
@@ -101,14 +101,14 @@ def generate(args: argparse.Namespace) -> None:
             keys, counts = np.unique(key, return_counts=True)
             track_ix = keys // 2048
             late = offset >= args.days // 2
-            versions = []
+            versions: list[str] = []
             used: dict[int, CatalogEntry] = {}
             for ix in track_ix.tolist():
-                options = entries[ix]
-                if not options:
+                known = entries[ix]
+                if not known:
                     versions.append(UNATTRIBUTED)
                     continue
-                entry = options[-1] if late else options[0]
+                entry = known[-1] if late else known[0]
                 used[ix] = entry
                 versions.append(entry.version)
             attributions = pa.table({

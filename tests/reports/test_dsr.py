@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.ledger import CatalogEntry
 from streamer.reports.dsr import FIELDS, escape, read_records, record, write_dsr
 from streamer.reports.parties import Parties
 from streamer.reports.pricing import Pricing
@@ -118,25 +119,30 @@ def test_every_report_is_consistent(dsr_dir: Path) -> None:
         check_report(files)
 
 
-def truth_by_report(closed: ClosedMonth, holder: str, territory: str) -> dict[
-        str, Counter[tuple[str, int, tuple[tuple[str, str, Decimal], ...]]]]:
+Allocations = Counter[tuple[str, int, tuple[tuple[str, Decimal, Decimal], ...]]]
+
+
+def truth_by_report(closed: ClosedMonth, holder: str, territory: str) -> dict[str, Allocations]:
     """track -> multiset of (use, usages, ((right, share %, allocated usages), ...)) per
     catalog version with usage in the territory, for tracks the holder has a share in."""
     uses: Counter[tuple[str, str, str]] = Counter()
-    entries = {}
+    entries: dict[str, CatalogEntry | None] = {}
     for e in closed.month.events:
         if e.country == territory:
             version = e.entry.version if e.entry else None
             uses[(e.track_id, e.use, str(version))] += 1
             entries[str(version)] = e.entry
-    out: dict[str, Counter[tuple[str, int, tuple[tuple[str, str, Decimal], ...]]]] = {}
-    mine = {track for (track, _, version) in uses if entries[version] is not None and any(
-        h == holder for h, _ in (*entries[version].master, *entries[version].publishing))}
+    out: dict[str, Allocations] = {}
+    mine = set()
+    for track, _, version in uses:
+        entry = entries[version]
+        if entry is not None and any(h == holder for h, _ in (*entry.master, *entry.publishing)):
+            mine.add(track)
     for (track, use, version), count in uses.items():
         if track not in mine:
             continue
         entry = entries[version]
-        licensor = []
+        licensor: list[tuple[str, Decimal, Decimal]] = []
         if entry is not None:
             for right, shares in (("master", entry.master), ("publishing", entry.publishing)):
                 for h, micro in shares:
@@ -159,14 +165,14 @@ def test_usages_and_allocations_match_ground_truth(closed_month: ClosedMonth, ds
         body = check_report(files)
         summary_use = {r[1]: uses[r[5]] for r in read_records(load(files[0]))
                        if r[0] == "SY02.02"}
-        got: dict[str, Counter[tuple[str, int, tuple[tuple[str, str, Decimal], ...]]]] = {}
+        got: dict[str, Allocations] = {}
         track = ""
         for index, cells in enumerate(body):
             if cells[0] == "AS02.02":
                 track = cells[3]
             if cells[0] != "SU03.02":
                 continue
-            licensor = []
+            licensor: list[tuple[str, Decimal, Decimal]] = []
             target = cells[3]
             for later in body[index + 1:]:
                 if later[0] != "LI01.02":

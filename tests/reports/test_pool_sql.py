@@ -35,7 +35,7 @@ def test_sql_pool_split_equals_the_reference(pool: int, weights: dict[tuple[str,
     con.execute("CREATE TEMP TABLE lines AS SELECT * REPLACE (share_micro::BIGINT AS "
                 "share_micro, uses::BIGINT AS uses, weighted_micro::BIGINT AS weighted_micro) "
                 "FROM l")
-    pricing = []
+    pricing: list[tuple[str, str, str, str, str, str, str, str | None, str, str, str, int]] = []
     for territory in ("DE", "US", "FR"):
         for use in ("play", "create"):
             for right in ("master", "publishing"):

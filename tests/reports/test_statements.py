@@ -38,12 +38,13 @@ def price_of(territory: str, use: str, right: str, origin: str) -> tuple[str, An
 def expected_lines(closed: ClosedMonth) -> dict[tuple[str, ...], tuple[int, int, int]]:
     """(holder, track, territory, use, right, version) -> (uses, weighted_micro, cents)."""
     truth = closed.month.holder_lines()
-    origin_of = {}
+    origin_of: dict[str, str] = {}
     for event in closed.month.events:
-        if event.entry is not None:
+        if event.entry is not None and event.entry.ai_origin is not None:
             origin_of[event.entry.version] = event.entry.ai_origin
     amounts: dict[tuple[str, ...], int] = {}
     pools: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
+    key: tuple[str, ...]
     totals: dict[str, int] = {}
     for key, (_, weighted) in truth.items():
         _, _, territory, use, right, version = key
