@@ -292,7 +292,9 @@ class DsrWriter:
             USE_TYPES[s.use], territory, sender.service, str(s.usages), None, currency,
             format_minor(s.revenue, currency), None, None, None, None, None, None,
             s.category, None, None, None) for s in summaries]
-        notes = []
+        versions = ",".join(f"{k}={v}" for k, v in sorted(snapshot.versions.items()))
+        notes = [f"# streamer: built from ledger table versions {versions}; rate card sha256 "
+                 f"{self.pricing.card.sha256}; parties sha256 {self.parties.sha256}\n"]
         if snapshot.provisional:
             days = ", ".join(day.isoformat() for day, _, _ in snapshot.not_closed)
             notes.append(f"# PROVISIONAL: days not closed by every partition: {days}\n")

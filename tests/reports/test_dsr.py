@@ -266,7 +266,10 @@ def test_a_territory_without_usage_gives_a_summary_only_report(
     (report,) = write_dsr(pricing, registry, "pub-x", tmp_path)
     records = list(read_records(load(tmp_path / next(iter(report.files)))))
     assert [r[0] for r in records] == ["HEAD", "SY02.02", "FOOT"]
-    assert records[1][8] == "0" and records[-1][1:] == ["9", "9", "1", "0", "0"]
+    assert records[1][8] == "0" and records[-1][1:] == ["10", "10", "1", "0", "0"]
+    versions = ",".join(f"{k}={v}" for k, v in sorted(pricing.snapshot.versions.items()))
+    assert f"# streamer: built from ledger table versions {versions};" in load(
+        tmp_path / next(iter(report.files)))
 
 
 @pytest.mark.skipif(not os.environ.get("STREAMER_TEST_DSR_VALIDATOR"),

@@ -71,7 +71,7 @@ def test_open_and_partial_days_are_refused_unless_provisional(
     assert summary["ledger"]["days_not_closed"][0] == "2026-11-04"
     assert all("provisional" in name for name in files if name.startswith("statements/"))
     dsr = [data.decode() for name, data in files.items() if name.startswith("dsr/")]
-    assert dsr and all(text.split("\n")[1].startswith("# PROVISIONAL: days not closed")
+    assert dsr and all(text.split("\n")[2].startswith("# PROVISIONAL: days not closed")
                        for text in dsr)
     # Only the closed days are in it.
     uses = sum(int(r[5]) for text in dsr for r in read_records(text) if r[0] == "SU03.02")
