@@ -89,7 +89,8 @@ class UsageProducer:
 
     def partition_for(self, track_id: str) -> int:
         key = track_id.encode()
-        return self._partitioner(key, self._partitions, self._partitions)
+        partition: int = self._partitioner(key, self._partitions, self._partitions)
+        return partition
 
     async def send_use(self, event: dict[str, Any]) -> None:
         """Queue one SoundUsed; raises ``Rejected`` naming the field if it is invalid."""
