@@ -122,49 +122,25 @@ def _documented(obj: Any, exc: Rejected) -> str | None:
     return None
 
 
-def _known_bug(schema: Draft202012Validator, obj: Any, optional: set[str]) -> str | None:
-    """The worker accepts what the schema rejects, for a bug filed in this module."""
-    errors = list(schema.iter_errors(obj))
-    kinds = set()
-    for error in errors:
-        path = list(error.absolute_path)
-        if len(path) == 1 and path[0] in optional and error.instance is None:
-            kinds.add("optional field null")
-        elif (len(path) == 3 and path[0] == "rights" and path[2] == "share"
-              and isinstance(error.instance, str)):
-            kinds.add("lenient share string")
-        else:
-            return None
-    return ", ".join(sorted(kinds)) or None
-
-
 def compare(kind: str, obj: Any) -> str:
-    """'agree', or the documented difference / known bug that explains a disagreement."""
-    schema, parse, optional = {
-        "sound": (SOUND, parse_sound_used, SOUND_OPTIONAL),
-        "track": (TRACK, parse_track_created, TRACK_OPTIONAL),
-    }[kind]
+    """'agree', or the documented difference that explains a disagreement; any other
+    disagreement fails."""
+    schema, parse = {"sound": (SOUND, parse_sound_used),
+                     "track": (TRACK, parse_track_created)}[kind]
     schema_ok = schema.is_valid(obj)
     exc: Rejected | None = None
     try:
         parse(obj)
     except Rejected as rejected:
         exc = rejected
-    except TypeError:
-        if type(obj) is dict and type(obj.get("track_id")) in (list, dict):
-            return "known bug: unhashable track_id"
-        raise
-    ours_ok = exc is None
-    if schema_ok == ours_ok:
+    if schema_ok == (exc is None):
         return "agree"
-    if schema_ok and exc is not None:
-        why = _documented(obj, exc)
-        assert why is not None, f"schema accepts, worker rejects ({exc.reason}): {obj!r}"
-        return f"documented: {why}"
-    why = _known_bug(schema, obj, optional)
-    errors = [e.message for e in schema.iter_errors(obj)]
-    assert why is not None, f"worker accepts, schema rejects ({errors}): {obj!r}"
-    return f"known bug: {why}"
+    if exc is None:
+        errors = [e.message for e in schema.iter_errors(obj)]
+        raise AssertionError(f"worker accepts, schema rejects ({errors}): {obj!r}")
+    why = _documented(obj, exc)
+    assert why is not None, f"schema accepts, worker rejects ({exc.reason}): {obj!r}"
+    return f"documented: {why}"
 
 
 # -- strategies ------------------------------------------------------------------------
@@ -458,7 +434,7 @@ def test_documented_python_dollar_quirk(kind: str, obj: dict[str, Any]) -> None:
     assert compare(kind, obj) == "documented: python re: $ before a final newline"
 
 
-# -- known bugs: the worker accepts what the published schema rejects -----------------------
+# -- agreements that were once bugs -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
