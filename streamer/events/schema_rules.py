@@ -32,6 +32,9 @@ ISWC_PATTERN = re.compile(r"T[0-9]{10}")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f]")
 MAX_EPOCH_MS = 2**53 - 1
 MAX_RIGHTS = 64
+REPORT_NAMES = {"artist": 512, "label": 256}
+"""TrackCreated's optional names for royalty and DDEX reports, with their length limits
+(display artist name, record label); they decide nothing the worker counts."""
 
 
 class Rejected(Exception):
@@ -222,10 +225,19 @@ def _check_optional(obj: dict[str, Any]) -> None:
     ai_tool = obj.get("ai_tool")
     if ai_tool is not None and (type(ai_tool) is not str or len(ai_tool) > 128):
         raise Rejected("invalid_value", "ai_tool", "must be a string of at most 128 characters")
+    for name, limit in REPORT_NAMES.items():
+        value = obj.get(name)
+        if value is None:
+            continue
+        if type(value) is not str:
+            raise Rejected("wrong_type", name, f"expected a string, got {_json_type(value)}")
+        if not 0 < len(value) <= limit:
+            raise Rejected("invalid_value", name, f"must be 1 to {limit} characters")
 
 
 def _json_type(value: object) -> str:
-    names = {list: "array", str: "string", int: "integer", float: "number", bool: "boolean"}
+    names = {dict: "object", list: "array", str: "string", int: "integer", float: "number",
+             bool: "boolean"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 

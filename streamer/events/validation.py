@@ -25,6 +25,7 @@ from streamer.events.schema_rules import (
     ISWC_PATTERN,
     MAX_EPOCH_MS,
     MAX_RIGHTS,
+    REPORT_NAMES,
     RIGHTS,
     USE_CREATE,
     USE_PLAY,
@@ -165,6 +166,10 @@ class _Right(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     share: int | float | str
 
 
+_Artist = Annotated[str, msgspec.Meta(min_length=1, max_length=REPORT_NAMES["artist"])]
+_Label = Annotated[str, msgspec.Meta(min_length=1, max_length=REPORT_NAMES["label"])]
+
+
 class _TrackCreated(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     """A TrackCreated as msgspec can check it in C; patterns are checked after, in Python.
 
@@ -188,6 +193,8 @@ class _TrackCreated(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     # orjson reads integers above 2**64 - 1 as floats (rejected); msgspec bounds are int64.
     duration_ms: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     ai_tool: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    artist: _Artist | None = None
+    label: _Label | None = None
 
 
 _TRACK_DECODER = msgspec.json.Decoder(_TrackCreated)
