@@ -191,6 +191,7 @@ def _rss_mb() -> float:
 
 def measure(args: argparse.Namespace) -> None:
     from streamer.reports.dsr import write_dsr
+    from streamer.reports.explain import explain
     from streamer.reports.parties import load_parties
     from streamer.reports.pricing import price
     from streamer.reports.rates import load_rate_card
@@ -230,6 +231,12 @@ def measure(args: argparse.Namespace) -> None:
         blocks = sum(r.blocks for r in reports)
         phase(f"dsr {recipient} ({len(reports)} territories, {files} files, {blocks} "
               "blocks)", tick)
+    tick = time.monotonic()
+    holder, track = pricing.con.execute(
+        "SELECT holder_id, track_id FROM priced WHERE kind = 'pool' AND holder_id NOT LIKE '\\_%' "
+        "ESCAPE '\\' ORDER BY uses DESC, holder_id, track_id LIMIT 1").fetchall()[0]
+    explained = explain(pricing, holder, track)
+    phase(f"explain {holder} {track} ({len(explained)} lines)", tick)
     total = sum(t for _, t, _ in timings)
     size = sum(p.stat().st_size for p in results.rglob("*") if p.is_file())
     print(f"total {total:.1f} s, peak RSS {_rss_mb():.0f} MB, output {size / 1e6:.1f} MB")

@@ -9,6 +9,7 @@ money.py and checked against the statement's figure.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -48,12 +49,37 @@ def explain(pricing: Pricing, holder: str, track: str, territory: str | None = N
     out = [f"period {pricing.snapshot.period.text}, ledger {pricing.snapshot.location.url} at "
            f"versions {', '.join(f'{k}={v}' for k, v in sorted(versions.items()))}"
            + (" (PROVISIONAL)" if pricing.snapshot.provisional else "")]
+    pools: dict[str, _PoolSplit] = {}
     for row in rows:
-        out += ["", *_explain_line(pricing, row)]
+        out += ["", *_explain_line(pricing, row, pools)]
     return out
 
 
-def _explain_line(pricing: Pricing, row: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _PoolSplit:
+    """A pool recomputed with the reference rule, once per explain call."""
+
+    denominator: int
+    left: int
+    allocation: dict[tuple[Any, ...], int]
+    place: dict[tuple[Any, ...], int]
+
+    @classmethod
+    def of(cls, pricing: Pricing, entry_id: str) -> _PoolSplit:
+        amount = pricing.pools[entry_id].amount_minor
+        members = pricing.con.execute(
+            f"SELECT {_KEY_COLUMNS}, weighted_micro FROM priced WHERE entry_id = ?",
+            [entry_id]).fetchall()
+        weights = [(tuple(m[:-1]), int(m[-1])) for m in members]
+        denominator = sum(w for _, w in weights)
+        left = amount - sum(amount * w // denominator for _, w in weights)
+        order = sorted(weights, key=lambda pair: (-(amount * pair[1] % denominator), pair[0]))
+        return cls(denominator, left, largest_remainder(amount, weights),
+                   {key: number for number, (key, _) in enumerate(order, start=1)})
+
+
+def _explain_line(pricing: Pricing, row: dict[str, Any],
+                  pools: dict[str, _PoolSplit]) -> list[str]:
     con = pricing.con
     currency = row["currency"]
     out = [f"line: holder {row['holder_id']}, track {row['track_id']}, territory "
@@ -91,23 +117,16 @@ def _explain_line(pricing: Pricing, row: dict[str, Any]) -> list[str]:
     else:
         pool = pricing.pools[entry_id]
         key = tuple(row[name] for name in LINE_KEY)
-        members = con.execute(
-            f"SELECT {_KEY_COLUMNS}, weighted_micro FROM priced WHERE entry_id = ?",
-            [entry_id]).fetchall()
-        weights = [(tuple(m[:-1]), int(m[-1])) for m in members]
-        denominator = sum(w for _, w in weights)
-        allocation = largest_remainder(pool.amount_minor, weights)
+        split = pools.get(entry_id) or pools.setdefault(entry_id, _PoolSplit.of(pricing,
+                                                                                entry_id))
+        denominator, left = split.denominator, split.left
         floor, remainder = divmod(pool.amount_minor * int(row["weighted_micro"]), denominator)
-        left = pool.amount_minor - sum(pool.amount_minor * w // denominator for _, w in weights)
-        place = 1
-        for other, w in weights:
-            theirs = pool.amount_minor * w % denominator
-            if theirs > remainder or (theirs == remainder and other < key):
-                place += 1
-        expected = allocation[key]
+        place = split.place[key]
+        expected = split.allocation[key]
+
         out += [f"  priced by {entry_id}: a pool of {format_minor(pool.amount_minor, currency)} "
                 f"{currency} over {format_micro(denominator)} weighted uses in "
-                f"{len(weights)} lines (all holders)",
+                f"{len(split.allocation)} lines (all holders)",
                 f"  quota = {pool.amount_minor} x {row['weighted_micro']} / {denominator} "
                 f"minor units = {floor} remainder {remainder}/{denominator}",
                 f"  largest remainder: {left} units left after the floors; this line's "
