@@ -87,7 +87,7 @@ def generate(args: argparse.Namespace) -> None:
     country_p /= country_p.sum()
     location = LedgerLocation(str(out / "ledger"))
     writer = LedgerWriter(location, {"benchmark": "reports"}, code_version="bench")
-    per_close = args.uses // (args.days * args.partitions)
+    per_close = -(-args.uses // (args.days * args.partitions))  # at least --uses in all
     first = date.fromisoformat(args.first)
     for offset in range(args.days):
         day = first + timedelta(days=offset)
