@@ -215,7 +215,7 @@ def measure(args: argparse.Namespace) -> None:
     parties = load_parties(out / "parties.toml")
     phase("snapshot", tick)
     tick = time.monotonic()
-    pricing = price(snapshot, card)
+    pricing = price(snapshot, card, args.memory_limit)
     lines = pricing.con.execute("SELECT count(*), sum(uses) FILTER (WHERE \"right\" = "
                                 "'master') FROM priced").fetchall()[0]
     phase(f"pricing ({lines[0]:,} lines, {len(pricing.holders)} holders)", tick)
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     mes.add_argument("--out", required=True)
     mes.add_argument("--partitions", type=int, default=4)
     mes.add_argument("--period", default="2026-11")
+    mes.add_argument("--memory-limit", default="4GB")
     args = parser.parse_args(argv)
     (generate if args.command == "generate" else measure)(args)
     return 0

@@ -26,7 +26,7 @@ from streamer.ledger.cli import location_of
 from streamer.reports.dsr import DEFAULT_GZIP_OVER_BYTES, DEFAULT_MAX_FILE_BYTES, write_dsr
 from streamer.reports.explain import explain
 from streamer.reports.parties import Parties, PartiesError, load_parties
-from streamer.reports.pricing import LedgerMismatch, Pricing, price
+from streamer.reports.pricing import DEFAULT_MEMORY_LIMIT, LedgerMismatch, Pricing, price
 from streamer.reports.rates import USES, RateCardError, load_rate_card
 from streamer.reports.source import (
     Period,
@@ -96,6 +96,11 @@ def register(subparsers: Any) -> None:
                              help="input partitions (default STREAMER_PARTITIONS)")
         command.add_argument("--ledger-versions", help="table=version,... to rebuild from "
                              "exactly those versions (as an output's manifest lists them)")
+        command.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT,
+                             help="DuckDB's memory for the build; the rest spills to disk "
+                             f"(default {DEFAULT_MEMORY_LIMIT})")
+        command.add_argument("--work-dir", help="folder for the build's working files "
+                             "(default: the system's temporary folder)")
     report.set_defaults(report_run=run_report)
 
 
@@ -107,7 +112,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Pricing, Parties]:
     settings = load_settings()
     snapshot = open_snapshot(location_of(settings), args.partitions or settings.partitions,
                              period, args.provisional, versions)
-    return price(snapshot, card), parties
+    return price(snapshot, card, args.memory_limit, args.work_dir), parties
 
 
 def run_report(args: argparse.Namespace, out: TextIO | None = None,
@@ -117,6 +122,19 @@ def run_report(args: argparse.Namespace, out: TextIO | None = None,
     name = f"streamer report {args.report_command}"
     try:
         pricing, parties = _prepare(args)
+    except (PeriodNotClosed, LedgerMismatch) as exc:
+        err.write(f"{name}: {exc}\n")
+        return EXIT_REFUSED
+    except (RateCardError, PartiesError, ReportInputError, ConfigError, OSError) as exc:
+        err.write(f"{name}: {exc}\n")
+        return EXIT_INPUT
+    with pricing:
+        return _run(args, pricing, parties, name, out, err)
+
+
+def _run(args: argparse.Namespace, pricing: Pricing, parties: Parties, name: str,
+         out: TextIO, err: TextIO) -> int:
+    try:
         if args.report_command == "statements":
             run = write_statements(pricing, parties, args.out, args.holder, args.territory)
             out.write(f"wrote {len(run.holders)} statements for {args.period} to {args.out}"
@@ -139,13 +157,7 @@ def run_report(args: argparse.Namespace, out: TextIO | None = None,
             for line in explain(pricing, args.holder, args.track, args.territory, args.use,
                                 args.right):
                 out.write(line + "\n")
-    except (PeriodNotClosed, LedgerMismatch) as exc:
-        err.write(f"{name}: {exc}\n")
-        return EXIT_REFUSED
-    except (RateCardError, PartiesError, ReportInputError, ConfigError) as exc:
-        err.write(f"{name}: {exc}\n")
-        return EXIT_INPUT
-    except OSError as exc:
+    except (ReportInputError, OSError) as exc:
         err.write(f"{name}: {exc}\n")
         return EXIT_INPUT
     return EXIT_OK

@@ -50,8 +50,13 @@ def explain(pricing: Pricing, holder: str, track: str, territory: str | None = N
            f"versions {', '.join(f'{k}={v}' for k, v in sorted(versions.items()))}"
            + (" (PROVISIONAL)" if pricing.snapshot.provisional else "")]
     pools: dict[str, _PoolSplit] = {}
+    days: dict[tuple[str, str, str], list[tuple[Any, int, int]]] = {}
+    for day, partition, country, use_, version, uses in con.execute(
+            "SELECT day, partition, country, use, catalog_version, uses FROM attributions "
+            "WHERE track_id = ? ORDER BY day, partition", [track]).fetchall():
+        days.setdefault((country, use_, version), []).append((day, partition, int(uses)))
     for row in rows:
-        out += ["", *_explain_line(pricing, row, pools)]
+        out += ["", *_explain_line(pricing, row, pools, days)]
     return out
 
 
@@ -78,18 +83,15 @@ class _PoolSplit:
                    {key: number for number, (key, _) in enumerate(order, start=1)})
 
 
-def _explain_line(pricing: Pricing, row: dict[str, Any],
-                  pools: dict[str, _PoolSplit]) -> list[str]:
-    con = pricing.con
+def _explain_line(pricing: Pricing, row: dict[str, Any], pools: dict[str, _PoolSplit],
+                  by_version: dict[tuple[str, str, str], list[tuple[Any, int, int]]]
+                  ) -> list[str]:
     currency = row["currency"]
     out = [f"line: holder {row['holder_id']}, track {row['track_id']}, territory "
            f"{row['territory']}, use {row['use']}, right {row['right']}, catalog version "
            f"{row['catalog_version']} (ai_origin {row['ai_origin']})",
            "  ledger rows (attributions: uses of this version by day and partition):"]
-    days = con.execute(
-        "SELECT day, partition, uses FROM attributions WHERE track_id = ? AND country = ? "
-        "AND use = ? AND catalog_version = ? ORDER BY day, partition",
-        [row["track_id"], row["territory"], row["use"], row["catalog_version"]]).fetchall()
+    days = by_version.get((row["territory"], row["use"], row["catalog_version"]), [])
     for day, partition, uses in days:
         out.append(f"    {day.isoformat()} p{partition}: {uses} uses")
     total = sum(int(uses) for _, _, uses in days)

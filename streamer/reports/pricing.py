@@ -14,6 +14,8 @@ Python functions in money.py are the reference these queries are tested against.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -65,6 +67,11 @@ class Pool:
     lines: int
 
 
+DEFAULT_MEMORY_LIMIT = "4GB"
+"""DuckDB's share of memory for a build; beyond it, working tables spill to disk (a
+month of 20M uses: docs/STATEMENTS.md)."""
+
+
 @dataclass(slots=True)
 class Pricing:
     """The priced lines (DuckDB table ``priced``) and everything reported beside them."""
@@ -76,6 +83,19 @@ class Pricing:
     levies: list[LevyLine]
     unpriced_uses: int
     holders: list[str] = field(default_factory=list)
+    workspace: tempfile.TemporaryDirectory[str] | None = None
+
+    def close(self) -> None:
+        """Close DuckDB and remove its working files."""
+        self.con.close()
+        if self.workspace is not None:
+            self.workspace.cleanup()
+
+    def __enter__(self) -> Pricing:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def levies_of(self, holder_id: str, territory: str | None = None) -> list[LevyLine]:
         return [line for line in self.levies if line.holder_id == holder_id
@@ -142,13 +162,27 @@ SELECT {_KEY_COLUMNS}, ai_origin, share_micro, uses, weighted_micro, NULL, 'none
 """
 
 
-def price(snapshot: Snapshot, card: RateCard) -> Pricing:
+def price(snapshot: Snapshot, card: RateCard, memory_limit: str = DEFAULT_MEMORY_LIMIT,
+          work_dir: str | None = None) -> Pricing:
     """Build every line of the period and price it (all holders: a pool's split needs
-    them all, so one holder's figures never depend on who else is printed)."""
+    them all, so one holder's figures never depend on who else is printed). The working
+    tables live in a DuckDB file under ``work_dir`` (default: the system's temporary
+    folder), removed by ``Pricing.close``."""
     period = snapshot.period.text
     if period not in card.periods():
         raise ReportInputError(f"rate card {card.path} has no entry for period {period}")
-    con = snapshot.connect()
+    workspace = tempfile.TemporaryDirectory(prefix="streamer-report-", dir=work_dir)
+    try:
+        con = snapshot.connect(os.path.join(workspace.name, "work.duckdb"), memory_limit)
+        return _price(snapshot, card, con, workspace)
+    except BaseException:
+        workspace.cleanup()
+        raise
+
+
+def _price(snapshot: Snapshot, card: RateCard, con: duckdb.DuckDBPyConnection,
+           workspace: tempfile.TemporaryDirectory[str]) -> Pricing:
+    period = snapshot.period.text
     con.execute(_LINES)
     mismatch = con.execute(_CROSS_CHECK).fetchall()
     if mismatch:
@@ -186,6 +220,7 @@ def price(snapshot: Snapshot, card: RateCard) -> Pricing:
     con.execute("CREATE TEMP TABLE pricing AS SELECT * REPLACE (unit::BIGINT AS unit) "
                 "FROM pricing_arrow")
     con.execute(_PRICED)
+    con.execute("DROP TABLE lines")  # priced has every column it had
     pools = _pools(con, card, period)
     unpriced = con.execute("SELECT coalesce(sum(uses), 0) FROM priced WHERE kind = 'none' "
                            "AND \"right\" = 'master'").fetchall()[0][0]
@@ -194,7 +229,7 @@ def price(snapshot: Snapshot, card: RateCard) -> Pricing:
     levies = _levies(con, card, period)
     # Levy recipients get a statement too, even without usage lines of their own.
     holders = sorted(set(holders) | {line.holder_id for line in levies})
-    return Pricing(snapshot, card, con, pools, levies, int(unpriced), holders)
+    return Pricing(snapshot, card, con, pools, levies, int(unpriced), holders, workspace)
 
 
 def _pools(con: duckdb.DuckDBPyConnection, card: RateCard, period: str) -> dict[str, Pool]:

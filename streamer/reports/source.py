@@ -84,10 +84,17 @@ class Snapshot:
                 "committed_at": self.committed_at, "provisional": self.provisional,
                 "days_not_closed": [day.isoformat() for day, _, _ in self.not_closed]}
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(self, database: str = ":memory:",
+                memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with views ``attributions``, ``catalog``, ``tracks`` and
-        ``holders`` holding the period's closed rows only."""
-        con = duckdb.connect()
+        ``holders`` holding the period's closed rows only. ``database``: a file for the
+        report's working tables (DuckDB keeps at most ``memory_limit`` of them in memory
+        and spills the rest next to that file)."""
+        con = duckdb.connect(database)
+        if memory_limit:
+            con.execute(f"SET memory_limit = '{_checked_limit(memory_limit)}'")
+        if database != ":memory:":
+            con.execute(f"SET temp_directory = '{database}.tmp'")
         first, last = self.period.first.isoformat(), self.period.last.isoformat()
         for name in TABLES:
             table = self.location.open(name, version=self.versions[name])
@@ -100,6 +107,15 @@ class Snapshot:
                             SEMI JOIN closed USING (day, partition)
                             WHERE t.day BETWEEN DATE '{first}' AND DATE '{last}'""")
         return con
+
+
+_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
+
+
+def _checked_limit(text: str) -> str:
+    if not _LIMIT.fullmatch(text.strip()):
+        raise ReportInputError(f"memory limit {text!r}: expected a size such as 4GB")
+    return text.strip()
 
 
 def open_snapshot(location: LedgerLocation, partitions: int, period: Period,
