@@ -125,6 +125,12 @@ class Settings:
     # backlog peaked 100 MB lower and drained 17-20 % slower, so both are off by default.
     malloc_mmap_threshold_bytes: int = 0
     malloc_arena_max: int = 0
+    # How long the CLI waits for a broker to answer before it gives up (produce, load,
+    # worker start), and for a worker's answer (streamer query).
+    kafka_connect_timeout_s: float = 10.0
+    query_timeout_s: float = 10.0
+    # text (Faust's) or json (one object a line, for log pipelines); see streamer/logs.py.
+    log_format: str = "text"
 
     @property
     def window_names(self) -> tuple[str, ...]:
@@ -266,6 +272,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     partitions = get_int("PARTITIONS", defaults.partitions)
     if partitions < 1:
         raise ConfigError("STREAMER_PARTITIONS must be at least 1")
+    connect_timeout = get_seconds("KAFKA_CONNECT_TIMEOUT_S", defaults.kafka_connect_timeout_s)
+    query_timeout = get_seconds("QUERY_TIMEOUT_S", defaults.query_timeout_s)
+    for name, value in (("KAFKA_CONNECT_TIMEOUT_S", connect_timeout),
+                        ("QUERY_TIMEOUT_S", query_timeout)):
+        if not 0 < value <= 3600:
+            raise ConfigError(f"STREAMER_{name} must be more than 0 and at most 3600 seconds")
+    log_format = (get("LOG_FORMAT", defaults.log_format) or "").strip().lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"STREAMER_LOG_FORMAT must be text or json, got {log_format!r}")
     return Settings(
         kafka=kafka,
         redis_url=get("REDIS_URL", defaults.redis_url) or defaults.redis_url,
@@ -302,4 +317,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_host=get("WEB_HOST", defaults.web_host) or defaults.web_host,
         web_port=get_int("WEB_PORT", defaults.web_port),
         web_token=get("WEB_TOKEN"),
+        kafka_connect_timeout_s=connect_timeout,
+        query_timeout_s=query_timeout,
+        log_format=log_format,
     )

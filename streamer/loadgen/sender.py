@@ -27,6 +27,8 @@ import multiprocessing as mp
 import os
 import queue
 import resource
+import signal
+import threading
 import time
 import traceback
 from collections import deque
@@ -163,7 +165,11 @@ async def _send_all(plan: SendPlan, index: int, progress: _Progress, go: Any, st
     model = TrafficModel(cfg, plan.partitions, owned, truth, catalog_ms=plan.catalog_ms)
     single = cfg.batch_events <= 1
     producer = make_producer(plan.kafka, single)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # else aiokafka warns "Unclosed AIOKafkaProducer"
+        raise
     topics = {TRACKS: plan.tracks_topic, 1: plan.uses_topic}
     errors: list[str] = []
     inflight: set[asyncio.Future[Any]] = set()
@@ -301,13 +307,21 @@ class LoadRun:
 
     def start(self) -> LoadRun:
         self.started_at = time.monotonic()
-        for index in range(self.plan.processes):
-            process = self._ctx.Process(
-                target=_child, name=f"streamer-load-{index}",
-                args=(self.plan, index, self.shared, self.go_event, self.stop_event,
-                      self.start_ms_value, self.results), daemon=True)
-            process.start()
-            self.processes.append(process)
+        # Children start with Ctrl-C ignored (inherited through exec): the parent stops
+        # them; a KeyboardInterrupt in a child's start-up would print a traceback.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            for index in range(self.plan.processes):
+                process = self._ctx.Process(
+                    target=_child, name=f"streamer-load-{index}",
+                    args=(self.plan, index, self.shared, self.go_event, self.stop_event,
+                          self.start_ms_value, self.results), daemon=True)
+                process.start()
+                self.processes.append(process)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
         return self
 
     def totals(self) -> dict[str, float]:
