@@ -26,6 +26,8 @@ TRANSIENT_GRACE_S = 15.0
 # (logger, message template) that is expected for a while at every start or rebalance.
 TRANSIENT_ERRORS = {("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s")}
 
+log = logging.getLogger("streamer.worker")
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -41,6 +43,14 @@ class RepeatLimiter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
+        # One decision per record, however many handlers share this filter.
+        decided: bool | None = record.__dict__.get("_repeat_shown")
+        if decided is not None:
+            return decided
+        record._repeat_shown = shown = self._decide(record)
+        return shown
+
+    def _decide(self, record: logging.LogRecord) -> bool:
         key = (record.name, record.levelno, str(record.msg))
         now = time.monotonic()
         shown_at, held = self._last.get(key, (float("-inf"), 0))
@@ -99,6 +109,11 @@ class JsonFormatter(logging.Formatter):
 JsonFormatter.converter = time.gmtime
 
 
+# One of each per process: every handler shares the same view of what was shown.
+_LIMITER = RepeatLimiter()
+_TRANSIENT = TransientErrors()
+
+
 def level_number(loglevel: str) -> int:
     return _LEVELS[loglevel.lower()]
 
@@ -109,14 +124,14 @@ def apply_policy(root: logging.Logger, loglevel: str, log_format: str = "text") 
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG
                                          else max(level, logging.WARNING))
-    transient = TransientErrors()
+    transient = _TRANSIENT
     for name, _ in TRANSIENT_ERRORS:
         target = logging.getLogger(name)
         if not any(isinstance(f, TransientErrors) for f in target.filters):
             target.addFilter(transient)
     for handler in root.handlers:
         if not any(isinstance(f, RepeatLimiter) for f in handler.filters):
-            handler.addFilter(RepeatLimiter())
+            handler.addFilter(_LIMITER)
         if log_format == "json":
             handler.setFormatter(JsonFormatter())
 
@@ -131,6 +146,13 @@ class StreamerWorker(faust.Worker):
     """Faust's worker, with the policy above applied once Faust has set up logging."""
 
     log_format = "text"
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        # Faust's own "Ready" is at INFO on a logger now at WARNING.
+        conf = self.app.conf
+        log.info("ready: query API, probes and /metrics on http://%s:%s",
+                 conf.web_host, conf.web_port)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)

@@ -216,8 +216,8 @@ class PipelineWorker:
                 break
             except (RedisError, OSError, TimeoutError) as exc:
                 self.metrics.redis_errors.labels(operation="claim").inc()
-                log.debug("claim error %r", exc)
-            await retry_forever(f"claim partition {partition}", attempt)
+                cause = exc
+            await retry_forever(f"Redis claim of partition {partition}", attempt, cause)
             attempt += 1
         # Only the partition's current claim installs its state: one that a revocation
         # popped (and whose cancellation came too late) must not replace a newer claim's.

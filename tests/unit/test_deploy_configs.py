@@ -434,17 +434,29 @@ def test_k8s_secrets_come_from_the_secret() -> None:
     assert env_from["configMapRef"]["name"] == k8s_object("ConfigMap")["metadata"]["name"]
 
 
-def test_k8s_probes_hit_the_health_endpoint() -> None:
+def test_k8s_probes_use_liveness_and_readiness() -> None:
+    """Liveness depends on nothing outside the process (a Redis outage restarted every
+    pod after ~2 minutes); readiness only on Redis (a rebalance dropped every pod from
+    the query Service). tests/integration/test_probes.py checks the endpoints."""
     container = _container()
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
+    paths = {"startupProbe": "/v1/live", "readinessProbe": "/v1/ready",
+             "livenessProbe": "/v1/live"}
+    for probe_name, path in paths.items():
         probe = container[probe_name]["httpGet"]
-        assert probe["path"] == "/v1/health", probe_name
+        assert probe["path"] == path, probe_name
         port = probe["port"]
         assert (ports[port] if isinstance(port, str) else port) == _web_port(), probe_name
     liveness = container["livenessProbe"]
-    # A worker is restarted only after minutes of failing, never during a rebalance.
+    # A stuck event loop is restarted after a minute, not on a single slow answer.
     assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+    assert container["readinessProbe"]["timeoutSeconds"] >= 1  # the ping waits 0.8 s
+
+
+def test_compose_worker_healthcheck_asks_readiness() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    test = compose["services"]["worker"]["healthcheck"]["test"]
+    assert test[:4] == ["CMD", "streamer", "query", "ready"], test
 
 
 def test_k8s_scrape_annotations_and_resources() -> None:
