@@ -149,8 +149,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     # Before any thread exists: an arena limit applies to arenas created after it.
     applied = configure_malloc(settings.malloc_mmap_threshold_bytes, settings.malloc_arena_max)
     configure_logging(loglevel, settings.log_format)
-    logging.getLogger(__name__).info("malloc settings: %s", ", ".join(applied) or "glibc's")
     partitions = asyncio.run(_prepare_topics(settings, ensure_topics))
+    asyncio.run(_check_state_layout(settings))
+    logging.getLogger(__name__).info("malloc settings: %s", ", ".join(applied) or "glibc's")
     if partitions != settings.partitions:
         settings = replace(settings, partitions=partitions)
     uvloop.install()
@@ -177,21 +178,47 @@ async def _prepare_topics(settings: Settings, ensure_topics: Callable[[Settings]
     return partitions
 
 
+async def _check_state_layout(settings: Settings) -> None:
+    """Refuse to start on Redis state of a layout this release does not know."""
+    import urllib.parse
+
+    from redis.exceptions import RedisError
+
+    from streamer.state.schema_version import UnknownSchemaVersion, check_schema_version
+    from streamer.state.store import connect
+
+    parsed = urllib.parse.urlsplit(settings.redis_url)
+    where = f"{parsed.hostname}:{parsed.port or 6379}"  # never the password
+    client = connect(settings.redis_url)
+    try:
+        await asyncio.wait_for(check_schema_version(client, settings.key_prefix, where),
+                               settings.connect_timeout_s)
+    except UnknownSchemaVersion as exc:
+        raise CommandFailed(ExitCode.STATE, str(exc)) from None
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise CommandFailed(ExitCode.UNREACHABLE, f"Redis unreachable at {where}: "
+                            f"{_describe(exc)}; is it running (make up)? Set "
+                            "STREAMER_REDIS_URL to point elsewhere, STREAMER_CONNECT_TIMEOUT_S "
+                            "to wait longer") from None
+    finally:
+        await client.aclose()
+
+
 async def kafka_reachable(settings: Settings) -> None:
-    """Fail with one line unless a broker answers within STREAMER_KAFKA_CONNECT_TIMEOUT_S."""
+    """Fail with one line unless a broker answers within STREAMER_CONNECT_TIMEOUT_S."""
     from streamer.loadgen.sender import KafkaUnreachable, check_kafka
 
     try:
-        await check_kafka(settings.kafka.aiokafka_kwargs(), settings.kafka_connect_timeout_s)
+        await check_kafka(settings.kafka.aiokafka_kwargs(), settings.connect_timeout_s)
     except KafkaUnreachable:
         raise CommandFailed(ExitCode.UNREACHABLE, kafka_unreachable_text(settings)) from None
 
 
 def kafka_unreachable_text(settings: Settings) -> str:
     return (f"Kafka unreachable at {settings.kafka.bootstrap}: no broker answered within "
-            f"{settings.kafka_connect_timeout_s:g} s; is it running (make up)? "
+            f"{settings.connect_timeout_s:g} s; is it running (make up)? "
             "Set STREAMER_KAFKA_BOOTSTRAP to point elsewhere, "
-            "STREAMER_KAFKA_CONNECT_TIMEOUT_S to wait longer")
+            "STREAMER_CONNECT_TIMEOUT_S to wait longer")
 
 
 def _describe(exc: BaseException) -> str:
@@ -243,7 +270,7 @@ async def produce_file(settings: Settings, path: str, kind: str, batch_events: i
         producer = UsageProducer(settings.kafka, uses_topic=settings.uses_topic,
                                  tracks_topic=settings.tracks_topic, batch_events=batch_events)
         try:
-            await asyncio.wait_for(producer.start(), settings.kafka_connect_timeout_s)
+            await asyncio.wait_for(producer.start(), settings.connect_timeout_s)
         except (KafkaError, TimeoutError, OSError):
             await producer.stop()
             raise CommandFailed(ExitCode.UNREACHABLE, kafka_unreachable_text(settings)) from None

@@ -125,9 +125,9 @@ class Settings:
     # backlog peaked 100 MB lower and drained 17-20 % slower, so both are off by default.
     malloc_mmap_threshold_bytes: int = 0
     malloc_arena_max: int = 0
-    # How long the CLI waits for a broker to answer before it gives up (produce, load,
-    # worker start), and for a worker's answer (streamer query).
-    kafka_connect_timeout_s: float = 10.0
+    # How long the CLI waits for Kafka (produce, load, worker start) and Redis (worker
+    # start) to answer before it gives up, and for a worker's answer (streamer query).
+    connect_timeout_s: float = 10.0
     query_timeout_s: float = 10.0
     # text (Faust's) or json (one object a line, for log pipelines); see streamer/logs.py.
     log_format: str = "text"
@@ -272,9 +272,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     partitions = get_int("PARTITIONS", defaults.partitions)
     if partitions < 1:
         raise ConfigError("STREAMER_PARTITIONS must be at least 1")
-    connect_timeout = get_seconds("KAFKA_CONNECT_TIMEOUT_S", defaults.kafka_connect_timeout_s)
+    connect_timeout = get_seconds("CONNECT_TIMEOUT_S", defaults.connect_timeout_s)
     query_timeout = get_seconds("QUERY_TIMEOUT_S", defaults.query_timeout_s)
-    for name, value in (("KAFKA_CONNECT_TIMEOUT_S", connect_timeout),
+    for name, value in (("CONNECT_TIMEOUT_S", connect_timeout),
                         ("QUERY_TIMEOUT_S", query_timeout)):
         if not 0 < value <= 3600:
             raise ConfigError(f"STREAMER_{name} must be more than 0 and at most 3600 seconds")
@@ -317,7 +317,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_host=get("WEB_HOST", defaults.web_host) or defaults.web_host,
         web_port=get_int("WEB_PORT", defaults.web_port),
         web_token=get("WEB_TOKEN"),
-        kafka_connect_timeout_s=connect_timeout,
+        connect_timeout_s=connect_timeout,
         query_timeout_s=query_timeout,
         log_format=log_format,
     )
