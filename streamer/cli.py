@@ -28,7 +28,7 @@ _EPILOG = f"""\
 exit codes:
 {exit_code_table()}
 
-Settings come from STREAMER_* environment variables (docs/OPERATIONS.md). A failure ends
+Settings come from STREAMER_* environment variables (docs/CONFIGURATION.md). A failure ends
 in one line on stderr, "streamer: <what failed and what to do>".
 """
 
@@ -148,7 +148,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
     # Before any thread exists: an arena limit applies to arenas created after it.
     applied = configure_malloc(settings.malloc_mmap_threshold_bytes, settings.malloc_arena_max)
-    configure_logging(loglevel, settings.log_format)
+    configure_logging(loglevel, settings.log_format.lower())
     partitions = asyncio.run(_prepare_topics(settings, ensure_topics))
     asyncio.run(_check_state_layout(settings))
     logging.getLogger(__name__).info("malloc settings: %s", ", ".join(applied) or "glibc's")
@@ -157,7 +157,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     uvloop.install()
     app = create_app(settings)
     worker = StreamerWorker(app, loglevel=loglevel, quiet=True)
-    worker.log_format = settings.log_format
+    worker.log_format = settings.log_format.lower()
     # At --loglevel warn or error, Faust's terminal spinner would set the root logger to
     # DEBUG (to spin on every record): every debug call of aiokafka, one per Kafka
     # request, would then build a log record for nothing (2 % of the worker's time).

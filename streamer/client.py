@@ -76,7 +76,7 @@ class Health(msgspec.Struct, frozen=True):
     partitions: dict[str, PartitionHealth]
 
 
-class Probe(msgspec.Struct, frozen=True):
+class Probe(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
     reason: str | None = None
 
