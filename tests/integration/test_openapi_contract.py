@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from jsonschema import Draft202012Validator
 
 from streamer import client as api_client
 from streamer.config import load_settings
+from tests.support.own_redis import OwnRedis
 from tests.support.pipeline import (
     Pipeline,
-    free_port,
     now_ms,
     right,
     track_event,
@@ -88,14 +89,29 @@ def test_the_client_structs_have_the_spec_fields() -> None:
         assert set(struct.__struct_fields__) == set(schemas[schema]["properties"]), schema
 
 
-async def test_every_route_and_status_against_a_running_worker(make_pipeline) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    redis = OwnRedis(tmp_path / "redis")
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.kill()
+
+
+async def test_every_route_and_status_against_a_running_worker(  # type: ignore[no-untyped-def]
+        make_pipeline, own_redis: OwnRedis) -> None:
     pipeline: Pipeline = await make_pipeline(partitions=2, STREAMER_WEB_TOKEN=TOKEN)
-    worker = pipeline.worker("worker")
-    # A worker of another group whose Redis is a closed port: not ready, not healthy.
-    no_redis = pipeline.worker("no-redis", STREAMER_APP_ID=f"{pipeline.app_id}-x",
-                               STREAMER_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
-    worker.start()
-    no_redis.start()
+    worker = pipeline.worker("worker").start()
+    # A worker of its own pipeline whose Redis dies under it, with events to flush:
+    # not ready at once, not healthy once its flushes have failed for 10 s.
+    doomed: Pipeline = await make_pipeline(partitions=1)
+    no_redis = doomed.worker("no-redis", STREAMER_REDIS_URL=own_redis.url).start()
+    await no_redis.wait_healthy(120)
+    own_redis.kill()
+    async with doomed.producer() as producer:
+        for n in range(20):
+            await producer.send_use(use_event(f"T-doomed-{n}", "play", now_ms() - 60_000))
     await worker.wait_healthy(120)
     at = now_ms() - 120_000
     async with pipeline.producer() as producer:
@@ -129,7 +145,7 @@ async def test_every_route_and_status_against_a_running_worker(make_pipeline) ->
     assert set(requests) | set(NOT_PROVOKED) == documented
     assert not set(requests) & set(NOT_PROVOKED)
     answers: dict[tuple[str, str], Any] = {}
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     async with aiohttp.ClientSession() as session:
         for (route, status), (target, url, headers) in sorted(requests.items()):
             while True:
@@ -138,7 +154,7 @@ async def test_every_route_and_status_against_a_running_worker(make_pipeline) ->
                     content_type = response.content_type
                 if str(got) == status or time.monotonic() > deadline:
                     break
-                await asyncio.sleep(0.5)  # the no-Redis worker's web server is starting
+                await asyncio.sleep(0.5)  # the doomed worker's flushes have not failed long
             assert str(got) == status, (route, url, got, body[:200])
             answers[(route, status)] = validate(route, status, content_type, body)
 

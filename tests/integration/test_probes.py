@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +22,8 @@ import aiohttp
 import pytest
 
 from streamer.verify.worker_process import WorkerProcess
-from tests.support.pipeline import Pipeline, free_port, now_ms, use_event
+from tests.support.own_redis import OwnRedis
+from tests.support.pipeline import Pipeline, now_ms, use_event
 
 Sample = tuple[float, int, int, int]  # time, live, ready, health
 
@@ -85,41 +84,6 @@ async def test_a_rebalance_keeps_the_worker_ready_and_live(make_pipeline) -> Non
     assert rebalancing, f"the rebalance was not seen on /v1/health: {samples[:5]}..."
     assert all(live == 200 and ready == 200 for _, live, ready, _ in samples), [
         s for s in samples if s[1] != 200 or s[2] != 200][:5]
-
-
-class OwnRedis:
-    """A redis-server of this test's own, on a spare port, with its data on disk (AOF)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            pytest.fail("redis-server not found (deploy/local/install-deps.sh installs it)")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)],
-            stdout=open(self.folder / "redis.log", "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
-                             text=True, check=False).stdout.strip() != "PONG":
-            if time.monotonic() > deadline:
-                pytest.fail(f"own redis-server did not start on {self.port}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture
