@@ -133,6 +133,13 @@ def test_produce_without_kafka(tmp_path: Path) -> None:
     assert "STREAMER_KAFKA_BOOTSTRAP" in line
 
 
+def test_worker_without_kafka(tmp_path: Path) -> None:
+    line = one_line(streamer("worker", env=clean_env(STREAMER_CONNECT_TIMEOUT_S="2",
+                                                     STREAMER_DATA_DIR=str(tmp_path))),
+                    ExitCode.UNREACHABLE)
+    assert f"Kafka unreachable at {UNREACHABLE_KAFKA}" in line
+
+
 def test_kafka_that_never_answers_gives_up_after_the_connect_timeout() -> None:
     """A broker address that accepts connections and says nothing (a hung broker)."""
     with socket.socket() as silent:
