@@ -39,8 +39,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamer", description=__doc__.split("\n\n")[0],
-                                     epilog=_EPILOG, formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="streamer", epilog=_EPILOG, formatter_class=_HelpFormatter,
+        description="Exactly-once usage counters for music licensing: run a worker, send "
+                    "events, ask the query API, generate load.")
     parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--traceback", action="store_true",
                         help="show the Python traceback of an unexpected error")
