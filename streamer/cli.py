@@ -212,7 +212,12 @@ async def kafka_reachable(settings: Settings) -> None:
 
     try:
         await check_kafka(settings.kafka.aiokafka_kwargs(), settings.connect_timeout_s)
-    except KafkaUnreachable:
+    except KafkaUnreachable as exc:
+        if exc.refused:  # the broker answered: the settings are wrong, not the network
+            raise CommandFailed(ExitCode.USAGE, f"Kafka at {settings.kafka.bootstrap} refused "
+                                f"the connection: {exc.detail}; check STREAMER_KAFKA_SECURITY_"
+                                "PROTOCOL and the STREAMER_KAFKA_SASL_* / _SSL_* settings"
+                                ) from None
         raise CommandFailed(ExitCode.UNREACHABLE, kafka_unreachable_text(settings)) from None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import subprocess
 import time
@@ -266,7 +267,10 @@ async def test_secure_worker_end_to_end(secure_kafka: PrivateKafka, tls_redis: s
         deadline = time.monotonic() + 90
         while wrong_kafka.alive and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-        assert not wrong_kafka.alive and wrong_kafka.returncode != 0
+        assert not wrong_kafka.alive and wrong_kafka.returncode == 2  # settings, not network
+        assert re.search(r"^streamer: Kafka at \S+ refused the connection: .*"
+                         r"SaslAuthenticationFailed.*STREAMER_KAFKA_SASL_",
+                         wrong_kafka.log_path.read_text(errors="replace"), re.M)
         status = 0
         for _ in range(20):
             with contextlib.suppress(Exception):
