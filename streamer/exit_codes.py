@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     USAGE = 2          # bad arguments or STREAMER_* settings
     REJECTED = 3       # done, but some input lines were rejected (each one named)
     FILE = 4           # a file to read or write is missing or not accessible
-    UNREACHABLE = 5    # Kafka, Redis or the worker did not answer in time
+    UNREACHABLE = 5    # Kafka or the worker did not answer in time
     WORKER_ERROR = 6   # the worker answered with an HTTP error (status in the message)
     SEND_FAILED = 7    # Kafka refused records while sending
     STATE = 8          # Redis holds state of a layout this version cannot use
@@ -31,7 +31,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.USAGE: "bad arguments or STREAMER_* settings",
     ExitCode.REJECTED: "finished, but some input lines were rejected (each named on stderr)",
     ExitCode.FILE: "a file to read or write is missing or not accessible",
-    ExitCode.UNREACHABLE: "Kafka, Redis or the worker did not answer (unreachable or timed out)",
+    ExitCode.UNREACHABLE: "Kafka or the worker did not answer (unreachable or timed out)",
     ExitCode.WORKER_ERROR: "the worker answered with an HTTP error (status in the message)",
     ExitCode.SEND_FAILED: "Kafka refused records while sending",
     ExitCode.STATE: "Redis holds state of an unknown layout (see the message)",

@@ -281,8 +281,8 @@ class Settings:
     # after them, instead of hanging or tracing back.
     connect_timeout_s: float = setting(
         "STREAMER_CONNECT_TIMEOUT_S", 10.0, Seconds(min=0, max=3600, above=True),
-        "How long `produce`, `load` and `worker` wait for Kafka, and `worker` for Redis, "
-        "to answer at start.")
+        "How long `produce`, `load` and `worker` wait for Kafka to answer, and `worker` "
+        "for Redis to check the state layout.")
     query_timeout_s: float = setting(
         "STREAMER_QUERY_TIMEOUT_S", 10.0, Seconds(min=0, max=3600, above=True),
         "How long `streamer query` waits for a worker's answer.")

@@ -2,16 +2,21 @@
 
 A worker writes the version on an empty prefix and starts; on a prefix of another or an
 unreadable version it refuses, before touching anything, with one line saying what to
-do and exit code 8; with Redis unreachable it ends with one line and exit code 5.
+do and exit code 8; with Redis unreachable it starts as it would ride out an outage,
+and logs that the layout went unchecked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
 
+import aiohttp
 import redis
 
 from streamer.exit_codes import ExitCode
@@ -67,11 +72,24 @@ async def test_an_unknown_layout_is_refused_with_what_to_do(  # type: ignore[no-
         assert client.get(key) == str(stored).encode()  # and the version left alone
 
 
-async def test_redis_unreachable_at_start(make_pipeline) -> None:  # type: ignore[no-untyped-def]
+async def test_redis_unreachable_at_start_leaves_the_layout_unchecked(  # type: ignore[no-untyped-def]
+        make_pipeline) -> None:
+    """Like a running worker during a Redis outage: it starts, says so, is not ready."""
     pipeline: Pipeline = await make_pipeline(partitions=2)
-    env = {**os.environ, **pipeline.env(
-        STREAMER_WEB_PORT=str(free_port()), STREAMER_CONNECT_TIMEOUT_S="2",
-        STREAMER_REDIS_URL=f"redis://:hunter2@127.0.0.1:{free_port()}/0")}
-    line = one_line(run_worker(env), ExitCode.UNREACHABLE)
-    assert "Redis unreachable at 127.0.0.1:" in line and "STREAMER_REDIS_URL" in line
-    assert "hunter2" not in line
+    worker = pipeline.worker("worker", STREAMER_CONNECT_TIMEOUT_S="2",
+                             STREAMER_REDIS_URL=f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    with worker:  # starts it
+        deadline = time.monotonic() + 60
+        status: int | None = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                status, body = await worker.get("/v1/ready", timeout=2)
+                if status == 503:
+                    break
+            await asyncio.sleep(0.5)
+        assert status == 503 and "Redis" in body["reason"], status
+        assert worker.alive
+    log = worker.log_path.read_text()
+    assert re.search(r"WARNING.*Redis at 127\.0\.0\.1:\d+ did not answer within 2 s "
+                     r"\(ConnectionError: .*\): starting without checking its state layout", log)
+    assert "hunter2" not in log

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.pipeline import free_port
+from support.pipeline import free_port
 
 
 class OwnRedis:
