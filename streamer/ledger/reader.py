@@ -20,6 +20,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import DeltaTable
 
 from streamer.ledger import schemas as s
 from streamer.ledger.model import RIGHTS, USES
@@ -85,7 +87,9 @@ class LedgerReader:
         if not self.location.exists(s.CLOSES):
             return ()
         con = duckdb.connect()
-        con.register("closes", self.location.open(s.CLOSES).to_pyarrow_dataset())
+        con.register("closes", _dataset(self.location.open(s.CLOSES),
+                                        [(s.DAY, ">=", first.isoformat()),
+                                         (s.DAY, "<=", last.isoformat())]))
         rows = con.execute(
             "SELECT day FROM closes WHERE day BETWEEN ? AND ? AND partition < ? "
             "GROUP BY day HAVING count(DISTINCT partition) = ? ORDER BY day",
@@ -97,9 +101,11 @@ class LedgerReader:
         if not days:
             return []
         con = duckdb.connect()
-        con.register("t", self.location.open(table).to_pyarrow_dataset())
+        con.register("t", _dataset(self.location.open(table),
+                                   [(s.DAY, "in", [day.isoformat() for day in days])]))
         con.register("d", pa.table({"day": pa.array(days, pa.date32())}))
-        # The BETWEEN prunes files by the day partition; the semi-join keeps complete days.
+        # Files of other days are not even listed (building a dataset's fragments costs
+        # ~10 ms a file); DuckDB pushes the key filter to Parquet row-group statistics.
         sql = (f"SELECT {columns}, country, sum(uses)::HUGEINT"
                + (", sum(weighted_micro)::HUGEINT" if table == s.HOLDERS else "")
                + f" FROM t WHERE {key_column} = ? AND day BETWEEN ? AND ? "
@@ -158,6 +164,11 @@ class LedgerReader:
         if by_territory:
             body["territories"] = dict(sorted(territories.items()))
         return RangeAnswer(body, closed)
+
+
+def _dataset(table: DeltaTable, days: list[tuple[str, str, Any]]) -> pads.Dataset:
+    """The table's files of the given days only, as a pyarrow dataset."""
+    return table.to_pyarrow_dataset(file_pruning_predicate=days)
 
 
 def days_between(first: date, last: date) -> Iterable[date]:

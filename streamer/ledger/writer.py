@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, cast
 
+import deltalake
+import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -48,7 +50,7 @@ import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-import streamer
+from streamer.build_info import build_info
 from streamer.ledger import schemas as s
 from streamer.ledger.model import DayPartition, day_number, day_of_number, derive_counts, totals_of
 
@@ -145,7 +147,7 @@ class LedgerWriter:
     def __init__(self, location: LedgerLocation, count_settings: Mapping[str, object],
                  code_version: str | None = None) -> None:
         self.location = location
-        self.code_version = code_version or f"streamer {streamer.__version__}"
+        self.code_version = code_version or _code_version()
         self.settings_json = orjson.dumps(dict(count_settings),
                                           option=orjson.OPT_SORT_KEYS).decode()
         self._created = False
@@ -231,6 +233,12 @@ class LedgerWriter:
                 return False  # another writer committed the day first
             raise
         return True
+
+
+def _code_version() -> str:
+    info = build_info()
+    return (f"streamer {info['version']} (commit {info['commit']}; deltalake "
+            f"{deltalake.__version__}, duckdb {duckdb.__version__})")
 
 
 def _has_close(closes: DeltaTable, day: date, partition: int) -> bool:

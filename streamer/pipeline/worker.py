@@ -216,8 +216,8 @@ class PipelineWorker:
                 break
             except (RedisError, OSError, TimeoutError) as exc:
                 self.metrics.redis_errors.labels(operation="claim").inc()
-                log.debug("claim error %r", exc)
-            await retry_forever(f"claim partition {partition}", attempt)
+                cause = exc
+            await retry_forever(f"Redis claim of partition {partition}", attempt, cause)
             attempt += 1
         # Only the partition's current claim installs its state: one that a revocation
         # popped (and whose cancellation came too late) must not replace a newer claim's.
@@ -450,6 +450,19 @@ class PipelineWorker:
         }
 
 
+async def _partition_counts(admin: Any, topics: list[str], wait_s: float = 10.0
+                            ) -> dict[str, int]:
+    """Partitions per topic; a topic created a moment ago may show none until its
+    metadata has spread (a first ``streamer load`` then divided by zero)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        described = await admin.describe_topics(topics)
+        counts = {item["topic"]: len(item["partitions"]) for item in described}
+        if all(counts.get(topic) for topic in topics) or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.1)
+
+
 async def ensure_topics(settings: Settings) -> int:
     """Create missing input and dead-letter topics; return the inputs' partition count."""
     admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
@@ -469,8 +482,7 @@ async def ensure_topics(settings: Settings) -> int:
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent worker won
                 await admin.create_topics(wanted)
-        described = await admin.describe_topics([settings.tracks_topic, settings.uses_topic])
-        counts = {item["topic"]: len(item["partitions"]) for item in described}
+        counts = await _partition_counts(admin, [settings.tracks_topic, settings.uses_topic])
         if len(set(counts.values())) != 1:
             raise RuntimeError(
                 f"{settings.tracks_topic} and {settings.uses_topic} must have the same number of "
