@@ -96,9 +96,11 @@ class Snapshot:
         if database != ":memory:":
             con.execute(f"SET temp_directory = '{database}.tmp'")
         first, last = self.period.first.isoformat(), self.period.last.isoformat()
+        days = [(s.DAY, ">=", first), (s.DAY, "<=", last)]
         for name in TABLES:
             table = self.location.open(name, version=self.versions[name])
-            con.register(f"{name}_all", table.to_pyarrow_dataset())
+            # Only the period's files become dataset fragments (a ledger of years has many).
+            con.register(f"{name}_all", table.to_pyarrow_dataset(file_pruning_predicate=days))
         con.execute(f"""CREATE TEMP TABLE closed AS SELECT DISTINCT day, partition
                         FROM {s.CLOSES}_all WHERE day BETWEEN DATE '{first}' AND DATE '{last}'
                         AND partition < {int(self.partitions)}""")
