@@ -32,6 +32,14 @@ from streamer.ledger.model import UNATTRIBUTED, CatalogEntry, catalog_rows
 
 MICRO = 1_000_000
 ORIGINS = ("human", "ai_assisted", "ai_generated")
+# Real ISO 3166-1 codes, largest markets first (DSR validators check the Territory cell).
+_COUNTRIES = (
+    "US", "GB", "DE", "JP", "FR", "BR", "KR", "CA", "AU", "IT", "ES", "MX", "NL", "SE", "IN",
+    "PL", "RU", "CH", "BE", "AT", "NO", "DK", "FI", "IE", "PT", "NZ", "AR", "CL", "CO", "TR",
+    "ZA", "ID", "PH", "TH", "MY", "SG", "VN", "TW", "HK", "IL", "AE", "SA", "EG", "NG", "KE",
+    "MA", "PE", "CZ", "HU", "RO", "GR", "UA", "BG", "HR", "SK", "SI", "LT", "LV", "EE", "IS",
+    "LU",
+)
 
 
 def _zipf(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -82,7 +90,7 @@ def generate(args: argparse.Namespace) -> None:
                 artist=f"Artist {index % 50_000}", label=None))
         entries.append(options)
     print(f"catalog of {args.tracks} tracks in {time.monotonic() - started:.1f} s", flush=True)
-    countries = [f"{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(args.countries)]
+    countries = list(_COUNTRIES[:args.countries])
     country_p = 1.0 / np.arange(1, len(countries) + 1) ** 1.3
     country_p /= country_p.sum()
     location = LedgerLocation(str(out / "ledger"))
@@ -252,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--tracks", type=int, default=400_000)
     gen.add_argument("--labels", type=int, default=800)
     gen.add_argument("--publishers", type=int, default=1200)
-    gen.add_argument("--countries", type=int, default=60)
+    gen.add_argument("--countries", type=int, default=60, choices=range(1, 61),
+                     metavar="1..60")
     gen.add_argument("--days", type=int, default=30)
     gen.add_argument("--partitions", type=int, default=4)
     gen.add_argument("--first", default="2026-11-01")
