@@ -157,7 +157,7 @@ def read_truth(path: str) -> dict[tuple[Any, ...], int]:
 
 async def run_load(settings: Settings, args: argparse.Namespace) -> int:
     from streamer.loadgen.sender import KafkaUnreachable, LoadRun, SendPlan, check_kafka
-    from streamer.pipeline.worker import ensure_topics
+    from streamer.pipeline.topics import ensure_topics
 
     cfg = config_from_args(args, settings)
     try:

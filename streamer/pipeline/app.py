@@ -33,8 +33,7 @@ from streamer.pipeline.faust_compat import (
 from streamer.pipeline.faust_compat import highwater as consumer_highwater
 from streamer.pipeline.heap import HeapTrimmer
 from streamer.pipeline.worker import PipelineWorker
-from streamer.state.keys import KeyLayout
-from streamer.state.partition import TRACKS_CODE, USES_CODE
+from streamer.state.keys import TRACKS_CODE, USES_CODE, KeyLayout
 from streamer.state.store import RedisStore, connect
 
 log = logging.getLogger(__name__)
@@ -139,7 +138,7 @@ def create_app(settings: Settings) -> faust.App:
     store = RedisStore(connect(settings.redis_url), KeyLayout(settings.key_prefix))
     worker = PipelineWorker(settings, store, metrics)
     queries = UsageQueries(store.client, store.layout, settings.partitions)
-    register_routes(app, settings, queries, worker, metrics)
+    register_routes(app, settings, queries, worker.health, metrics)
     inputs = app.topic(
         settings.tracks_topic, settings.uses_topic,
         key_serializer="raw", value_serializer="raw", acks=False,

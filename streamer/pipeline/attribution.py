@@ -29,7 +29,7 @@ from streamer.events.shares import MICRO
 from streamer.events.validation import USE_CREATE, USES, TrackMeta
 from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
-from streamer.state.keys import genre_field, holder_field, track_field
+from streamer.state.keys import HOLDER_MEASURES, genre_field, holder_field, track_field
 
 UNCLAIMED = "_unclaimed"
 UNATTRIBUTED = "_unattributed"
@@ -62,7 +62,7 @@ def _holder_fields(right: str, holder_id: str) -> _HolderFields:
             known.clear()
         fields = known[holder_id] = tuple(  # type: ignore[assignment]
             intern(holder_field(right, use, kind, holder_id))
-            for use in USES for kind in ("u", "w"))
+            for use in USES for kind in HOLDER_MEASURES)
     return fields  # type: ignore[return-value]
 
 
