@@ -59,7 +59,7 @@ class CheckedUses:
     events: list[SoundUsed] = field(default_factory=list)
     raws: list[Any] = field(default_factory=list)
     # Rejections in the order found, each with the bytes that go to the DLQ.
-    rejections: list[tuple[bytes, Rejected]] = field(default_factory=list)
+    rejected: list[tuple[bytes, Rejected]] = field(default_factory=list)
     # The record is one event, not a batch.
     single: bool = False
 
@@ -92,7 +92,7 @@ def check_uses(value: bytes, max_batch: int, first_bad: int | None = None) -> Ch
         try:
             decoded = _decode(value)  # orjson names the problem
         except Rejected as rejected:
-            return CheckedUses(0, rejections=[(value, rejected)])
+            return CheckedUses(0, rejected=[(value, rejected)])
         if type(decoded) is not list:
             checked = CheckedUses(1, single=True)
             event = _checked(decoded, value, checked)
@@ -103,7 +103,7 @@ def check_uses(value: bytes, max_batch: int, first_bad: int | None = None) -> Ch
         elements = [orjson.dumps(element) for element in decoded]
         first_bad = None
     if not 0 < len(elements) <= max_batch:
-        return CheckedUses(0, rejections=[(value, batch_size_rejection(len(elements),
+        return CheckedUses(0, rejected=[(value, batch_size_rejection(len(elements),
                                                                        max_batch))])
     checked = CheckedUses(len(elements))
     events, raws = checked.events, checked.raws
@@ -174,7 +174,7 @@ def _one_event(element: bytes, checked: CheckedUses) -> SoundUsed | None:
     try:
         obj = _decode(element)
     except Rejected as rejected:
-        checked.rejections.append((element, rejected))
+        checked.rejected.append((element, rejected))
         return None
     return _checked(obj, element, checked)
 
@@ -184,7 +184,7 @@ def _checked(obj: object, raw: bytes, checked: CheckedUses) -> SoundUsed | None:
     try:
         return sound_used_of(obj)
     except Rejected as rejected:
-        checked.rejections.append((raw, rejected))
+        checked.rejected.append((raw, rejected))
         return None
 
 

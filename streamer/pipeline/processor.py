@@ -110,7 +110,7 @@ class RecordProcessor:
         valid ones around them."""
         checked = check_uses(value, self.max_batch, first_bad)
         topic = self.settings.uses_topic
-        for raw, rejected in checked.rejections:
+        for raw, rejected in checked.rejected:
             self._reject(state, topic, offset, raw, rejected)
         if checked.events:
             if checked.single:
