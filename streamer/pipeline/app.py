@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import os
+import ssl
 import time
 from typing import Any
 
@@ -95,7 +96,8 @@ def _broker_credentials(settings: Settings) -> Any:
     kafka = settings.kafka
     if kafka.security_protocol == "PLAINTEXT":
         return None
-    ssl_context = kafka.aiokafka_kwargs().get("ssl_context")
+    context = kafka.aiokafka_kwargs().get("ssl_context")
+    ssl_context = context if isinstance(context, ssl.SSLContext) else None
     if kafka.sasl_mechanism:
         return faust.SASLCredentials(
             username=kafka.sasl_username, password=kafka.sasl_password,
@@ -208,12 +210,13 @@ def create_app(settings: Settings) -> faust.App:
                 worker.watch.fetch_loop = deliver_directly(app.consumer, set(codes),
                                                            worker.handle)
 
-    @app.on_partitions_revoked.connect
+    # Faust's signal type admits any positional arguments; ours take the one it sends.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         await ensure_started()
         await worker.on_revoked(revoked, app.consumer_generation_id)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # as on_revoked
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         await ensure_started()
         await worker.on_assigned(assigned)
@@ -228,6 +231,7 @@ def create_app(settings: Settings) -> faust.App:
             finally:
                 await store.close()
 
+    # For tests and tools holding only the app; faust.App declares no such attributes.
     app.streamer_worker = worker  # type: ignore[attr-defined]
     app.streamer_metrics = metrics  # type: ignore[attr-defined]
     return app

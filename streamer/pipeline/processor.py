@@ -99,8 +99,9 @@ class RecordProcessor:
             carried = 1
             self._count_one(state, offset, value, decoded, now_ms)
         else:
-            carried = self._count_checking_each(state, offset, value, now_ms,
-                                                decoded)  # type: ignore[arg-type]
+            # The position of the first bad event, if the fast path knew it.
+            first_bad = decoded if type(decoded) is int else None
+            carried = self._count_checking_each(state, offset, value, now_ms, first_bad)
         self.metrics.hot.events_uses += carried
         return carried
 
@@ -208,10 +209,10 @@ class RecordProcessor:
         parsed = decode_track_created(value)
         if parsed is None:
             checked = check_track(value)
-            if type(checked) is RejectedRecord:
+            if isinstance(checked, RejectedRecord):
                 self._reject(state, self.settings.tracks_topic, offset, value, checked.rejected)
                 return checked.carried
-            parsed = checked  # type: ignore[assignment]  # not a RejectedRecord: a ParsedTrack
+            parsed = checked
         event_id, track_id, occurred_at, meta = parsed
         if occurred_at > now_ms + self.future_ms:
             self._reject(state, self.settings.tracks_topic, offset, value, Rejected(

@@ -103,8 +103,9 @@ class Deduper:
             once[first] = True
             fresh &= once
         new = np.flatnonzero(fresh)
+        flags: list[bool] = fresh.tolist()
         if not len(new):
-            return fresh.tolist()
+            return flags
         bucket_ms = self.bucket_ms
         low, high = min(times) // bucket_ms, max(times) // bucket_ms
         if len(new) < count:
@@ -119,7 +120,7 @@ class Deduper:
             for bucket in np.unique(bucket_of).tolist():
                 self._note(bucket, hashes[bucket_of == bucket])
         self._insert(table, hashes, codes, probe, rows1, rows2)
-        return fresh.tolist()
+        return flags
 
     def _insert(self, table: BlockTable, hashes: np.ndarray, codes: np.ndarray,
                 probe: Probe, rows1: np.ndarray, rows2: np.ndarray) -> None:

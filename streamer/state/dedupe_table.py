@@ -56,7 +56,8 @@ _RESERVE = 1 << 25
 
 def _mix(high: np.ndarray) -> np.ndarray:
     """32 bits from a hash's bits 32-63 (``high``), XORed into its second address."""
-    return (high * _U64(_MIX)) >> _U64(32)
+    mixed: np.ndarray = (high * _U64(_MIX)) >> _U64(32)
+    return mixed
 
 
 def _mix_one(high: int) -> int:
@@ -122,7 +123,7 @@ class BlockTable:
         self.split = 0
         self.entries = 0  # words stored (expired ones count until their sweep)
         self.words = _zeros(2 << level)
-        self._flat = memoryview(self.words.reshape(-1))
+        self._flat = self.words.reshape(-1).data
 
     @property
     def blocks(self) -> int:
@@ -178,13 +179,15 @@ class BlockTable:
     # -- batches -------------------------------------------------------------------
 
     def rows(self, blocks: np.ndarray) -> np.ndarray:
-        return self.words.take(blocks, axis=0)
+        rows: np.ndarray = self.words.take(blocks, axis=0)
+        return rows
 
     @staticmethod
     def holds(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Per key: whether its row holds it (any code)."""
         matches = (rows >> _U64(8)) == keys[:, None]
-        return matches.view(np.uint64)[:, 0] != 0  # 8 bools are one word
+        held: np.ndarray = matches.view(np.uint64)[:, 0] != 0  # 8 bools are one word
+        return held
 
     def insert(self, probe: Probe, codes: np.ndarray, digests: np.ndarray,
                rows1: np.ndarray, rows2: np.ndarray) -> list[int]:
@@ -297,7 +300,7 @@ class BlockTable:
                 grown = _zeros(2 << self.level)
                 grown[:half * 2] = self.words[:half * 2]
                 self.words = grown
-                self._flat = memoryview(grown.reshape(-1))
+                self._flat = grown.reshape(-1).data
 
     def sweep(self, live_codes: np.ndarray) -> None:
         """Clear the words whose code is not live (``live_codes``: 256 booleans)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import _count_elements  # type: ignore[attr-defined]  # C helper of Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -166,7 +166,7 @@ class PartitionState:
             self.watermark[code] = occurred_at
             self.dedupe[code].advance(occurred_at)
 
-    def count_uses(self, keys: list[CellKey], bases: Iterable[int], newest: int) -> None:
+    def count_uses(self, keys: Sequence[CellKey], bases: Iterable[int], newest: int) -> None:
         """Count one use per cell key (fresh events of one record); ``bases``: the base
         windows of the record's events, ``newest``: its newest event's time."""
         _count_elements(self.cells, keys)
