@@ -277,6 +277,18 @@ class Settings:
     malloc_arena_max: int = setting(
         "STREAMER_MALLOC_ARENA_MAX", 0, Int(min=0, zero="glibc's default"),
         "At most this many glibc arenas (threads share them).")
+    # The CLI's waits (streamer/cli.py): a command ends with one line and exit code 5
+    # after them, instead of hanging or tracing back.
+    connect_timeout_s: float = setting(
+        "STREAMER_CONNECT_TIMEOUT_S", 10.0, Seconds(min=0, max=3600, above=True),
+        "How long `produce`, `load` and `worker` wait for Kafka to answer, and `worker` "
+        "for Redis to check the state layout.")
+    query_timeout_s: float = setting(
+        "STREAMER_QUERY_TIMEOUT_S", 10.0, Seconds(min=0, max=3600, above=True),
+        "How long `streamer query` waits for a worker's answer.")
+    log_format: str = setting(
+        "STREAMER_LOG_FORMAT", "TEXT", Choice(("TEXT", "JSON")),
+        "`json`: the worker logs one JSON object a line, for log pipelines (streamer/logs.py).")
 
     @property
     def window_names(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ import faust
 import mode
 from faust.sensors import Monitor
 
+from streamer.api.probes import register_probes
 from streamer.api.queries import UsageQueries
 from streamer.api.views import register_routes
 from streamer.config import Settings
@@ -141,6 +142,8 @@ def create_app(settings: Settings) -> faust.App:
     worker = PipelineWorker(settings, store, metrics)
     queries = UsageQueries(store.client, store.layout, settings.partitions)
     register_routes(app, settings, queries, worker.health, metrics)
+    register_probes(app, store.client.ping, lambda: (
+        worker.watch.stalled_for(now) if worker.watch.stalled(now := time.monotonic()) else None))
     inputs = app.topic(
         settings.tracks_topic, settings.uses_topic,
         key_serializer="raw", value_serializer="raw", acks=False,

@@ -148,8 +148,8 @@ class PartitionClaims:
                 break
             except (RedisError, OSError, TimeoutError) as exc:
                 self.metrics.redis_errors.labels(operation="claim").inc()
-                log.debug("claim error %r", exc)
-            await retry_forever(f"claim partition {partition}", attempt)
+                cause = exc
+            await retry_forever(f"Redis claim of partition {partition}", attempt, cause)
             attempt += 1
         log.info("claimed partition %d: offsets %s, %d pending tracks", partition,
                  state.next_offset, len(state.pending))

@@ -348,6 +348,5 @@ class Flusher:
                 raise
             except (TimeoutError, RedisError, OSError) as exc:
                 self.metrics.redis_errors.labels(operation=operation).inc()
-                log.debug("redis %s error: %r", operation, exc)
-                await retry_forever(f"Redis {operation}", attempt)
+                await retry_forever(f"Redis {operation}", attempt, exc)
                 attempt += 1

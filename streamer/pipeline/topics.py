@@ -5,13 +5,29 @@ Run before a worker (or the load generator) starts; the CLIs import it from here
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamer.config import Settings
 from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES
+
+
+async def _partition_counts(admin: Any, topics: list[str], wait_s: float = 10.0
+                            ) -> dict[str, int]:
+    """Partitions per topic; a topic created a moment ago may show none until its
+    metadata has spread (a first ``streamer load`` then divided by zero)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        described = await admin.describe_topics(topics)
+        counts = {item["topic"]: len(item["partitions"]) for item in described}
+        if all(counts.get(topic) for topic in topics) or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.1)
 
 
 async def ensure_topics(settings: Settings) -> int:
@@ -33,8 +49,7 @@ async def ensure_topics(settings: Settings) -> int:
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent worker won
                 await admin.create_topics(wanted)
-        described = await admin.describe_topics([settings.tracks_topic, settings.uses_topic])
-        counts = {item["topic"]: len(item["partitions"]) for item in described}
+        counts = await _partition_counts(admin, [settings.tracks_topic, settings.uses_topic])
         if len(set(counts.values())) != 1:
             raise RuntimeError(
                 f"{settings.tracks_topic} and {settings.uses_topic} must have the same number of "

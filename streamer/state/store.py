@@ -350,8 +350,11 @@ class RedisStore:
             await pipe.execute()
 
 
-async def retry_forever(what: str, attempt: int) -> None:
-    """Back off between Redis retries: 50 ms doubling to 2 s."""
+async def retry_forever(what: str, attempt: int, cause: BaseException | None = None) -> None:
+    """Back off between Redis retries: 50 ms doubling to 2 s. The warning names the cause
+    (identical ones are rate-limited with a count, see streamer/logs.py)."""
     delay = min(2.0, 0.05 * (2 ** min(attempt, 6)))
-    log.warning("%s failed (attempt %d), retrying in %.2fs", what, attempt + 1, delay)
+    reason = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown cause"
+    log.warning("%s failed (attempt %d): %s; retrying in %.2fs", what, attempt + 1, reason,
+                delay)
     await asyncio.sleep(delay)
