@@ -23,8 +23,11 @@ from faust.sensors import Monitor
 
 from streamer.api.probes import register_probes
 from streamer.api.queries import UsageQueries
+from streamer.api.ranges import RangeQueries
 from streamer.api.views import register_routes
 from streamer.config import Settings
+from streamer.ledger.reader import LedgerReader
+from streamer.ledger.writer import LedgerLocation
 from streamer.metrics import Metrics
 from streamer.pipeline.cadence import FlushCadence
 from streamer.pipeline.faust_compat import (
@@ -141,7 +144,14 @@ def create_app(settings: Settings) -> faust.App:
     store = RedisStore(connect(settings.redis_url), KeyLayout(settings.key_prefix))
     worker = PipelineWorker(settings, store, metrics)
     queries = UsageQueries(store.client, store.layout, settings.partitions)
-    register_routes(app, settings, queries, worker.health, metrics)
+    ledger = LedgerReader(LedgerLocation(settings.ledger_url, settings.ledger_storage_options),
+                          settings.partitions)
+    ranges = RangeQueries(store.client, store.layout, settings.partitions, ledger)
+    # Until STREAMER_TERRITORY_WINDOWS is declared (i20-territory), its default 1d;
+    # names, or (name, size) pairs as STREAMER_WINDOWS has them.
+    declared = getattr(settings, "territory_windows", None) or ("1d",)
+    territory_windows = tuple(w if isinstance(w, str) else w[0] for w in declared)
+    register_routes(app, settings, queries, worker.health, metrics, ranges, territory_windows)
     register_probes(app, store.client.ping, lambda: (
         worker.watch.stalled_for(now) if worker.watch.stalled(now := time.monotonic()) else None))
     inputs = app.topic(
