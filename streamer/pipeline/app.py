@@ -148,9 +148,8 @@ def create_app(settings: Settings) -> faust.App:
                           settings.partitions)
     ranges = RangeQueries(store.client, store.layout, settings.partitions, ledger)
     # Until STREAMER_TERRITORY_WINDOWS is declared (i20-territory), its default 1d;
-    # names, or (name, size) pairs as STREAMER_WINDOWS has them.
-    declared = getattr(settings, "territory_windows", None) or ("1d",)
-    territory_windows = tuple(w if isinstance(w, str) else w[0] for w in declared)
+    # empty: territory off.
+    territory_windows: tuple[str, ...] = getattr(settings, "territory_windows", ("1d",))
     register_routes(app, settings, queries, worker.health, metrics, ranges, territory_windows)
     register_probes(app, store.client.ping, lambda: (
         worker.watch.stalled_for(now) if worker.watch.stalled(now := time.monotonic()) else None))

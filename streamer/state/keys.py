@@ -19,6 +19,7 @@ TRACK_COUNTS = "t"
 HOLDER_COUNTS = "h"
 GENRE_COUNTS = "g"
 TRENDING = "z"
+# Territory counters: the same three families with the use's country in every field.
 TERRITORY_TRACK_COUNTS = "tt"
 TERRITORY_HOLDER_COUNTS = "th"
 TERRITORY_GENRE_COUNTS = "tg"
@@ -51,6 +52,10 @@ class KeyLayout:
         """HASH ``<ai_origin>|<use>|<genre>`` -> uses."""
         return f"{self.tag(partition)}:{GENRE_COUNTS}:{window}:{start}"
 
+    def trending(self, partition: int, window: str, start: int) -> str:
+        """ZSET track_id -> creates."""
+        return f"{self.tag(partition)}:{TRENDING}:{window}:{start}"
+
     def territory_track_counts(self, partition: int, window: str, start: int) -> str:
         """HASH ``<use>|<country>|<track_id>`` -> uses."""
         return f"{self.tag(partition)}:{TERRITORY_TRACK_COUNTS}:{window}:{start}"
@@ -62,10 +67,6 @@ class KeyLayout:
     def territory_genre_counts(self, partition: int, window: str, start: int) -> str:
         """HASH ``<ai_origin>|<use>|<country>|<genre>`` -> uses."""
         return f"{self.tag(partition)}:{TERRITORY_GENRE_COUNTS}:{window}:{start}"
-
-    def trending(self, partition: int, window: str, start: int) -> str:
-        """ZSET track_id -> creates."""
-        return f"{self.tag(partition)}:{TRENDING}:{window}:{start}"
 
     def pending(self, partition: int) -> str:
         """HASH track_id -> JSON ``[[use, base_start, count], ...]`` awaiting attribution."""

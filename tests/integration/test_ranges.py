@@ -116,7 +116,8 @@ class _Routes:
 
 
 class Api:
-    def __init__(self, redis_url: str, prefix: str, ledger: str | None) -> None:
+    def __init__(self, redis_url: str, prefix: str, ledger: str | None,
+                 territory_windows: tuple[str, ...] = ("1d",)) -> None:
         self.settings = load_settings({"STREAMER_REDIS_URL": redis_url,
                                        "STREAMER_KEY_PREFIX": prefix,
                                        "STREAMER_PARTITIONS": str(PARTITIONS)})
@@ -127,7 +128,8 @@ class Api:
         register_routes(self.routes, self.settings,  # type: ignore[arg-type]
                         UsageQueries(self.client, layout, PARTITIONS),
                         lambda: (True, {}), Metrics(),
-                        RangeQueries(self.client, layout, PARTITIONS, reader))
+                        RangeQueries(self.client, layout, PARTITIONS, reader),
+                        territory_windows)
 
     async def get(self, path: str, **query: Any) -> tuple[int, Any]:
         route, key = _route(path)
@@ -320,6 +322,18 @@ async def test_bad_ranges_and_by_are_400s_naming_the_parameter(
                                                             "to": "2026-11-06"})
     assert status == 200 and body["uses"] == {"create": 0, "play": 0}  # 400 days is fine
     await ok.client.aclose()
+
+
+async def test_by_territory_with_territory_off_is_a_400(redis_url: str) -> None:
+    api = Api(redis_url, unique_name("test-ranges-off"), None, territory_windows=())
+    for query in ({"by": "territory", "window": "1d"},
+                  {"by": "territory", "from": "2026-11-01", "to": "2026-11-02"}):
+        status, body = await api.get("/v1/holders/H1/usage", **query)
+        assert status == 400 and body["error"].startswith("by: "), body
+    status, body = await api.get("/v1/holders/H1/usage", **{"from": "2026-11-01",
+                                                            "to": "2026-11-02"})
+    assert status == 200 and "territories" not in body
+    await api.client.aclose()
 
 
 # -- the CLI, through HTTP -----------------------------------------------------------
