@@ -1,8 +1,10 @@
 """Date ranges and territories on the usage routes: one answer over many UTC days, read
 from the ledger where a day is complete there and from Redis' ``1d`` counters otherwise.
 
-A day is summed from exactly one source, so a range's answer is the sum of its days'
-answers whoever serves each day. Redis days are read in one pipeline over every
+Each (day, partition) is summed from exactly one source: the ledger once that
+partition closed the day (Redis drops its territory counters a grace later, even while
+other partitions have not closed the day), Redis otherwise; so a range's answer is the
+sum of its days' answers whoever serves each day. Redis days are read in one pipeline over every
 (day, partition) key. Per-territory counters are hashes whose fields start with the
 use (or right) and country, not the key, so a territory read scans the day's hash with
 ``HSCAN MATCH`` (Redis filters, only the key's fields travel) and checks each field
@@ -44,6 +46,8 @@ Kind = Literal["track", "holder", "genre"]
 KEY_NAMES: dict[Kind, str] = {"track": "track_id", "holder": "holder_id", "genre": "genre"}
 COUNTS_NAMES: dict[Kind, str] = {"track": "uses", "holder": "rights", "genre": "uses_by_origin"}
 RANGE_WINDOW = "1d"
+Shard = tuple[WindowRef, int]
+"""A window's counters in one input partition."""
 _SCAN_COUNT = 5_000
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
@@ -96,17 +100,19 @@ class RangeQueries:
 
     async def window_by_territory(self, kind: Kind, key: str,
                                   window: WindowRef) -> dict[str, Any]:
-        counts, territories = await self._territories(kind, key, [window])
+        counts, territories = await self._territories(
+            kind, key, [(window, p) for p in range(self.partitions)])
         return {KEY_NAMES[kind]: key, **window.as_dict(), COUNTS_NAMES[kind]: counts,
                 "territories": territories}
 
     async def range_usage(self, kind: Kind, key: str, days: DayRange,
                           by_territory: bool) -> dict[str, Any]:
-        closed: tuple[date, ...] = ()
+        cells: tuple[tuple[date, int], ...] = ()
         if self.reader is not None:
             read: Callable[..., RangeAnswer] = getattr(self.reader, f"{kind}_usage")
-            answer = await asyncio.to_thread(read, key, days.first, days.last, by_territory)
-            body, closed = answer.body, answer.closed
+            answer = await asyncio.to_thread(read, key, days.first, days.last, by_territory,
+                                             partial=True)
+            body, cells = answer.body, answer.cells
         else:
             body = {KEY_NAMES[kind]: key, "from": days.first.isoformat(),
                     "to": days.last.isoformat(), "start_ms": day_start_ms(days.first),
@@ -114,36 +120,37 @@ class RangeQueries:
                     COUNTS_NAMES[kind]: zero_counts(kind)}
             if by_territory:
                 body["territories"] = {}
-        skip = set(closed)
-        windows = [_day_window(day) for day in days.days() if day not in skip]
-        if windows:
+        in_ledger = set(cells)
+        shards = [(_day_window(day), p) for day in days.days() for p in range(self.partitions)
+                  if (day, p) not in in_ledger]
+        if shards:
             if by_territory:
-                counts, territories = await self._territories(kind, key, windows)
+                counts, territories = await self._territories(kind, key, shards)
                 merged: dict[str, Any] = body["territories"]
                 for country, part in territories.items():
                     add_into(merged.setdefault(country, zero_counts(kind)), part)
                 body["territories"] = dict(sorted(merged.items()))
             else:
-                counts = await self._plain(kind, key, windows)
+                counts = await self._plain(kind, key, shards)
             add_into(body[COUNTS_NAMES[kind]], counts)
         return body
 
     # -- Redis ---------------------------------------------------------------------
 
-    async def _plain(self, kind: Kind, key: str, windows: list[WindowRef]) -> dict[str, Any]:
-        """The plain counters of ``key`` summed over every window and partition."""
+    async def _plain(self, kind: Kind, key: str, shards: list[Shard]) -> dict[str, Any]:
+        """The plain counters of ``key`` summed over the (window, partition) shards."""
         paths: list[list[str]]
         if kind == "track":
-            keys = self._keys(self.layout.track_counts, windows)
+            keys = self._keys(self.layout.track_counts, shards)
             paths = [[use] for use in USES]
             fields = [track_field(use, key) for use in USES]
         elif kind == "holder":
-            keys = self._keys(self.layout.holder_counts, windows)
+            keys = self._keys(self.layout.holder_counts, shards)
             paths = [[right, measure, use]
                      for right in RIGHTS for measure in HOLDER_MEASURES for use in USES]
             fields = [holder_field(right, use, measure, key) for right, measure, use in paths]
         else:
-            keys = self._keys(self.layout.genre_counts, windows)
+            keys = self._keys(self.layout.genre_counts, shards)
             paths = [[origin, use] for origin in AI_ORIGINS for use in USES]
             fields = [genre_field(origin, use, key) for origin, use in paths]
         async with self.client.pipeline(transaction=False) as pipe:
@@ -157,17 +164,17 @@ class RangeQueries:
                     _bump(kind, counts, path, int(value))
         return counts
 
-    async def _territories(self, kind: Kind, key: str, windows: list[WindowRef]
+    async def _territories(self, kind: Kind, key: str, shards: list[Shard]
                            ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Totals and per-country counts of ``key`` over every window and partition, from
-        the territory hashes."""
+        """Totals and per-country counts of ``key`` over the (window, partition) shards,
+        from the territory hashes."""
         layout = {"track": self.layout.territory_track_counts,
                   "holder": self.layout.territory_holder_counts,
                   "genre": self.layout.territory_genre_counts}[kind]
         pattern = "*|" + _GLOB_SPECIAL.sub(r"\\\1", key)
         totals = zero_counts(kind)
         territories: dict[str, Any] = {}
-        for field, value in await self._scan(self._keys(layout, windows), pattern):
+        for field, value in await self._scan(self._keys(layout, shards), pattern):
             parsed = _parse_territory_field(kind, field, key)
             if parsed is None:
                 continue
@@ -195,9 +202,9 @@ class RangeQueries:
             cursors = following
         return found
 
-    def _keys(self, key_of: Callable[[int, str, int], str],
-              windows: Iterable[WindowRef]) -> list[str]:
-        return [key_of(p, w.name, w.start_ms) for w in windows for p in range(self.partitions)]
+    @staticmethod
+    def _keys(key_of: Callable[[int, str, int], str], shards: Iterable[Shard]) -> list[str]:
+        return [key_of(p, w.name, w.start_ms) for w, p in shards]
 
 
 def _parse_territory_field(kind: Kind, field: str, key: str

@@ -254,6 +254,34 @@ async def test_the_ledger_alone_answers_its_closed_days(
     await api.client.aclose()
 
 
+@pytest.mark.parametrize(("kind", "key"), [("tracks", "trk-000"), ("holders", "label-a"),
+                                           ("genres", "pop")])
+async def test_a_partition_that_closed_a_day_is_read_from_the_ledger(
+        redis_url: str, ledger_dir: str, days: dict[tuple[date, int], Day],
+        kind: str, key: str) -> None:
+    """Day 5 is closed by partition 0 only; Redis no longer holds partition 0's counters
+    of it (their grace after its close ended): the answer still counts them, from the
+    ledger, and partition 1's from Redis."""
+    prefix = unique_name("test-ranges-grace")
+    client = aioredis.from_url(redis_url)
+    gone = (D1 + timedelta(days=4), 0)
+    await _write_redis(client, prefix, {k: v for k, v in days.items() if k != gone})
+    api = Api(redis_url, prefix, ledger_dir)
+    try:
+        for by in ({"by": "territory"}, {}):
+            status, body = await api.get(f"/v1/{kind}/{key}/usage", **{
+                "from": gone[0].isoformat(), "to": gone[0].isoformat(), **by})
+            totals, territories = truth(kind, key, _in(days, gone[0], gone[0]))
+            assert (status, body["closed_days"], body[COUNTS[kind]]) == (200, 0, totals)
+            assert body.get("territories", territories) == territories
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{{{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        await api.client.aclose()
+
+
 @pytest.mark.parametrize(("kind", "key"), [("tracks", "trk-001"), ("holders", "pub-x"),
                                            ("genres", "rock")])
 async def test_a_range_is_the_sum_of_its_days_and_windows_by_territory(
