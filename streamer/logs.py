@@ -51,7 +51,11 @@ class RepeatLimiter(logging.Filter):
         return shown
 
     def _decide(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg))
+        # A library's flood varies its arguments (node ids, counters): one template is one
+        # run. Our own messages name different things by their arguments (each mistyped
+        # setting, each failing key), so for them only the same text is a repeat.
+        text = record.getMessage() if record.name.startswith("streamer") else str(record.msg)
+        key = (record.name, record.levelno, text)
         now = time.monotonic()
         shown_at, held = self._last.get(key, (float("-inf"), 0))
         if now - shown_at < self.window_s:
@@ -61,7 +65,7 @@ class RepeatLimiter(logging.Filter):
         if held:
             record.msg = f"{record.msg} [{held} more like this in the last {now - shown_at:.0f} s]"
             record.repeated = held
-        if len(self._last) > 10_000:  # templates are few; bound it anyway
+        if len(self._last) > 10_000:  # bound the distinct messages remembered
             self._last.clear()
         return True
 
