@@ -14,9 +14,10 @@ import csv
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import IO, Any
+from datetime import date
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,6 +25,9 @@ from streamer.build_info import version_line
 from streamer.config import ConfigError, Settings, load_settings
 from streamer.events.validation import Rejected
 from streamer.exit_codes import CommandFailed, ExitCode, exit_code_table
+
+if TYPE_CHECKING:
+    from streamer.ledger.audit import RedisDay
 
 _EPILOG = f"""\
 exit codes:
@@ -101,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ledger_redis_days(day: Any) -> Any:
+def _ledger_redis_days(day: date) -> Mapping[int, RedisDay]:
     """``ledger verify``'s Redis side: the day's plain 1d counters per partition."""
     from redis.exceptions import RedisError
 
