@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -160,8 +161,9 @@ return 1
 
 
 # KEYS = catalog keys; ARGV[1] = TTL in ms, ARGV[i + 1] = the value of KEYS[i].
-# One command for many entries: redis-py spends ~15-20 us of client CPU per pipelined
-# command (queueing, packing, parsing each reply), ~1 us per entry of one script call.
+# One command for many entries: redis-py's client CPU per pipelined command (queueing,
+# packing, parsing each reply) is over ten times that per entry of one script call
+# (docs/BENCHMARKS.md).
 _PUT_CATALOG = """
 for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1]) end
 return #KEYS
@@ -287,19 +289,20 @@ class RedisStore:
         return ClaimedPartition(int(values.get("seq", 0)), offsets, watermarks)
 
     async def owner(self, partition: int) -> str | None:
-        value = await self.client.hget(self.layout.meta(partition), "owner")
+        value = cast("bytes | None", await self.client.hget(self.layout.meta(partition), "owner"))
         return value.decode() if value is not None else None
 
     async def flush(self, partition: int, owner: str, seq: int, payload: FlushPayload) -> bool:
         """Apply the payload; True if applied now, False if it had been applied already."""
-        args = [owner, seq, payload.encode(), *payload.blobs]
+        args: list[str | int | bytes] = [owner, seq, payload.encode(), *payload.blobs]
         result = await self._flush(keys=[self.layout.meta(partition), *payload.keys], args=args)
         if result == 0:
             raise FlushRefused(f"partition {partition}: owner or sequence changed in Redis")
-        return result == 1
+        return bool(result == 1)
 
     async def load_pending(self, partition: int) -> dict[bytes, bytes]:
-        return await self.client.hgetall(self.layout.pending(partition))
+        return cast("dict[bytes, bytes]",
+                    await self.client.hgetall(self.layout.pending(partition)))
 
     async def load_dedupe(
         self, partition: int, topic_code: str, buckets: range
@@ -307,9 +310,9 @@ class RedisStore:
         keys = [self.layout.dedupe(partition, topic_code, bucket) for bucket in buckets]
         if not keys:
             return {}
-        values = await self.client.mget(keys) if not isinstance(self.client, RedisCluster) else (
-            await self.client.mget_nonatomic(keys)
-        )
+        values = cast("list[bytes | None]", await self.client.mget(keys)
+                      if not isinstance(self.client, RedisCluster)
+                      else await self.client.mget_nonatomic(keys))
         return {bucket: value for bucket, value in zip(buckets, values, strict=True) if value}
 
     async def get_catalog(self, track_ids: list[str]) -> dict[str, TrackMeta]:
