@@ -1,4 +1,5 @@
-"""``streamer`` command line: ``worker``, ``produce``, ``query``, ``load``, ``ledger``.
+"""``streamer`` command line: ``worker``, ``produce``, ``query``, ``load``, ``ledger``,
+``report``.
 
 Every failure a user can act on ends in one line, ``streamer: <what failed and what to
 do>``, and an exit code from streamer/exit_codes.py (listed in ``--help``); Ctrl-C ends
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     # close needs the pipeline's DaySource over Redis (issue 20, territory counters);
     # without it, close says so in one line (docs/LEDGER.md).
     register_ledger(sub, redis_days=_ledger_redis_days)
+
+    from streamer.reports.cli import register as register_reports
+
+    register_reports(sub)
     return parser
 
 
@@ -172,6 +177,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "ledger":
         code: int = args.ledger_run(args)
         return code
+    if args.command == "report":
+        report_code: int = args.report_run(args)
+        return report_code
     return run_query(settings, args)
 
 
