@@ -258,6 +258,14 @@ class Settings:
         "STREAMER_LEDGER_STORAGE_OPTIONS", None, JsonObject(),
         "deltalake storage options for the ledger URL, e.g. `{\"AWS_REGION\": \"eu-west-1\"}`.",
         secret=True)
+    # Statements over the API (docs/STATEMENTS.md, "The API"): without both files the
+    # statement endpoint answers 503.
+    rates_file: str | None = setting(
+        "STREAMER_RATES_FILE", None, Text(means="a file path"),
+        "Rate card (TOML) for `GET /v1/holders/{id}/statement` (docs/STATEMENTS.md).")
+    parties_file: str | None = setting(
+        "STREAMER_PARTIES_FILE", None, Text(means="a file path"),
+        "Party registry (TOML) for `GET /v1/holders/{id}/statement` (docs/STATEMENTS.md).")
     max_record_bytes: int = MAX_RECORD_BYTES
     max_batch_events: int = 10_000
     # Allocations between two young-generation collections (CPython's default is 700).

@@ -43,6 +43,9 @@ TOKEN = "contract-test-token"
 NOT_PROVOKED = {
     ("/v1/live", "503"): "needs record delivery stalled for STREAMER_DELIVERY_STALL_AFTER_S "
                          "while partitions lag; tests/unit/test_watchdog.py covers when",
+    **{("/v1/holders/{holder_id}/statement", status): "needs a closed month in the ledger "
+       "(slow to build); tests/reports/test_api_statement.py provokes it over HTTP and "
+       "validates the body against this spec" for status in ("200", "404", "409")},
 }
 
 
@@ -88,7 +91,9 @@ def test_the_client_structs_have_the_spec_fields() -> None:
                            (api_client.RightUsage, "RightUsage"),
                            (api_client.Health, "Health"),
                            (api_client.PartitionHealth, "PartitionHealth"),
-                           (api_client.Probe, "Probe")):
+                           (api_client.Probe, "Probe"),
+                           (api_client.Statement, "Statement"),
+                           (api_client.StatementGroup, "StatementGroup")):
         fields = struct.__struct_encode_fields__  # the JSON names ("from", not "first")
         assert set(fields) == set(schemas[schema]["properties"]), schema
 
@@ -139,6 +144,13 @@ async def test_every_route_and_status_against_a_running_worker(  # type: ignore[
         requests[(route, "200")] = (worker, f"{url}?at={at}", auth)
         requests[(route, "400")] = (worker, f"{url}?window=2y", auth)
         requests[(route, "401")] = (worker, url, {"Authorization": "Bearer wrong"})
+    statement = "/v1/holders/{holder_id}/statement"
+    requests[(statement, "400")] = (worker, "/v1/holders/H-contract/statement", auth)
+    requests[(statement, "401")] = (worker, "/v1/holders/H-contract/statement?period=2026-11",
+                                    {"Authorization": "Bearer wrong"})
+    # The worker has no STREAMER_RATES_FILE: statements are not configured.
+    requests[(statement, "503")] = (worker, "/v1/holders/H-contract/statement?period=2026-11",
+                                    auth)
     for route in ("/v1/live", "/v1/ready", "/v1/health", "/metrics"):
         requests[(route, "200")] = (worker, route, {})
     requests[("/v1/ready", "503")] = (no_redis, "/v1/ready", {})
