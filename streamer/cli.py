@@ -203,7 +203,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     if partitions != settings.partitions:
         settings = replace(settings, partitions=partitions)
     uvloop.install()
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:  # e.g. STREAMER_WEB_TOKENS_FILE does not validate
+        raise CommandFailed(ExitCode.USAGE, f"configuration error: {exc}") from None
     worker = StreamerWorker(app, loglevel=loglevel, quiet=True)
     worker.log_format = settings.log_format.lower()
     # At --loglevel warn or error, Faust's terminal spinner would set the root logger to

@@ -6,7 +6,6 @@ Parameters are checked before Redis is touched: a bad window, ``at``, ``limit``,
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from streamer.api.access import Tokens, load_tokens
 from streamer.api.queries import UsageQueries, WindowRef
 from streamer.api.ranges import RANGE_WINDOW, DayRange, Kind, RangeQueries
 from streamer.api.statements import StatementError, StatementService
@@ -127,10 +127,14 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
                     worker_health: Health, metrics: Metrics,
                     ranges: RangeQueries | None = None,
                     territory_windows: tuple[str, ...] = (RANGE_WINDOW,),
-                    statements: StatementService | None = None) -> None:
+                    statements: StatementService | None = None,
+                    tokens: Tokens | None = None) -> None:
     """``ranges`` answers from/to and by=territory (without one, every day from Redis);
     ``territory_windows`` are the windows with territory counters; ``statements`` the
-    statement endpoint (default: from the settings)."""
+    statement endpoint (default: from the settings); ``tokens`` who may read what
+    (default: STREAMER_WEB_TOKEN and STREAMER_WEB_TOKENS_FILE; a bad file raises
+    ``ConfigError``)."""
+    allowed = tokens or load_tokens(settings.web_tokens_file, settings.web_token)
     default_small = settings.window_names[min(1, len(settings.window_names) - 1)]
     default_large = settings.window_names[-1]
     spans = ranges or RangeQueries(queries.client, queries.layout, queries.partitions, None)
@@ -157,12 +161,18 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
             return await spans.window_by_territory(kind, key, window)
         return await plain[kind](key, window)
 
-    def guarded(handler: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
+    def guarded(handler: Callable[..., Awaitable[dict[str, Any]]],
+                holder_route: bool = False) -> Callable[..., Any]:
+        """Needs a known token; a holder token reads only ``holder_route`` routes of its
+        own holders (403 for every other route and holder)."""
         async def view(web: View, request: Request, **kwargs: str) -> Response:
-            if settings.web_token is not None:
-                sent = request.headers.get("Authorization", "")
-                if not hmac.compare_digest(sent.encode(), f"Bearer {settings.web_token}".encode()):
-                    return web.json({"error": "missing or wrong bearer token"}, status=401)
+            access = allowed.access(request.headers.get("Authorization", ""))
+            if access is None:
+                return web.json({"error": "missing or wrong bearer token"}, status=401)
+            if not access.admin and not (holder_route
+                                         and access.may_read_holder(kwargs["holder_id"])):
+                return web.json({"error": "this token may read only the holder routes of "
+                                          "its own rights holders"}, status=403)
             try:
                 return web.json(await handler(request, **kwargs))
             except BadRequest as exc:
@@ -199,8 +209,8 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
         return await queries.trending(window, limit)
 
     app.page("/v1/tracks/{track_id}/usage")(guarded(track_usage))
-    app.page("/v1/holders/{holder_id}/usage")(guarded(holder_usage))
-    app.page("/v1/holders/{holder_id}/statement")(guarded(holder_statement))
+    app.page("/v1/holders/{holder_id}/usage")(guarded(holder_usage, holder_route=True))
+    app.page("/v1/holders/{holder_id}/statement")(guarded(holder_statement, holder_route=True))
     app.page("/v1/genres/{genre}/usage")(guarded(genre_usage))
     app.page("/v1/trending")(guarded(trending))
 

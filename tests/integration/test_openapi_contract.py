@@ -46,6 +46,12 @@ NOT_PROVOKED = {
     **{("/v1/holders/{holder_id}/statement", status): "needs a closed month in the ledger "
        "(slow to build); tests/reports/test_api_statement.py provokes it over HTTP and "
        "validates the body against this spec" for status in ("200", "404", "409")},
+    **{(route, "403"): "needs a rights holder's token (STREAMER_WEB_TOKENS_FILE); "
+       "tests/reports/test_api_access.py provokes it on every route over HTTP and validates "
+       "the body against this spec"
+       for route in ("/v1/tracks/{track_id}/usage", "/v1/holders/{holder_id}/usage",
+                     "/v1/holders/{holder_id}/statement", "/v1/genres/{genre}/usage",
+                     "/v1/trending")},
 }
 
 

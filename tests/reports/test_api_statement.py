@@ -36,6 +36,9 @@ class _Web:
     def json(self, body: Any, status: int = 200) -> web.Response:
         return web.json_response(body, status=status, dumps=lambda v: orjson.dumps(v).decode())
 
+    def bytes(self, body: bytes, content_type: str) -> web.Response:
+        return web.Response(body=body, content_type=content_type)
+
 
 class _Routes:
     """Collects the worker's routes (faust ``app.page``) to serve them with aiohttp."""
@@ -52,8 +55,9 @@ class _Routes:
 
 @asynccontextmanager
 async def serving(service: StatementService,
-                  env: dict[str, str] | None = None) -> AsyncIterator[str]:
-    """Every route of the query API on a local port (aiohttp, as Faust serves them)."""
+                  env: dict[str, str] | None = None) -> AsyncIterator[tuple[str, list[str]]]:
+    """Every route of the query API on a local port (aiohttp, as Faust serves them): the
+    base URL and the routes."""
     settings = load_settings({"STREAMER_PARTITIONS": "1", **(env or {})})
     client = aioredis.from_url(settings.redis_url)  # not contacted by statements
     routes = _Routes()
@@ -71,18 +75,22 @@ async def serving(service: StatementService,
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", list(routes.views)
     finally:
         await runner.cleanup()
         await client.aclose()
         service.close()
 
 
-async def get(base: str, path: str, **query: str) -> tuple[int, Any, bytes, str]:
-    async with aiohttp.ClientSession() as session, session.get(base + path,
-                                                                params=query) as response:
+async def get(base: str, path: str, token: str | None = None,
+              **query: str) -> tuple[int, Any, bytes, str]:
+    """(status, the JSON body or None, the raw body, content type)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as session, session.get(
+            base + path, params=query, headers=headers) as response:
         body = await response.read()
-        return response.status, orjson.loads(body), body, response.content_type
+        decoded = orjson.loads(body) if response.content_type == "application/json" else None
+        return response.status, decoded, body, response.content_type
 
 
 def truth(closed: ClosedMonth, holder: str, territory: str | None = None) -> tuple[int, int]:
@@ -97,7 +105,7 @@ def truth(closed: ClosedMonth, holder: str, territory: str | None = None) -> tup
 
 async def test_a_statement_over_http_is_the_ground_truth(closed_month: ClosedMonth) -> None:
     service = StatementService(closed_month.location, 1, str(RATES), str(PARTIES))
-    async with serving(service) as base:
+    async with serving(service) as (base, _):
         for territory in (None, "DE"):
             query = {"period": "2026-11", **({"territory": territory} if territory else {})}
             status, body, raw, content_type = await get(base, "/v1/holders/pub-x/statement",
@@ -123,7 +131,7 @@ async def test_a_statement_over_http_is_the_ground_truth(closed_month: ClosedMon
 async def test_statement_errors_name_the_problem(closed_month: ClosedMonth) -> None:
     path = "/v1/holders/pub-x/statement"
     async with serving(StatementService(closed_month.location, 1, str(RATES),
-                                        str(PARTIES))) as base:
+                                        str(PARTIES))) as (base, _):
         for query, starts in (({"period": "2026-13"}, "period: "), ({}, "period: "),
                               ({"period": "2026-11", "territory": "de"}, "territory: "),
                               ({"period": "2026-11", "provisional": "yes"}, "provisional: ")):
@@ -140,7 +148,7 @@ async def test_statement_errors_name_the_problem(closed_month: ClosedMonth) -> N
         validate(ROUTE, "404", content_type, raw)
     # Two partitions: partition 1 closed no day, so every day is partial.
     async with serving(StatementService(closed_month.location, 2, str(RATES),
-                                        str(PARTIES))) as base:
+                                        str(PARTIES))) as (base, _):
         status, body, raw, content_type = await get(base, path, period="2026-11")
         assert status == 409, body
         validate(ROUTE, "409", content_type, raw)
@@ -149,7 +157,7 @@ async def test_statement_errors_name_the_problem(closed_month: ClosedMonth) -> N
         status, body, _, _ = await get(base, path, period="2026-11", provisional="true")
         assert status == 200 and body["provisional"] is True
         assert body["total"]["uses"] == truth(closed_month, "pub-x")[0]
-    async with serving(StatementService(closed_month.location, 1, None, None)) as base:
+    async with serving(StatementService(closed_month.location, 1, None, None)) as (base, _):
         status, body, raw, content_type = await get(base, path, period="2026-11")
         assert status == 503 and "STREAMER_RATES_FILE" in body["error"], body
         validate(ROUTE, "503", content_type, raw)
