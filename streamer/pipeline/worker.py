@@ -398,13 +398,19 @@ class PipelineWorker:
         return end is not None and state.next_offset[self._topic_codes[topic]] >= end
 
     async def _recover_refused(self, state: PartitionState) -> None:
-        """Redis no longer matches our state: another owner, or Redis lost recent writes."""
+        """Redis no longer matches our state: another owner, or Redis lost recent writes.
+
+        Lost writes may include our own latest claims (a failover to a replica that had
+        not received them): Redis then names one of this process's earlier tokens, or no
+        owner at all. Nobody else claimed the partition, so it is re-claimed like a lost
+        flush; only another worker's token means the partition moved.
+        """
         partition = state.partition
         if self.states.get(partition) is not state:
             return
         del self.states[partition]
-        owner = await self.store.owner(partition)
-        if owner != state.owner:
+        owner = await self._owner_in_redis(partition)
+        if owner is not None and not owner.startswith(f"{self.worker_id}:"):
             log.error("partition %d is owned by %s now; dropping it here", partition, owner)
             self.assigned.discard(partition)
             return
@@ -414,6 +420,19 @@ class PipelineWorker:
         new_state = await _claimed(claim)  # sets the resync frontier
         if new_state is not None and self.states.get(partition) is new_state:
             await self._seek(new_state)
+
+    async def _owner_in_redis(self, partition: int) -> str | None:
+        """The partition's owner token in Redis, retried: giving up here would leave the
+        partition neither ours nor dropped (a second failover can follow the first)."""
+        attempt = 0
+        while True:
+            try:
+                return await self.store.owner(partition)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.metrics.redis_errors.labels(operation="claim").inc()
+                log.debug("owner read error %r", exc)
+            await retry_forever(f"read the owner of partition {partition}", attempt)
+            attempt += 1
 
     async def _commit(self, offsets: Offsets) -> None:
         """Best effort: lets Kafka tools show the group's progress; Redis stays the truth."""
