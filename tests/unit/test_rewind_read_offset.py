@@ -29,11 +29,13 @@ async def test_records_the_handler_declines_leave_fausts_read_offset_at_the_rewi
     consumer = FakeFaustConsumer([batch])
     handled: list[int] = []
     frontier: int | None = None
+    rewound = False
 
     async def handle(topic: str, partition: int, offset: int, value: bytes | None) -> bool:
-        nonlocal frontier
+        nonlocal frontier, rewound
         handled.append(offset)
-        if offset == 12 and frontier is None:
+        if offset == 12 and not rewound:
+            rewound = True
             # Redis lost flushes: rewind to 8 (what worker._seek does), then drop what
             # was fetched before the rewind until offset 8 comes again.
             frontier = 13
