@@ -156,8 +156,7 @@ class ClusterRedis(_RedisNodes):
                 try:
                     async with self.client(port) as client:
                         info = await client.execute_command("CLUSTER INFO")
-                        text = info.decode() if isinstance(info, bytes) else str(info)
-                        if "cluster_state:ok" not in text:
+                        if not _cluster_ok(info):
                             continue
                         owner = await self.primary_of_slot_via(client, slot)
                 except Exception:
@@ -173,6 +172,15 @@ class ClusterRedis(_RedisNodes):
             if int(start) <= slot <= int(end):
                 return int(primary[1])
         return None
+
+
+def _cluster_ok(info: object) -> bool:
+    """``cluster_state:ok`` in a CLUSTER INFO reply (redis-py parses it into a dict)."""
+    if isinstance(info, dict):
+        state = info.get("cluster_state", info.get(b"cluster_state"))
+        return state in ("ok", b"ok")
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    return "cluster_state:ok" in text
 
 
 class KafkaCluster(_ScriptService):
