@@ -4,8 +4,8 @@ Three KRaft nodes (each broker and controller; replication factor 3,
 ``min.insync.replicas=2``) from deploy/local/kafka-cluster.sh. The test's producer sends
 with ``acks=all`` (idempotent) and keeps sending through every fault:
 
-1. a broker that is not the active controller is SIGKILLed, stays down a few seconds,
-   and is restarted;
+1. a broker that is not the active controller is SIGKILLed, stays down 7-10 s (past its
+   session timeout, so leadership moves to the others), and is restarted;
 2. the active controller (the KRaft quorum leader, also a broker) is SIGKILLed, a new
    leader is elected among the other two, and the old one is restarted.
 
@@ -28,7 +28,7 @@ from fault_harness import Scenario, Sender, log, next_flush
 from fault_workload import WorkloadBuilder, simple_bad
 
 PARTITIONS = 4
-EVENTS = 150_000
+EVENTS = 240_000  # ~80 s at RATE: load through both faults (a restart takes 30-60 s)
 RATE = 3_000
 
 
@@ -101,7 +101,9 @@ async def test_kafka_cluster_loses_a_broker_then_the_controller(
                 [n for n in (1, 2, 3) if n != controller])
             await next_flush(worker)
             await kafka_cluster.arun_args("kill", str(node), timeout=60)
-            down_s = rng.uniform(3.0, 6.0)
+            # Longer than broker.session.timeout.ms (5 s): the controller fences the
+            # node and its partitions' leadership moves while it is down.
+            down_s = rng.uniform(7.0, 10.0)
             at = sender.progress
             await asyncio.sleep(down_s)
             if target == "controller":
