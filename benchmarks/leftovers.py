@@ -2,10 +2,10 @@
 
 A run deletes its own state when it ends, but a killed run (or one with ``--keep``)
 leaves its topics and up to millions of Redis keys. They skew the next measurement:
-every AOF rewrite writes them out again and stalls Redis for seconds (on 2026-12-03 a
-sustained run's p99 read 7.12 s with a killed run's 1M keys present, 2.70 s without).
-So the harness looks first and, as ``--leftovers`` says, refuses to start, deletes
-them, or runs anyway and records them in the report.
+every AOF rewrite writes them out again and stalls Redis for seconds, which shows in a
+sustained run's p99 (measured: docs/BENCHMARKS.md, "Leftovers of earlier runs"). So the
+harness looks first and, as ``--leftovers`` says, refuses to start, deletes them, or runs
+anyway and records them in the report.
 """
 
 from __future__ import annotations

@@ -42,9 +42,10 @@ def connect(url: str, *, decode_responses: bool = False, **options: Any) -> Redi
     idle for 10 s (``health_check_interval``), so a connection that a failover or a
     restart broke fails before a command is sent on it rather than after.
     """
-    scheme = url.split("://", 1)[0].lower()
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()  # schemes are case-insensitive (the settings accept any case)
     if scheme in CLUSTER_SCHEMES:
-        return RedisCluster.from_url(url.replace("+cluster", "", 1),
+        return RedisCluster.from_url(scheme.replace("+cluster", "") + "://" + rest,
                                      decode_responses=decode_responses, **options)
     options.setdefault("health_check_interval", 10)
     if scheme in SENTINEL_SCHEMES:

@@ -5,9 +5,9 @@
   fails these tests, it does not skip them.
 * Every metric named in an alert or a dashboard panel must exist in streamer/metrics.py,
   and every label they group by must be one of its labels (or a target label).
-* The k8s manifests are parsed and cross-checked: env var names against
-  streamer/config.py, probes against the worker's port and health path, scrape
-  annotations, ConfigMap/Secret references.
+* The k8s manifests and docker-compose are parsed and cross-checked: env var names against
+  the settings declared in streamer/config/, probes against the worker's port and health
+  path, scrape annotations, ConfigMap/Secret references.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamer.config import load_settings
+from streamer.config import env_names, load_settings, unknown_variables
 from streamer.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DASHBOARD = ROOT / "deploy" / "grafana" / "streamer-dashboard.json"
 K8S_DIR = ROOT / "deploy" / "k8s"
+COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
 
 # Labels Prometheus adds to every scraped series (target labels), besides the metric's own.
 TARGET_LABELS = {"job", "instance", "pod", "namespace", "env", "service"}
@@ -146,20 +147,8 @@ def k8s_object(kind: str, files: dict[str, list[dict[str, Any]]] | None = None) 
 
 
 def settings_env_names() -> set[str]:
-    """Every STREAMER_* variable load_settings reads (asked, not parsed from the source)."""
-
-    class Recorder(dict[str, str]):
-        def __init__(self) -> None:
-            super().__init__()
-            self.asked: set[str] = set()
-
-        def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-            self.asked.add(key)
-            return super().get(key, default)
-
-    recorder = Recorder()
-    load_settings(recorder)
-    return recorder.asked
+    """Every STREAMER_* variable declared in streamer/config/settings.py."""
+    return set(env_names())
 
 
 # ---------------------------------------------------------------- metrics
@@ -400,8 +389,33 @@ def test_k8s_env_names_exist_in_config() -> None:
     container = _container()
     names = set(config["data"]) | {entry["name"] for entry in container.get("env", [])}
     unknown = {name for name in names if name.startswith("STREAMER_")} - known
-    assert not unknown, f"not read by streamer/config.py: {sorted(unknown)}"
+    assert not unknown, f"not declared in streamer/config/settings.py: {sorted(unknown)}"
     assert {"STREAMER_KAFKA_SASL_PASSWORD", "STREAMER_REDIS_URL"} <= names
+
+
+def _streamer_words(path: Path) -> set[str]:
+    return set(re.findall(r"\bSTREAMER_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
+
+
+@pytest.mark.parametrize("path", [K8S_DIR / "configmap.yaml", K8S_DIR / "deployment.yaml",
+                                  COMPOSE_FILE], ids=lambda path: path.name)
+def test_deploy_files_name_only_real_settings(path: Path) -> None:
+    """Every STREAMER_* name, comments included, is a declared setting or a tool's variable
+    (STREAMER_LOCAL_* for the local stack's ports): the worker would warn about any other."""
+    words = _streamer_words(path)
+    assert words, path
+    warnings = [warning for word in sorted(words) for warning in unknown_variables({word: "x"})]
+    assert not warnings, f"{path.name}: {warnings}"
+
+
+def test_docker_compose_worker_settings_load() -> None:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    env = {name: str(value) for name, value in compose["services"]["worker"]["environment"].items()}
+    assert set(env) <= settings_env_names(), sorted(set(env) - settings_env_names())
+    settings = load_settings(env)
+    assert (settings.web_host, settings.web_port) == ("0.0.0.0", 6066)
+    published = compose["services"]["worker"]["ports"]
+    assert any(port.endswith(f":{settings.web_port}") for port in published), published
 
 
 def test_k8s_config_values_load() -> None:

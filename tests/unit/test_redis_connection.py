@@ -30,9 +30,15 @@ def test_plain_url_keeps_redis_py_parsing_and_health_checks() -> None:
     assert client.connection_pool.connection_class is not SSLConnection
 
 
-def test_cluster_url_gives_a_cluster_client() -> None:
-    client = connect("redis+cluster://127.0.0.1:7001/0")
-    assert isinstance(client, RedisCluster)
+@pytest.mark.parametrize("url", ["redis+cluster://127.0.0.1:7001/0",
+                                 "REDIS+Cluster://127.0.0.1:7001/0"])
+def test_cluster_url_gives_a_cluster_client(url: str) -> None:
+    assert isinstance(connect(url), RedisCluster)
+
+
+def test_scheme_case_does_not_matter_for_sentinel() -> None:
+    pool = connect("REDIS+SENTINEL://s1:26379,s2:26379/main/0").connection_pool
+    assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "main"
 
 
 def test_sentinel_url_lists_every_sentinel_and_the_service() -> None:
