@@ -227,16 +227,28 @@ def flushes_lost(acknowledged: Mapping[int, int], promoted: Mapping[int, int]) -
 
 async def kill_with_lagging_replicas(
         nodes: _RedisNodes, primary: int, replicas: list[int], filler_key: str,
-        wait_flushes: Callable[[], Awaitable[object]], *,
-        seqs: Callable[[aioredis.Redis], Awaitable[dict[int, int]]]) -> dict[int, int]:
+        seqs: Callable[[aioredis.Redis], Awaitable[dict[int, int]]],
+        flushes: int = 2, timeout: float = 15.0) -> dict[int, int]:
     """SIGKILL ``primary`` while its replicas miss its last writes; return the ``seq`` per
-    partition it had acknowledged just before (see the module docstring)."""
+    partition it had acknowledged just before (see the module docstring).
+
+    Waits for ``flushes`` flushes of partitions held by ``primary`` (their ``seq`` on it)
+    after the filler, so the flushes that the replicas miss are really there.
+    """
     async with nodes.client(primary) as client:
         nodes.freeze(replicas)
         try:
             await client.set(filler_key, b"\0" * FILLER_BYTES)
-            await wait_flushes()
-            acknowledged = await seqs(client)
+            before = await seqs(client)
+            deadline = time.monotonic() + timeout
+            while True:
+                acknowledged = await seqs(client)
+                if sum(acknowledged.values()) - sum(before.values()) >= flushes:
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no {flushes} flushes on {primary} within "
+                                         f"{timeout:.0f}s while its replicas lagged")
+                await asyncio.sleep(0.02)
             os.kill(nodes.pid(primary), signal.SIGKILL)
         finally:
             nodes.thaw(replicas)
