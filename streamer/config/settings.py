@@ -28,6 +28,7 @@ from streamer.config.kinds import (
     Flag,
     HostPorts,
     Int,
+    JsonObject,
     Retention,
     Seconds,
     Text,
@@ -247,6 +248,16 @@ class Settings:
     web_token: str | None = setting(
         "STREAMER_WEB_TOKEN", None, Text(),
         "If set, queries need `Authorization: Bearer <token>`.", secret=True)
+    # Closed days (docs/LEDGER.md). A local folder for make run; an object store in
+    # production, where the storage options carry the region and, often, credentials.
+    ledger_url: str = setting(
+        "STREAMER_LEDGER_URL", ".local/ledger",
+        Text(means="a folder path or an object store URL (s3://, az://, gs://)"),
+        "Where the Delta Lake ledger of closed days lives (one folder per table).")
+    ledger_storage_options: Mapping[str, str] | None = setting(
+        "STREAMER_LEDGER_STORAGE_OPTIONS", None, JsonObject(),
+        "deltalake storage options for the ledger URL, e.g. `{\"AWS_REGION\": \"eu-west-1\"}`.",
+        secret=True)
     max_record_bytes: int = MAX_RECORD_BYTES
     max_batch_events: int = 10_000
     # Allocations between two young-generation collections (CPython's default is 700).
@@ -277,6 +288,18 @@ class Settings:
     malloc_arena_max: int = setting(
         "STREAMER_MALLOC_ARENA_MAX", 0, Int(min=0, zero="glibc's default"),
         "At most this many glibc arenas (threads share them).")
+    # The CLI's waits (streamer/cli.py): a command ends with one line and exit code 5
+    # after them, instead of hanging or tracing back.
+    connect_timeout_s: float = setting(
+        "STREAMER_CONNECT_TIMEOUT_S", 10.0, Seconds(min=0, max=3600, above=True),
+        "How long `produce`, `load` and `worker` wait for Kafka to answer, and `worker` "
+        "for Redis to check the state layout.")
+    query_timeout_s: float = setting(
+        "STREAMER_QUERY_TIMEOUT_S", 10.0, Seconds(min=0, max=3600, above=True),
+        "How long `streamer query` waits for a worker's answer.")
+    log_format: str = setting(
+        "STREAMER_LOG_FORMAT", "TEXT", Choice(("TEXT", "JSON")),
+        "`json`: the worker logs one JSON object a line, for log pipelines (streamer/logs.py).")
 
     @property
     def window_names(self) -> tuple[str, ...]:

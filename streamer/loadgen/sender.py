@@ -27,6 +27,8 @@ import multiprocessing as mp
 import os
 import queue
 import resource
+import signal
+import threading
 import time
 import traceback
 from collections import deque
@@ -48,7 +50,25 @@ PHASE_STARTING, PHASE_CATALOG_SENT, PHASE_RUNNING, PHASE_DONE, PHASE_FAILED = 0,
 
 
 class KafkaUnreachable(RuntimeError):
-    """No broker answered at the bootstrap address."""
+    """No broker answered at the bootstrap address, or it refused the connection.
+
+    ``detail``: aiokafka's own reason when it logged one (a refused login, a TLS error),
+    else the exception; ``refused`` says the broker answered but would not let us in.
+    """
+
+    def __init__(self, message: str, detail: str = "", refused: bool = False) -> None:
+        super().__init__(message)
+        self.detail = detail
+        self.refused = refused
+
+
+class _ErrorsOf(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @dataclass(slots=True)
@@ -114,27 +134,36 @@ def make_producer(kafka: Mapping[str, Any], single: bool) -> Any:
 async def check_kafka(kafka: Mapping[str, Any], timeout_s: float = 10.0) -> None:
     """Raise KafkaUnreachable with a clear message if no broker answers.
 
-    aiokafka's own logging is silenced while probing: its "Unable connect to ..." line
-    would only come before the caller's clearer message.
+    aiokafka's own lines are held back while probing (its "Unable connect to ..." would
+    only come before the caller's clearer message), and its error reason goes into that
+    message instead; with ``--loglevel debug`` (aiokafka's logger set to DEBUG) they are
+    logged as usual.
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
     aiokafka_log = logging.getLogger("aiokafka")
-    level = aiokafka_log.level
-    aiokafka_log.setLevel(logging.CRITICAL)
+    propagate = aiokafka_log.propagate
+    errors = _ErrorsOf()
+    aiokafka_log.addHandler(errors)
+    if aiokafka_log.level != logging.DEBUG:
+        aiokafka_log.propagate = False
     try:
         admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=int(timeout_s * 1000))
         try:
             await asyncio.wait_for(admin.start(), timeout_s)
             await asyncio.wait_for(admin.list_topics(), timeout_s)
         except Exception as exc:
+            detail = errors.messages[-1] if errors.messages else repr(exc)
+            refused = any(word in detail for word in ("Authentication", "SSL", "certificate"))
             raise KafkaUnreachable(
-                f"Kafka unreachable at {kafka.get('bootstrap_servers')}: {exc!r}") from None
+                f"Kafka unreachable at {kafka.get('bootstrap_servers')}: {detail}",
+                detail, refused) from None
         finally:
             with contextlib.suppress(Exception):
                 await admin.close()
     finally:
-        aiokafka_log.setLevel(level)
+        aiokafka_log.removeHandler(errors)
+        aiokafka_log.propagate = propagate
 
 
 class _Progress:
@@ -163,7 +192,11 @@ async def _send_all(plan: SendPlan, index: int, progress: _Progress, go: Any, st
     model = TrafficModel(cfg, plan.partitions, owned, truth, catalog_ms=plan.catalog_ms)
     single = cfg.batch_events <= 1
     producer = make_producer(plan.kafka, single)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # else aiokafka warns "Unclosed AIOKafkaProducer"
+        raise
     topics = {TRACKS: plan.tracks_topic, 1: plan.uses_topic}
     errors: list[str] = []
     inflight: set[asyncio.Future[Any]] = set()
@@ -301,13 +334,21 @@ class LoadRun:
 
     def start(self) -> LoadRun:
         self.started_at = time.monotonic()
-        for index in range(self.plan.processes):
-            process = self._ctx.Process(
-                target=_child, name=f"streamer-load-{index}",
-                args=(self.plan, index, self.shared, self.go_event, self.stop_event,
-                      self.start_ms_value, self.results), daemon=True)
-            process.start()
-            self.processes.append(process)
+        # Children start with Ctrl-C ignored (inherited through exec): the parent stops
+        # them; a KeyboardInterrupt in a child's start-up would print a traceback.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            for index in range(self.plan.processes):
+                process = self._ctx.Process(
+                    target=_child, name=f"streamer-load-{index}",
+                    args=(self.plan, index, self.shared, self.go_event, self.stop_event,
+                          self.start_ms_value, self.results), daemon=True)
+                process.start()
+                self.processes.append(process)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
         return self
 
     def totals(self) -> dict[str, float]:

@@ -71,10 +71,16 @@ class UsageProducer:
             **self._kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True,
             linger_ms=5, max_request_size=2 << 20, compression_type=None,
         )
-        await self._producer.start()
-        partitions = await self._producer.partitions_for(self.uses_topic)
-        if not partitions:
-            raise RuntimeError(f"topic {self.uses_topic!r} does not exist")
+        try:
+            await self._producer.start()
+            partitions = await self._producer.partitions_for(self.uses_topic)
+            if not partitions:
+                raise RuntimeError(f"topic {self.uses_topic!r} does not exist")
+        except BaseException:
+            # Closed here, or aiokafka warns "Unclosed AIOKafkaProducer" at exit.
+            producer, self._producer = self._producer, None
+            await asyncio.shield(producer.stop())
+            raise
         self._partitions = sorted(partitions)
         self._linger_task = asyncio.ensure_future(self._linger())
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -281,7 +282,10 @@ async def test_secure_worker_end_to_end(secure_kafka: PrivateKafka, tls_redis: s
         deadline = time.monotonic() + 90
         while wrong_kafka.alive and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-        assert not wrong_kafka.alive and wrong_kafka.returncode != 0
+        assert not wrong_kafka.alive and wrong_kafka.returncode == 2  # settings, not network
+        assert re.search(r"^streamer: Kafka at \S+ refused the connection: .*"
+                         r"SaslAuthenticationFailed.*STREAMER_KAFKA_SASL_",
+                         wrong_kafka.log_path.read_text(errors="replace"), re.M)
         # A worker that cannot log in to Redis answers, and says it is not healthy.
         answers: list[tuple[int, Any]] = []
         deadline = time.monotonic() + 60

@@ -185,8 +185,9 @@ def test_choices_in_any_case(declared: Setting[Any], data: st.DataObject) -> Non
     spelled = "".join(data.draw(st.sampled_from([c.lower(), c.upper()])) for c in choice)
     env = {declared.env: spelled, "STREAMER_KAFKA_SASL_USERNAME": "u",
            "STREAMER_KAFKA_SASL_PASSWORD": "p", "STREAMER_KAFKA_SASL_MECHANISM": "plain"}
-    kafka = load_settings({**env, declared.env: spelled}).kafka
-    assert choice in (kafka.security_protocol, kafka.sasl_mechanism)
+    settings = load_settings({**env, declared.env: spelled})
+    kafka = settings.kafka
+    assert choice in (kafka.security_protocol, kafka.sasl_mechanism, settings.log_format)
 
 
 def test_redis_url_schemes() -> None:

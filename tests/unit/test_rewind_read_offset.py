@@ -65,7 +65,7 @@ async def test_worker_declines_stale_prefetches_while_a_rewind_is_pending() -> N
     state = PartitionState(0, "owner", 0, settings.dedupe_horizon_ms)
     state.next_offset.update({"u": 5, "t": 0})
     worker.states[0] = state
-    worker.assigned.add(0)
+    worker.claims.assigned.add(0)
     worker._seen[("u", 0)] = 9  # delivered up to 8 before Redis was found behind
     worker._expect_rewind(state)
 
