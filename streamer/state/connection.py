@@ -100,6 +100,19 @@ def _sentinel_addresses(hosts: str, url: str) -> list[tuple[str, int]]:
     return addresses
 
 
+def describe(url: str) -> str:
+    """Where a URL points, for log lines: its host(s) and port(s), never the password
+    (a Sentinel URL lists several hosts, which ``urlsplit(url).port`` cannot read)."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    if parts.scheme.lower() in SENTINEL_SCHEMES:
+        service = next((piece for piece in parts.path.split("/") if piece), "?")
+        return f"Sentinels {hosts}, service {unquote(service)}"
+    if parts.scheme.lower() == "unix":
+        return parts.path
+    return hosts if ":" in hosts.rpartition("]")[2] else f"{hosts}:6379"
+
+
 def _redacted(url: str) -> str:
     """The URL without its password, for error messages."""
     parts = urlsplit(url)

@@ -16,7 +16,7 @@ from redis.asyncio.sentinel import (
     SentinelManagedSSLConnection,
 )
 
-from streamer.state.connection import RedisUrlError, connect
+from streamer.state.connection import RedisUrlError, connect, describe
 
 SECRET = "s3cr:et/pw"  # characters that need quoting in a URL
 QUOTED = "s3cr%3Aet%2Fpw"
@@ -86,3 +86,14 @@ def test_bad_sentinel_urls_name_the_problem_without_the_password(url: str) -> No
         connect(url)
     assert "redis+sentinel://" in str(info.value)
     assert SECRET not in str(info.value) and QUOTED not in str(info.value)
+
+
+@pytest.mark.parametrize(("url", "where"), [
+    ("redis://:pw@127.0.0.1:6390/0", "127.0.0.1:6390"),
+    ("rediss://redis.internal/0", "redis.internal:6379"),
+    ("redis+cluster://:pw@10.0.0.1:7001/0", "10.0.0.1:7001"),
+    ("redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26380/main/0",
+     "Sentinels 10.0.0.1:26379,10.0.0.2:26380, service main"),
+])
+def test_describe_names_the_hosts_never_the_password(url: str, where: str) -> None:
+    assert describe(url) == where
