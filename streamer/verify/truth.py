@@ -132,6 +132,11 @@ class GroundTruth:
         # track_id -> (use, grain start) -> uses not yet expanded into counters
         self._cells: dict[str, Counter[tuple[str, int]]] = {}
         self._tracks: dict[str, TrackInfo] = {}
+        # Uses the pipeline must not count, kept for peers without dedupe or lateness:
+        # (track, use, occurred_at) of each duplicate, and each late use with the
+        # partition's watermark when it was sent.
+        self.duplicates: Counter[tuple[str, str, int]] = Counter()
+        self.late: list[tuple[str, str, int, int]] = []
         self.uses_counted = 0
         self.tracks_created = 0
         self.finished = False
@@ -162,6 +167,16 @@ class GroundTruth:
             cells = self._cells[track_id] = Counter()
         cells[(use, occurred_at - occurred_at % self._grain)] += 1
         self.uses_counted += 1
+
+    def duplicate(self, event: Mapping[str, Any]) -> None:
+        """Note a duplicate of a counted use (not counted)."""
+        self.duplicates[(str(event["track_id"]), str(event["use"]),
+                         int(event["occurred_at"]))] += 1
+
+    def late_use(self, event: Mapping[str, Any], watermark: int) -> None:
+        """Note a use sent late, behind ``watermark`` minus the allowed lateness (not counted)."""
+        self.late.append((str(event["track_id"]), str(event["use"]),
+                          int(event["occurred_at"]), watermark))
 
     def finish(self) -> None:
         """No more TrackCreated will come: attribute what still waits to ``_unattributed``.
@@ -240,6 +255,12 @@ class PartitionedTruth:
 
     def use(self, event: Mapping[str, Any], partition: int) -> None:
         self.part(partition).use(event)
+
+    def duplicate(self, event: Mapping[str, Any], partition: int) -> None:
+        self.part(partition).duplicate(event)
+
+    def late(self, event: Mapping[str, Any], partition: int, watermark: int) -> None:
+        self.part(partition).late_use(event, watermark)
 
     def update(self, other: PartitionedTruth) -> None:
         """Take over the partitions of another sender's truth."""
