@@ -10,7 +10,7 @@ after, go to holders of its own (``rpl-<index>-...``) and claim both rights whol
 its genre and origin stay the same: which uses the worker attributes with the old or
 the new splits depends on how it interleaves two topics, so only these holders'
 counters may differ from the generator's order, and their weighted sums may not
-(``streamer.verify.truth.replaced_holder``).
+(``streamer.verify.truth.fold_replaced_holders``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from aiokafka.partitioner import murmur2
 
 from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.popularity import zipf_index
+from streamer.verify.truth import REPLACED_HOLDER_PREFIX
 
 _MASK64 = (1 << 64) - 1
-REPLACED_HOLDER_PREFIX = "rpl-"
 
 GENRES: tuple[tuple[str, float], ...] = (
     ("pop", 16), ("hip-hop", 13), ("lofi", 10), ("edm", 8), ("latin", 7), ("hyperpop", 6),

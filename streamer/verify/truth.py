@@ -296,3 +296,30 @@ def merge_expected(parts: Iterable[Mapping[CounterKey, int]]) -> dict[CounterKey
         for key, value in part.items():
             total[key] += value
     return {key: value for key, value in total.items() if value}
+
+
+# Holders of tracks whose metadata the load generator replaces mid-run (see
+# streamer.loadgen.catalog): ``rpl-<track index>-<l0|l1|l2|p0|p1>``.
+REPLACED_HOLDER_PREFIX = "rpl-"
+
+
+def fold_replaced_holders(counters: Mapping[CounterKey, int]) -> dict[CounterKey, int]:
+    """Counters with the holders of replaced tracks folded into one per track and right.
+
+    A replaced track's uses are split between its old and new holders by when the
+    worker read the replacement, which it reads from another topic than the uses; so
+    only their sum is fixed. Folded, such a track has per window, right and use only its
+    ``weighted_micro`` (uses x 1e6 whichever holders took them, since both the old and
+    the new splits claim each right whole); its ``uses`` counters, which depend on the
+    split, are left out. Every other counter is kept as it is.
+    """
+    out: defaultdict[CounterKey, int] = defaultdict(int)
+    for key, value in counters.items():
+        if key[0] == "holder" and str(key[3]).startswith(REPLACED_HOLDER_PREFIX):
+            if key[6] != "weighted_micro":
+                continue
+            track_holder = str(key[3]).rsplit("-", 1)[0]
+            out[(*key[:3], track_holder, *key[4:])] += value
+        else:
+            out[key] += value
+    return dict(out)
