@@ -80,7 +80,7 @@ DEFAULT_ORDER = ",".join(CONSUMERS)
 class Topic:
     """One input topic of the comparison and what it holds."""
 
-    mode: str                      # "single" or "batch"
+    mode: str                      # "single", "single_small" or "batch"
     run: BenchRun
     truth: PartitionedTruth
     peer_truth: PeerTruth
@@ -99,7 +99,21 @@ async def scenario_peers(opts: argparse.Namespace, report: Report) -> dict[str, 
         raise SystemExit(f"peers: unknown consumers {sorted(unknown)}; "
                          f"known: {', '.join(CONSUMERS)}")
     skip_batch = {c.strip() for c in opts.skip_batch_peers.split(",") if c.strip()}
-    sizes = {"single": opts.events_single, "batch": opts.events or 2_000_000}
+    large = {c.strip() for c in opts.large_single_peers.split(",") if c.strip()}
+    sizes = {"single": opts.events_single, "single_small": opts.events_single_small,
+             "batch": opts.events or 1_000_000}
+    if not sizes["single_small"]:
+        del sizes["single_small"]
+        large = set(CONSUMERS)
+
+    def runs_on(name: str, mode: str) -> bool:
+        """Consumers bound by Faust's per-record cost read the small single topic (the
+        large one would take them many minutes a run); streamer reads both."""
+        if mode == "batch":
+            return name not in skip_batch
+        if mode == "single":
+            return name in large
+        return name not in large or name == "streamer"
     runs = {mode: new_run(opts, f"peers-{mode}", report.out_dir) for mode in sizes}
     results: list[dict[str, Any]] = []
     topics: dict[str, Topic] = {}
@@ -113,7 +127,7 @@ async def scenario_peers(opts: argparse.Namespace, report: Report) -> dict[str, 
         for round_number in range(1, opts.rounds + 1):
             for mode, topic in topics.items():
                 for name in wanted:
-                    if mode == "batch" and name in skip_batch:
+                    if not runs_on(name, mode):
                         continue
                     speed = python_speed()
                     log(f"peers: round {round_number}, {name} on {mode} records "
@@ -144,7 +158,7 @@ async def _prepare(opts: argparse.Namespace, run: BenchRun, mode: str, count: in
     from benchmarks.scenarios import base_config, produce_backlog
 
     await run.create_topics()
-    batch = 1 if mode == "single" else opts.batch_events
+    batch = opts.batch_events if mode == "batch" else 1
     settings = run.settings
     cfg = base_config(opts, settings, use_rate=RATE, duration_s=count / RATE,
                       batch_events=batch, start_ms=start_ms)
@@ -335,7 +349,7 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 def summarise(results: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
     """Per consumer and topic: median and min-max of each rate; ratios of medians."""
     rows: dict[str, dict[str, Any]] = {}
-    for mode in ("single", "batch"):
+    for mode in ("single", "single_small", "batch"):
         for name in order:
             mine = [r for r in results if r["consumer"] == name and r["mode"] == mode]
             if not mine:
@@ -365,10 +379,11 @@ def write_report(report: Report, out: dict[str, Any], opts: argparse.Namespace) 
     summary = out["summary"]
     sizes = out["sizes"]
     report.line("## Peers on the same events")
-    report.line(f"Events from the same generator settings (seed {opts.seed}): "
-                f"{sizes['single']['events']:,} as single-event records "
-                f"and {sizes['batch']['events']:,} in batch records of "
-                f"{opts.batch_events}. {out['rounds']} rounds, consumers interleaved; "
+    report.line(f"Events from the same generator settings (seed {opts.seed}), per topic: "
+                + ", ".join(f"{mode} {size['events']:,} events in {size['records']:,} "
+                            "records" for mode, size in sizes.items())
+                + f" (batch records of {opts.batch_events}). {out['rounds']} rounds, "
+                "consumers interleaved; "
                 "end to end = first record consumed to last counts visible in Redis; "
                 "steady = while 10 % to 90 % of the events were consumed. Medians, "
                 "min-max in brackets; ratios are ratios of medians of this run.")

@@ -6,8 +6,10 @@ when it closes; Quix's default commit interval; a batching sink into Redis.
 
 No repartition: records are partitioned by track already. Single-event records are
 keyed by their track, so ``.count()`` per key is the count per track. A batch record
-is keyed by its first event's track, so there the window (per record key, in the same
-partition) aggregates a count per track (``TrackCounts``) and the sink adds them up.
+is keyed by its first event's track, and Quix re-keys a multi-partition stream only
+through a repartition topic (``group_by``); so there the window, per record key in the
+same partition, collects its events' track ids (``Collect``, appended to the window,
+not rewritten per event) and the sink counts them per track when the window closes.
 
 Windows close per partition (``closing_strategy="partition"``): with Quix's default
 (per key) the last window of every track would stay open until that track is used
@@ -23,7 +25,7 @@ from collections import Counter
 from typing import Any
 
 from quixstreams import Application
-from quixstreams.dataframe.windows.aggregations import Aggregator
+from quixstreams.dataframe.windows.aggregations import Collect
 
 from benchmarks.peers.common import (
     EndTracker,
@@ -33,21 +35,6 @@ from benchmarks.peers.common import (
     parse_args,
 )
 from benchmarks.peers.quix_common import SummingRedisSink, UsesDeserializer, occurred_at
-
-
-class TrackCounts(Aggregator):
-    """Uses per track within one window."""
-
-    def initialize(self) -> dict[str, int]:
-        return {}
-
-    def agg(self, old: dict[str, int], new: Any, timestamp: int) -> dict[str, int]:
-        track = new["track_id"]
-        old[track] = old.get(track, 0) + 1
-        return old
-
-    def result(self, value: dict[str, int]) -> dict[str, int]:
-        return value
 
 
 def main() -> None:
@@ -75,11 +62,11 @@ def main() -> None:
     sdf = app.dataframe(topic)
     window = sdf.tumbling_window(duration_ms=60_000, grace_ms=args.lateness_ms)
     if args.batch:
-        sdf = window.agg(tracks=TrackCounts()).final(closing_strategy="partition")
+        sdf = window.agg(tracks=Collect("track_id")).final(closing_strategy="partition")
 
         def cells(key: Any, value: Any) -> Counter[tuple[int, str]]:
-            return Counter({(value["start"], track): n
-                            for track, n in value["tracks"].items()})
+            start = value["start"]
+            return Counter((start, track) for track in value["tracks"])
     else:
         sdf = window.count().final(closing_strategy="partition")
 
