@@ -139,7 +139,7 @@ class BenchRun:
         A broker's default ``retention.bytes`` (1 GiB a partition on the local stack)
         deleted the oldest records of a 75M-event backlog before the worker read them.
         """
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
         from streamer.pipeline.worker import ensure_topics
 
@@ -164,7 +164,7 @@ class BenchRun:
 
     async def wait_for_leaders(self, topics: list[str], timeout_s: float = 30.0) -> None:
         """New topics answer 'not leader' for a moment; wait until every partition has one."""
-        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
         await admin.start()
@@ -183,7 +183,7 @@ class BenchRun:
             await admin.close()
 
     async def create_topic(self, name: str, partitions: int | None = None) -> str:
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
         await admin.start()
@@ -313,7 +313,7 @@ class Sampler:
         self._procs: dict[int, Any] = {}
 
     async def start(self) -> Sampler:
-        from aiokafka import AIOKafkaConsumer
+        from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.run.stack.bootstrap,
                                           group_id=None, enable_auto_commit=False)
@@ -351,7 +351,7 @@ class Sampler:
             return None, None
 
     async def _loop(self) -> None:
-        from aiokafka import TopicPartition
+        from aiokafka import TopicPartition  # type: ignore[import-untyped]
 
         run = self.run
         tps_u = [TopicPartition(run.uses_topic, p) for p in range(run.partitions)]
@@ -513,7 +513,7 @@ class Probes:
         self.clock_offset_ms = 0
 
     async def create_tracks(self) -> None:
-        from aiokafka import AIOKafkaProducer
+        from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
         self._producer = AIOKafkaProducer(bootstrap_servers=self.run.stack.bootstrap,
                                           acks="all", enable_idempotence=True, linger_ms=0)
@@ -615,9 +615,9 @@ def histogram_quantiles(metrics: dict[str, float], name: str) -> dict[str, float
     for q in (50, 95, 99):
         out[f"p{q}_le_s"] = None
         if total:
-            for bound, count in buckets:
+            for upper, count in buckets:
                 if count >= total * q / 100:
-                    out[f"p{q}_le_s"] = bound
+                    out[f"p{q}_le_s"] = upper
                     break
     return out
 

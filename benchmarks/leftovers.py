@@ -80,7 +80,7 @@ async def find_leftovers(stack: Stack) -> Leftovers:
 
 async def delete_run_state(stack: Stack, run_id: str) -> None:
     """Delete the topics and Redis keys of one run (this one's at its end, or a leftover)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
     with contextlib.suppress(Exception):
         admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
@@ -118,7 +118,7 @@ async def compact_aof(stack: Stack, timeout_s: float = 300.0) -> None:
 
 
 async def _list_topics(stack: Stack) -> list[str]:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
     await admin.start()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -111,13 +111,14 @@ def reconcile_peer(truth: PeerTruth, rules: PeerRules,
 
 
 async def read_peer_counts(redis_url: str, prefix: str) -> dict[Cell, int]:
-    client = Redis.from_url(redis_url)
+    client = Redis.from_url(redis_url, decode_responses=True)
     out: dict[Cell, int] = {}
     try:
         async for key in client.scan_iter(match=f"{prefix}:pc:*", count=1000):
-            start = int(key.decode().rsplit(":", 1)[1])
-            for name, value in (await client.hgetall(key)).items():
-                out[(start, name.decode())] = int(value)
+            start = int(str(key).rsplit(":", 1)[1])
+            fields = cast(dict[str, str], await client.hgetall(key))  # decoded replies
+            for name, value in fields.items():
+                out[(start, name)] = int(value)
     finally:
         await client.aclose()
     return out

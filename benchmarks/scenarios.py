@@ -396,7 +396,7 @@ async def _ramp(opts: argparse.Namespace, report: Report, rates: list[float]) ->
         await sampler.stop()
         assert result.truth is not None
         reconcile = await run.reconcile(result.truth)
-        steps = []
+        steps: list[dict[str, Any]] = []
         for i, rate in enumerate(rates):
             lo, hi = go_t + i * step_s, go_t + (i + 1) * step_s
             if lo >= end_t:
@@ -487,7 +487,7 @@ async def scenario_sustained(opts: argparse.Namespace, report: Report,
         lag_points = [(s["t"], s["sent_events"] - s["consumed_u"]) for s in window]
         lag_records = [s["lag_records_u"] for s in window if s.get("lag_records_u") is not None]
         processed = _slope([(s["t"], s["consumed_u"]) for s in window])
-        out = {
+        out: dict[str, Any] = {
             "target_events_per_s": rate, "duration_s": duration,
             "sent_events": result.events, "sent_events_per_s": round(result.events_per_s, 1),
             "processed_events_per_s": round(processed, 1) if processed else None,

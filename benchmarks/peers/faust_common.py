@@ -31,7 +31,8 @@ def tuned_app(args: argparse.Namespace, **extra: Any) -> faust.App:
         Monitor=PerRecordQuietMonitor, topic_allow_declare=True, **extra)
     tuned = False
 
-    @app.on_partitions_assigned.connect
+    # Faust's signal types do not cover async receivers (the worker's app has the same).
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def tune(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         nonlocal tuned
         if not tuned:

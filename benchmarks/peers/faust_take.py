@@ -42,7 +42,9 @@ def main() -> None:
 
     @app.agent(topic)
     async def count(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(TAKE, within=WITHIN_S):
+        # take_events is newer than Faust's StreamT type.
+        async for batch in stream.take_events(  # type: ignore[attr-defined]
+                TAKE, within=WITHIN_S):
             cells: Counter[tuple[int, str]] = Counter()
             finished = False
             events = 0

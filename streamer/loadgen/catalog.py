@@ -19,7 +19,7 @@ from bisect import bisect
 from itertools import accumulate
 from typing import Any
 
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.popularity import zipf_index
@@ -63,7 +63,8 @@ class SplitMix:
 
 
 def partition_of(track_id: str, partitions: int) -> int:
-    return (murmur2(track_id.encode()) & 0x7FFFFFFF) % partitions
+    digest: int = murmur2(track_id.encode())
+    return (digest & 0x7FFFFFFF) % partitions
 
 
 def track_id_of(index: int) -> str:
@@ -170,13 +171,13 @@ class TrackMaker:
         elif y < 0.45:
             publishing = [(publishers[0], (1_000_000, 500_000, 750_000)[r.below(3)])]
         elif y < 0.85:
-            split = ((500_000, 500_000), (600_000, 400_000), (333_333, 333_333),
-                     (500_000, 250_000))[r.below(4)]
-            publishing = list(zip(publishers[:2], split, strict=True))
+            pair = ((500_000, 500_000), (600_000, 400_000), (333_333, 333_333),
+                    (500_000, 250_000))[r.below(4)]
+            publishing = list(zip(publishers[:2], pair, strict=True))
         else:
-            split = ((333_333, 333_333, 333_333), (500_000, 250_000, 250_000),
-                     (400_000, 300_000, 200_000))[r.below(3)]
-            publishing = list(zip(publishers, split, strict=True))
+            triple = ((333_333, 333_333, 333_333), (500_000, 250_000, 250_000),
+                      (400_000, 300_000, 200_000))[r.below(3)]
+            publishing = list(zip(publishers, triple, strict=True))
         if len(master) + len(publishing) > 4:
             publishing = publishing[:4 - len(master)]
         rights = [{"holder_id": h, "right": "master", "share": self._share(r, m)}

@@ -108,10 +108,9 @@ class ProgressBar:
             try:
                 from tqdm import tqdm
             except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, unit="ev", unit_scale=True, dynamic_ncols=True,
-                                smoothing=0.3, desc="sending")
+                return
+            self.bar = tqdm(total=total, unit="ev", unit_scale=True, dynamic_ncols=True,
+                            smoothing=0.3, desc="sending")
 
     def update(self, totals: dict[str, float]) -> None:
         if not self.enabled:

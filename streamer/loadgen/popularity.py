@@ -134,4 +134,4 @@ def zipf_mass(n: int, s: float) -> float:
     """About sum(k ** -s for k in 1..n): the popularity mass of the base catalog."""
     if s == 1.0:
         return 1.0 + math.log((n + 0.5) / 1.5)
-    return 1.0 + ((n + 0.5) ** (1.0 - s) - 1.5 ** (1.0 - s)) / (1.0 - s)
+    return 1.0 + float((n + 0.5) ** (1.0 - s) - 1.5 ** (1.0 - s)) / (1.0 - s)

@@ -101,7 +101,7 @@ class LoadResult:
 
 
 def make_producer(kafka: Mapping[str, Any], single: bool) -> Any:
-    from aiokafka import AIOKafkaProducer
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
     return AIOKafkaProducer(
         **kafka, acks="all", enable_idempotence=True,
@@ -117,7 +117,7 @@ async def check_kafka(kafka: Mapping[str, Any], timeout_s: float = 10.0) -> None
     aiokafka's own logging is silenced while probing: its "Unable connect to ..." line
     would only come before the caller's clearer message.
     """
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
     aiokafka_log = logging.getLogger("aiokafka")
     level = aiokafka_log.level
