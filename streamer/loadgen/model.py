@@ -130,9 +130,6 @@ class TrafficModel:
         self._part.extend(b"\xff" * count)
         return range(first, first + count)
 
-    def track_event(self, index: int, occurred_at: int) -> dict[str, Any]:
-        return self.maker.track_event(index, occurred_at)
-
     def _emit_track(self, tick: Tick, index: int, occurred_at: int,
                     replacement: bool = False) -> None:
         partition = self.partition(index)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import multiprocessing as mp
 import os
 import queue
@@ -30,14 +29,18 @@ import resource
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streamer.loadgen.config import LoadConfig
+from streamer.loadgen.kafka import KafkaUnreachable, check_kafka, make_producer
 from streamer.loadgen.model import ModelStats, TrafficModel
 from streamer.loadgen.records import TRACKS, RecordBuilder
 from streamer.verify.truth import PartitionedTruth
+
+__all__ = ["KafkaUnreachable", "LoadResult", "LoadRun", "SendPlan", "check_kafka",
+           "make_producer", "run_inline"]
 
 # Shared progress slots per process.
 # events/records: SoundUsed elements and the sounds.used records carrying them;
@@ -45,10 +48,6 @@ from streamer.verify.truth import PartitionedTruth
 _SLOTS = ("events", "records", "bytes", "tracks", "sim_ms", "phase", "counted")
 EVENTS, RECORDS, BYTES, TRACKS_SENT, SIM_MS, PHASE, COUNTED = range(len(_SLOTS))
 PHASE_STARTING, PHASE_CATALOG_SENT, PHASE_RUNNING, PHASE_DONE, PHASE_FAILED = 0, 1, 2, 3, -1
-
-
-class KafkaUnreachable(RuntimeError):
-    """No broker answered at the bootstrap address."""
 
 
 @dataclass(slots=True)
@@ -98,43 +97,6 @@ class LoadResult:
             "start_ms": self.start_ms, "end_ms": self.end_ms, "stats": self.stats.to_dict(),
             "errors": self.errors[:5],
         }
-
-
-def make_producer(kafka: Mapping[str, Any], single: bool) -> Any:
-    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-
-    return AIOKafkaProducer(
-        **kafka, acks="all", enable_idempotence=True,
-        linger_ms=5 if single else 2,
-        max_batch_size=256 * 1024 if single else 1 << 20,
-        max_request_size=2 << 20, request_timeout_ms=30_000,
-    )
-
-
-async def check_kafka(kafka: Mapping[str, Any], timeout_s: float = 10.0) -> None:
-    """Raise KafkaUnreachable with a clear message if no broker answers.
-
-    aiokafka's own logging is silenced while probing: its "Unable connect to ..." line
-    would only come before the caller's clearer message.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
-
-    aiokafka_log = logging.getLogger("aiokafka")
-    level = aiokafka_log.level
-    aiokafka_log.setLevel(logging.CRITICAL)
-    try:
-        admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=int(timeout_s * 1000))
-        try:
-            await asyncio.wait_for(admin.start(), timeout_s)
-            await asyncio.wait_for(admin.list_topics(), timeout_s)
-        except Exception as exc:
-            raise KafkaUnreachable(
-                f"Kafka unreachable at {kafka.get('bootstrap_servers')}: {exc!r}") from None
-        finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
-    finally:
-        aiokafka_log.setLevel(level)
 
 
 class _Progress:
