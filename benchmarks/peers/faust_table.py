@@ -1,6 +1,6 @@
 """The stock Faust way: a windowed Table, ``table[track_id] += 1`` per event.
 
-A tumbling one-minute table (expiring after 2 h) keyed by track id, windowed by the
+A tumbling one-minute table (windows kept a day) keyed by track id, windowed by the
 event's ``occurred_at`` (``relative_to`` a function of the event being counted), kept
 by Faust with its changelog topic (one changelog record per update), as the Faust docs
 show it. When the backlog is read the table's windows are copied to Redis (part of the
@@ -36,8 +36,11 @@ def main() -> None:
     def event_time(event: Any) -> float:
         return occurred_s[0]
 
+    # Faust expires windows by the wall clock, not by event time: a backlog's late uses
+    # are hours behind it, so windows are kept for a day (with 2 h, 12-16 late uses of
+    # 30,000 were dropped in 2 of 3 runs on 2026-12-07).
     table = app.Table("counts", default=int, partitions=args.partitions).tumbling(
-        timedelta(minutes=1), expires=timedelta(hours=2)
+        timedelta(minutes=1), expires=timedelta(days=1)
     ).relative_to(event_time)  # type: ignore[attr-defined]  # absent from WindowWrapperT
     reporter = Reporter()
     ends = EndTracker(args.end_offsets)
