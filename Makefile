@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 RUN_ARGS ?=
 
-.PHONY: help venv venv-bench up down status run test lint bench clean-local
+.PHONY: help venv venv-bench up down status run test lint bench clean-local image
 
 help:
 	@echo "make venv         create $(VENV) and install the package with its test extras (once per pyproject.toml change)"
@@ -30,9 +30,10 @@ help:
 	@echo "make status       show whether Kafka and Redis are up"
 	@echo "make run          start the stack (unless STREAMER_KAFKA_BOOTSTRAP/STREAMER_REDIS_URL are set) and run 'streamer worker'"
 	@echo "make test         run pytest against the local stack (starts and stops what was not running)"
-	@echo "make lint         ruff check streamer tests benchmarks"
+	@echo "make lint         ruff check streamer tests benchmarks, then mypy (what it checks: [tool.mypy] in pyproject.toml)"
 	@echo "make bench        run the benchmarks (python -m benchmarks \$$BENCH_ARGS)"
 	@echo "make clean-local  stop the stack and delete its data and logs (.local/)"
+	@echo "make image        build the worker image $(IMAGE):<version> (deploy/docker/Dockerfile; needs docker)"
 
 venv: $(VENV_STAMP)
 
@@ -73,8 +74,11 @@ test: venv
 	if [ "$$rc" -eq 5 ]; then echo "make test: pytest collected no tests (exit 5), failing" >&2; exit 1; fi; \
 	exit "$$rc"
 
+# Both run even when ruff finds something, so one CI run shows every problem.
 lint: venv
-	$(VENV)/bin/ruff check streamer tests benchmarks
+	@rc=0; $(VENV)/bin/ruff check streamer tests benchmarks || rc=$$?; \
+	$(VENV)/bin/mypy || rc=$$?; \
+	exit "$$rc"
 
 bench: venv
 	@if [ -f benchmarks/__main__.py ]; then \
@@ -88,3 +92,19 @@ clean-local:
 	@$(LOCAL)/stack.sh down
 	@$(LOCAL)/redis-cluster.sh down
 	rm -rf "$${STREAMER_LOCAL_DIR:-.local}"
+
+
+# The worker image, tagged with the version in streamer/__init__.py (CHANGELOG.md says
+# how versions and tags go); the commit goes into `streamer --version` and the
+# streamer_build_info metric. IMAGE=registry.example.com/streamer make image
+IMAGE ?= streamer
+DOCKER ?= docker
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' streamer/__init__.py)
+
+image:
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make image: $(DOCKER) not found; install Docker (or set DOCKER=podman)" >&2; exit 1; }
+	@test -n "$(VERSION)" || { echo "make image: no __version__ in streamer/__init__.py" >&2; exit 1; }
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f deploy/docker/Dockerfile \
+	  --build-arg STREAMER_BUILD_COMMIT="$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+	  -t $(IMAGE):$(VERSION) .
+	@echo "built $(IMAGE):$(VERSION)"

@@ -139,9 +139,9 @@ class BenchRun:
         A broker's default ``retention.bytes`` (1 GiB a partition on the local stack)
         deleted the oldest records of a 75M-event backlog before the worker read them.
         """
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-        from streamer.pipeline.worker import ensure_topics
+        from streamer.pipeline.topics import ensure_topics
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
         await admin.start()
@@ -164,7 +164,7 @@ class BenchRun:
 
     async def wait_for_leaders(self, topics: list[str], timeout_s: float = 30.0) -> None:
         """New topics answer 'not leader' for a moment; wait until every partition has one."""
-        from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+        from aiokafka.admin import AIOKafkaAdminClient
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
         await admin.start()
@@ -183,7 +183,7 @@ class BenchRun:
             await admin.close()
 
     async def create_topic(self, name: str, partitions: int | None = None) -> str:
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
         await admin.start()
@@ -313,7 +313,7 @@ class Sampler:
         self._procs: dict[int, Any] = {}
 
     async def start(self) -> Sampler:
-        from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+        from aiokafka import AIOKafkaConsumer
 
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.run.stack.bootstrap,
                                           group_id=None, enable_auto_commit=False)
@@ -351,7 +351,7 @@ class Sampler:
             return None, None
 
     async def _loop(self) -> None:
-        from aiokafka import TopicPartition  # type: ignore[import-untyped]
+        from aiokafka import TopicPartition
 
         run = self.run
         tps_u = [TopicPartition(run.uses_topic, p) for p in range(run.partitions)]
@@ -513,7 +513,7 @@ class Probes:
         self.clock_offset_ms = 0
 
     async def create_tracks(self) -> None:
-        from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+        from aiokafka import AIOKafkaProducer
 
         self._producer = AIOKafkaProducer(bootstrap_servers=self.run.stack.bootstrap,
                                           acks="all", enable_idempotence=True, linger_ms=0)

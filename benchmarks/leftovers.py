@@ -2,10 +2,10 @@
 
 A run deletes its own state when it ends, but a killed run (or one with ``--keep``)
 leaves its topics and up to millions of Redis keys. They skew the next measurement:
-every AOF rewrite writes them out again and stalls Redis for seconds (on 2026-12-03 a
-sustained run's p99 read 7.12 s with a killed run's 1M keys present, 2.70 s without).
-So the harness looks first and, as ``--leftovers`` says, refuses to start, deletes
-them, or runs anyway and records them in the report.
+every AOF rewrite writes them out again and stalls Redis for seconds, which shows in a
+sustained run's p99 (measured: docs/BENCHMARKS.md, "Leftovers of earlier runs"). So the
+harness looks first and, as ``--leftovers`` says, refuses to start, deletes them, or runs
+anyway and records them in the report.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ async def find_leftovers(stack: Stack) -> Leftovers:
 
 async def delete_run_state(stack: Stack, run_id: str) -> None:
     """Delete the topics and Redis keys of one run (this one's at its end, or a leftover)."""
-    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+    from aiokafka.admin import AIOKafkaAdminClient
 
     with contextlib.suppress(Exception):
         admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
@@ -118,7 +118,7 @@ async def compact_aof(stack: Stack, timeout_s: float = 300.0) -> None:
 
 
 async def _list_topics(stack: Stack) -> list[str]:
-    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+    from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
     await admin.start()

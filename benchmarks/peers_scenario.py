@@ -178,7 +178,7 @@ async def _append_end_markers(run: BenchRun, cfg: LoadConfig, truth: Partitioned
     """One valid use per partition, dated the allowed lateness plus two minutes after the
     stream: the last record of each partition, counted by all (it is in the truth)."""
     import orjson
-    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+    from aiokafka import AIOKafkaProducer
 
     assert cfg.start_ms is not None
     at = cfg.start_ms + int(cfg.total_sim_s * 1000) + cfg.allowed_lateness_ms + 120_000
@@ -204,7 +204,7 @@ async def _append_end_markers(run: BenchRun, cfg: LoadConfig, truth: Partitioned
 
 
 async def _end_offsets(run: BenchRun) -> list[int]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=run.stack.bootstrap)
     await consumer.start()
@@ -319,7 +319,7 @@ async def _measure_peer(opts: argparse.Namespace, consumer: Consumer, topic: Top
 async def delete_attempt(run: BenchRun, attempt: str) -> None:
     """One run's Redis keys and topics (consumer offsets, changelogs), so the next run
     starts on the same Redis and broker as the first."""
-    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+    from aiokafka.admin import AIOKafkaAdminClient
 
     from streamer.verify.redis_counters import delete_prefixed_keys, open_redis
 

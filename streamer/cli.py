@@ -1,172 +1,382 @@
 """``streamer`` command line: ``worker``, ``produce``, ``query``, ``load``.
 
-Errors a user can fix (bad configuration, unreachable Kafka, invalid input lines)
-end with one clear message and a non-zero exit code, not a traceback.
+Every failure a user can act on ends in one line, ``streamer: <what failed and what to
+do>``, and an exit code from streamer/exit_codes.py (listed in ``--help``); Ctrl-C ends
+quietly with 130. Anything else is a bug: one line too, and ``--traceback`` shows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import logging
+import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import IO, Any
 
 import orjson
 
+from streamer.build_info import version_line
 from streamer.config import ConfigError, Settings, load_settings
 from streamer.events.validation import Rejected
+from streamer.exit_codes import CommandFailed, ExitCode, exit_code_table
+
+_EPILOG = f"""\
+exit codes:
+{exit_code_table()}
+
+Settings come from STREAMER_* environment variables (docs/CONFIGURATION.md). A failure ends
+in one line on stderr, "streamer: <what failed and what to do>".
+"""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="streamer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the epilog's table and shows every option's default."""
 
-    worker = sub.add_parser("worker", help="run a worker (consume, count, serve the query API)")
-    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warn", "error"])
 
-    produce = sub.add_parser("produce", help="send events from a JSON-lines file")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamer", epilog=_EPILOG, formatter_class=_HelpFormatter,
+        description="Exactly-once usage counters for music licensing: run a worker, send "
+                    "events, ask the query API, generate load.")
+    parser.add_argument("--version", action="version", version=version_line())
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the Python traceback of an unexpected error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, epilog=_EPILOG,
+                              formatter_class=_HelpFormatter)
+
+    worker = command("worker", "run a worker (consume, count, serve the query API)")
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warn", "error"],
+                        help="log level; Faust, mode and aiokafka log at WARNING unless debug")
+
+    produce = command("produce", "send events from a JSON-lines file")
     produce.add_argument("file", help="path of a JSON-lines file, or - for standard input")
     produce.add_argument("--kind", choices=["auto", "use", "track"], default="auto",
                          help="event type of every line (auto: a line with 'rights' is a track)")
-    produce.add_argument("--batch-events", type=int, default=500)
+    produce.add_argument("--batch-events", type=_positive_int, default=500,
+                         help="SoundUsed per batch record")
+    produce.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="progress bar on stderr (default: when stderr is a terminal)")
 
-    query = sub.add_parser("query", help="ask a worker's query API")
-    query.add_argument("what", choices=["track", "holder", "genre", "trending", "health"])
+    query = command("query", "ask a worker's query API")
+    query.add_argument("what", choices=["track", "holder", "genre", "trending", "health",
+                                        "live", "ready"],
+                       help="what to ask")
     query.add_argument("id", nargs="?", help="track, holder or genre id")
-    query.add_argument("--window")
+    query.add_argument("--window", help="window name (default: the API's, see docs/openapi.yaml)")
     query.add_argument("--at", type=int, help="epoch ms inside the window (default now)")
-    query.add_argument("--limit", type=int)
-    query.add_argument("--url", default=None, help="worker base URL (default from settings)")
+    query.add_argument("--limit", type=int, help="trending: how many tracks (API default 20)")
+    query.add_argument("--url", default=None,
+                       help="worker base URL (default http://STREAMER_WEB_HOST:STREAMER_WEB_PORT)")
 
-    load = sub.add_parser("load", help="send generated traffic (load generator, see "
-                          "streamer/loadgen)")
+    load = command("load", "send generated traffic (load generator, see streamer/loadgen)")
     from streamer.loadgen.cli import add_arguments as add_load_arguments
 
     add_load_arguments(load)
+    return parser
 
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except CommandFailed as exc:
+        report(exc)
+        return exc.code
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # stdout went away (``streamer query ... | head``): nothing left to say.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return ExitCode.OK
+    except Exception as exc:
+        if args.traceback:
+            raise
+        print(f"streamer: unexpected error: {type(exc).__name__}: {exc} "
+              "(a bug: rerun with --traceback and report it)", file=sys.stderr)
+        return ExitCode.INTERNAL
+
+
+def report(failure: CommandFailed) -> None:
+    print(f"streamer: {failure.message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"streamer: configuration error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandFailed(ExitCode.USAGE, f"configuration error: {exc}") from None
     if args.command == "worker":
         return run_worker(settings, args.loglevel)
     if args.command == "load":
-        from streamer.loadgen.cli import main as load_main
+        from streamer.loadgen.cli import run_load
 
-        return load_main(settings, args)
+        return asyncio.run(run_load(settings, args))
     if args.command == "produce":
-        return asyncio.run(produce_file(settings, args.file, args.kind, args.batch_events))
+        return asyncio.run(produce_file(settings, args.file, args.kind, args.batch_events,
+                                        progress=args.progress))
     return run_query(settings, args)
 
 
+# -- worker ------------------------------------------------------------------------
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
-    import faust
     import uvloop
 
+    from streamer.logs import StreamerWorker, configure_logging
     from streamer.pipeline.app import create_app, tune_gc
     from streamer.pipeline.heap import configure_malloc
-    from streamer.pipeline.worker import ensure_topics
+    from streamer.pipeline.topics import ensure_topics
 
     # Before any thread exists: an arena limit applies to arenas created after it.
     applied = configure_malloc(settings.malloc_mmap_threshold_bytes, settings.malloc_arena_max)
-    logging.basicConfig(level=loglevel.upper() if loglevel != "warn" else "WARNING")
+    configure_logging(loglevel, settings.log_format.lower())
+    partitions = asyncio.run(_prepare_topics(settings, ensure_topics))
+    asyncio.run(_check_state_layout(settings))
     logging.getLogger(__name__).info("malloc settings: %s", ", ".join(applied) or "glibc's")
-    try:
-        partitions = asyncio.run(asyncio.wait_for(ensure_topics(settings), timeout=60))
-    except Exception as exc:
-        print(f"streamer: cannot prepare topics on Kafka at {settings.kafka.bootstrap}: {exc!r}",
-              file=sys.stderr)
-        return 1
     if partitions != settings.partitions:
-        from dataclasses import replace
-
         settings = replace(settings, partitions=partitions)
     uvloop.install()
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = StreamerWorker(app, loglevel=loglevel, quiet=True)
+    worker.log_format = settings.log_format.lower()
     # At --loglevel warn or error, Faust's terminal spinner would set the root logger to
     # DEBUG (to spin on every record): every debug call of aiokafka, one per Kafka
     # request, would then build a log record for nothing (2 % of the worker's time).
     worker.spinner = None
     tune_gc(settings.gc_gen0_threshold)
     worker.execute_from_commandline()
-    return 0
+    return ExitCode.OK
 
 
-async def produce_file(settings: Settings, path: str, kind: str, batch_events: int) -> int:
-    from aiokafka.errors import KafkaConnectionError
+async def _prepare_topics(settings: Settings, ensure_topics: Callable[[Settings], Any]) -> int:
+    await kafka_reachable(settings)
+    try:
+        partitions: int = await asyncio.wait_for(ensure_topics(settings), timeout=60)
+    except Exception as exc:
+        raise CommandFailed(ExitCode.UNREACHABLE, f"cannot prepare the topics on Kafka at "
+                            f"{settings.kafka.bootstrap}: {_describe(exc)}; check the broker's "
+                            "log and the STREAMER_KAFKA_* settings") from None
+    return partitions
+
+
+async def _check_state_layout(settings: Settings) -> None:
+    """Refuse to start on Redis state of a layout this release does not know.
+
+    A Redis that does not answer (down, wrong password) does not stop the start: the
+    worker rides out Redis outages (it retries and answers 503 on /v1/ready and
+    /v1/health meanwhile), so it starts, and says the layout went unchecked.
+    """
+    import urllib.parse
+
+    from redis.exceptions import RedisError
+
+    from streamer.state.schema_version import UnknownSchemaVersion, check_schema_version
+    from streamer.state.store import connect
+
+    parsed = urllib.parse.urlsplit(settings.redis_url)
+    where = f"{parsed.hostname}:{parsed.port or 6379}"  # never the password
+    client = connect(settings.redis_url)
+    try:
+        await asyncio.wait_for(check_schema_version(client, settings.key_prefix, where),
+                               settings.connect_timeout_s)
+    except UnknownSchemaVersion as exc:
+        raise CommandFailed(ExitCode.STATE, str(exc)) from None
+    except (RedisError, OSError, TimeoutError) as exc:
+        logging.getLogger(__name__).warning(
+            "Redis at %s did not answer within %g s (%s): starting without checking its "
+            "state layout; the worker retries Redis and answers 503 on /v1/ready until it "
+            "does", where, settings.connect_timeout_s, _describe(exc))
+    finally:
+        await client.aclose()
+
+
+async def kafka_reachable(settings: Settings) -> None:
+    """Fail with one line unless a broker answers within STREAMER_CONNECT_TIMEOUT_S."""
+    from streamer.loadgen.sender import KafkaUnreachable, check_kafka
+
+    try:
+        await check_kafka(settings.kafka.aiokafka_kwargs(), settings.connect_timeout_s)
+    except KafkaUnreachable as exc:
+        if exc.refused:  # the broker answered: the settings are wrong, not the network
+            raise CommandFailed(ExitCode.USAGE, f"Kafka at {settings.kafka.bootstrap} refused "
+                                f"the connection: {exc.detail}; check STREAMER_KAFKA_SECURITY_"
+                                "PROTOCOL and the STREAMER_KAFKA_SASL_* / _SSL_* settings"
+                                ) from None
+        raise CommandFailed(ExitCode.UNREACHABLE, kafka_unreachable_text(settings)) from None
+
+
+def kafka_unreachable_text(settings: Settings) -> str:
+    return (f"Kafka unreachable at {settings.kafka.bootstrap}: no broker answered within "
+            f"{settings.connect_timeout_s:g} s; is it running (make up)? "
+            "Set STREAMER_KAFKA_BOOTSTRAP to point elsewhere, "
+            "STREAMER_CONNECT_TIMEOUT_S to wait longer")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- produce -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _open_input(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise CommandFailed(ExitCode.FILE, f"no file {path!r}; give the path of a "
+                            "JSON-lines file, or - for standard input") from None
+    except IsADirectoryError:
+        raise CommandFailed(ExitCode.FILE, f"{path!r} is a directory; give the "
+                            "path of a JSON-lines file") from None
+    except OSError as exc:
+        raise CommandFailed(ExitCode.FILE, f"cannot read {path!r}: "
+                            f"{exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def _input_size(handle: IO[bytes]) -> int | None:
+    try:
+        size = os.fstat(handle.fileno()).st_size
+    except (OSError, ValueError):
+        return None
+    return size or None
+
+
+async def produce_file(settings: Settings, path: str, kind: str, batch_events: int,
+                       progress: bool | None = None) -> int:
+    from aiokafka.errors import KafkaError
 
     from streamer.producer import UsageProducer
+    from streamer.progress import progress_bar
 
-    stream: TextIO = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    producer = UsageProducer(settings.kafka, uses_topic=settings.uses_topic,
-                             tracks_topic=settings.tracks_topic, batch_events=batch_events)
-    try:
-        await producer.start()
-    except KafkaConnectionError as exc:
-        print(f"streamer: Kafka unreachable at {settings.kafka.bootstrap}: {exc}", file=sys.stderr)
-        return 1
     sent = rejected = 0
-    try:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                event = orjson.loads(line)
-                is_track = kind == "track" or (
-                    kind == "auto" and isinstance(event, dict) and "rights" in event)
-                if is_track:
-                    await producer.send_track(event)
-                else:
-                    await producer.send_use(event)
-                sent += 1
-            except orjson.JSONDecodeError as exc:
-                rejected += 1
-                print(f"{path}:{number}: not_json: {exc}", file=sys.stderr)
-            except Rejected as exc:
-                rejected += 1
-                print(f"{path}:{number}: {exc.reason}", file=sys.stderr)
-    finally:
-        await producer.stop()
-        if stream is not sys.stdin:
-            stream.close()
-    print(json.dumps({"sent": sent, "rejected": rejected, "records": producer.records_sent}))
-    return 0 if rejected == 0 else 3
+    with _open_input(path) as stream:
+        await kafka_reachable(settings)
+        producer = UsageProducer(settings.kafka, uses_topic=settings.uses_topic,
+                                 tracks_topic=settings.tracks_topic, batch_events=batch_events)
+        try:
+            await asyncio.wait_for(producer.start(), settings.connect_timeout_s)
+        except (KafkaError, TimeoutError, OSError):
+            await producer.stop()
+            raise CommandFailed(ExitCode.UNREACHABLE, kafka_unreachable_text(settings)) from None
+        except RuntimeError as exc:  # the input topic does not exist
+            await producer.stop()
+            raise CommandFailed(ExitCode.USAGE, f"{exc}; start a worker once (it "
+                                "creates the topics) or check STREAMER_USES_TOPIC") from None
+        bar = progress_bar(total=_input_size(stream), unit="B", desc="reading",
+                           enabled=progress)
+        try:
+            for number, line in enumerate(stream, start=1):
+                bar.update(len(line))
+                if not line.strip():
+                    continue
+                try:
+                    event = orjson.loads(line)
+                    is_track = kind == "track" or (
+                        kind == "auto" and isinstance(event, dict) and "rights" in event)
+                    if is_track:
+                        await producer.send_track(event)
+                    else:
+                        await producer.send_use(event)
+                    sent += 1
+                except orjson.JSONDecodeError as exc:
+                    rejected += 1
+                    bar.write(f"{path}:{number}: not_json: {exc}", file=sys.stderr)
+                except Rejected as exc:
+                    rejected += 1
+                    bar.write(f"{path}:{number}: {exc.reason}", file=sys.stderr)
+                if number % 1000 == 0:
+                    bar.set_postfix(events=sent, rejected=rejected, refresh=False)
+            await producer.flush()
+        except KafkaError as exc:
+            raise CommandFailed(ExitCode.SEND_FAILED, f"Kafka refused records after "
+                                f"{sent:,} events: {_describe(exc)}; events from line "
+                                f"{sent + rejected + 1} on may not have been sent") from None
+        finally:
+            bar.close()
+            with contextlib.suppress(Exception):
+                await producer.stop()
+    print(orjson.dumps({"sent": sent, "rejected": rejected,
+                        "records": producer.records_sent}).decode())
+    if rejected:
+        raise CommandFailed(ExitCode.REJECTED, f"{rejected:,} of {sent + rejected:,} "
+                            "events rejected (each named above with its line); fix them and "
+                            "send those lines again")
+    return ExitCode.OK
+
+
+# -- query -------------------------------------------------------------------------
 
 
 def run_query(settings: Settings, args: argparse.Namespace) -> int:
+    import msgspec
+
+    from streamer.client import (
+        InvalidURL,
+        QueryClient,
+        WorkerHTTPError,
+        WorkerUnreachable,
+    )
+
     base = args.url or f"http://{settings.web_host}:{settings.web_port}"
-    paths = {"track": "/v1/tracks/{}/usage", "holder": "/v1/holders/{}/usage",
-             "genre": "/v1/genres/{}/usage", "trending": "/v1/trending", "health": "/v1/health"}
-    if args.what in ("track", "holder", "genre") and not args.id:
-        print(f"streamer query {args.what}: give the {args.what} id", file=sys.stderr)
-        return 2
-    path = paths[args.what].format(urllib.parse.quote(args.id or "", safe=""))
-    params = {k: v for k, v in (("window", args.window), ("at", args.at), ("limit", args.limit))
-              if v is not None}
-    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    request = urllib.request.Request(url)
-    if settings.web_token:
-        request.add_header("Authorization", f"Bearer {settings.web_token}")
+    what = args.what
+    if what in ("track", "holder", "genre") and not args.id:
+        raise CommandFailed(ExitCode.USAGE, f"query {what}: give the {what} id, "
+                            f"e.g. streamer query {what} ID")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body: Any = json.load(response)
-            status = 0
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-        status = 1
-    except urllib.error.URLError as exc:
-        print(f"streamer: no worker answers at {base}: {exc.reason}", file=sys.stderr)
-        return 1
-    print(json.dumps(body, indent=2))
-    return status
+        client = QueryClient(base, token=settings.web_token, timeout_s=settings.query_timeout_s)
+    except InvalidURL as exc:
+        raise CommandFailed(ExitCode.USAGE, str(exc)) from None
+    calls: dict[str, Callable[[], Any]] = {
+        "track": lambda: client.track_usage(args.id, window=args.window, at=args.at),
+        "holder": lambda: client.holder_usage(args.id, window=args.window, at=args.at),
+        "genre": lambda: client.genre_usage(args.id, window=args.window, at=args.at),
+        "trending": lambda: client.trending(window=args.window, at=args.at, limit=args.limit),
+        "health": client.health, "live": client.live, "ready": client.ready,
+    }
+    try:
+        answer = calls[what]()
+    except WorkerUnreachable as exc:
+        raise CommandFailed(ExitCode.UNREACHABLE, str(exc)) from None
+    except WorkerHTTPError as exc:
+        hint = {400: "; check the arguments", 401: "; set STREAMER_WEB_TOKEN to the worker's "
+                "token", 404: "; is this URL a streamer worker of this version?"}
+        raise CommandFailed(ExitCode.WORKER_ERROR,
+                            f"{exc}{hint.get(exc.status, '')}") from None
+    print(msgspec.json.format(msgspec.json.encode(answer), indent=2).decode())
+    status = getattr(answer, "status", "ok")
+    if status != "ok":
+        reason = getattr(answer, "reason", None) or "see the answer above"
+        raise CommandFailed(ExitCode.WORKER_ERROR, f"query {what}: the worker at {base} "
+                            f"answered HTTP 503, status {status!r}: {reason}")
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -2,15 +2,30 @@
 
 Names follow Prometheus conventions (``streamer_`` prefix, ``_total`` counters,
 base units). Labels are bounded sets only: topic, reason code, partition number,
-window; never a track, holder, user or event id.
+window; never a track, holder, user or event id. Besides the worker's own: the
+process (``process_*``: RSS, CPU, open files), the platform (``python_info``) and
+garbage collector (``python_gc_*``) collectors, and ``streamer_build_info`` (which
+version and commit each worker runs, e.g. during a rolling upgrade).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from streamer.build_info import build_info
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -44,6 +59,11 @@ class Metrics:
     def __init__(self) -> None:
         self.hot = HotCounts()
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        # The default registry's collectors, shared: they read /proc and the interpreter.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
+        Info("streamer_build", "Version and commit of this worker, and of Python, Faust "
+             "and aiokafka (value 1)", registry=registry).info(build_info())
         self.records_consumed = Counter(
             "streamer_records_consumed_total", "Kafka records consumed", ["topic"],
             registry=registry)

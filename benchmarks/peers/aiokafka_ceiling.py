@@ -11,7 +11,7 @@ import asyncio
 from collections import Counter
 
 import orjson
-from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer
 
 from benchmarks.peers.common import EndTracker, Reporter, parse_args
 

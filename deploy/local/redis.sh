@@ -53,9 +53,9 @@ appendfsync always
 appenddirname appendonlydir
 aof-use-rdb-preamble yes
 save ""
-# A rewrite writes the whole dataset while every write still waits for its fsync: on
-# this disk that stalled Redis for 9 s at 300 MB (a full-day replay). Rewrite only once
-# the AOF has grown by 1 GB and doubled, rather than at every doubling from 64 MB.
+# A rewrite writes the whole dataset while every write still waits for its fsync, which
+# stalls Redis for seconds (measured: docs/BENCHMARKS.md, "Method and caveats"). Rewrite
+# only once the AOF has grown by 1 GB and doubled, rather than at every doubling from 64 MB.
 auto-aof-rewrite-min-size 1gb
 EOF
 }

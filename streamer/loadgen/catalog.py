@@ -19,7 +19,7 @@ from bisect import bisect
 from itertools import accumulate
 from typing import Any
 
-from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
+from aiokafka.partitioner import murmur2
 
 from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.popularity import zipf_index

@@ -6,7 +6,8 @@
     streamer load --truth truth.jsonl ...               # also write the expected counters
 
 Topics, partitions and the broker come from the worker's STREAMER_* settings; missing
-topics are created like the worker does. The progress bar shows the live send rate.
+topics are created like the worker does. The progress bar shows events sent of the
+total, the rate and the time left.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import asyncio
 import json
 import math
-import sys
+import os
 import time
 from typing import Any
 
@@ -63,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--speed 0 or above 1, early enough that no event is ahead of the wall clock); "
         "fix it for byte-identical reruns")
     add("--truth", help="write the expected counters to this file (JSON lines)")
-    add("--no-progress", action="store_true", help="no progress bar")
+    add("--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="progress bar with total, rate and ETA on stderr (default: when stderr is a "
+        "terminal)")
 
 
 def default_start_ms(total_sim_s: float, speed: float, now_ms: int) -> int | None:
@@ -95,48 +98,48 @@ def config_from_args(args: argparse.Namespace, settings: Settings) -> LoadConfig
 
 
 class ProgressBar:
-    """tqdm when installed (the ``bench`` extra), else one line a second on stderr."""
+    """Events sent of the run's total, with rate and ETA (tqdm, on stderr)."""
 
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
+    def __init__(self, total: int, enabled: bool | None = True) -> None:
+        from streamer.progress import progress_bar
+
+        self.bar = progress_bar(total=total, unit="ev", desc="sending", enabled=enabled)
         self.done = 0
-        self.last_print = 0.0
-        self.started = time.monotonic()
-        self._last = (self.started, 0)
-        if enabled:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                return
-            self.bar = tqdm(total=total, unit="ev", unit_scale=True, dynamic_ncols=True,
-                            smoothing=0.3, desc="sending")
+        self._last = time.monotonic()
 
     def update(self, totals: dict[str, float]) -> None:
-        if not self.enabled:
-            return
         events = int(totals["events"])
-        now = time.monotonic()
-        if self.bar is not None:
-            self.bar.update(events - self.done)
-            last_t, last_events = self._last
-            if now - last_t >= 1.0:
-                self.bar.set_postfix(records=int(totals["records"]),
-                                     tracks=int(totals["tracks"]),
-                                     MB=round(totals["bytes"] / 1e6, 1), refresh=False)
-                self._last = (now, events)
-        elif now - self.last_print >= 1.0:
-            last_t, last_events = self._last
-            rate = (events - last_events) / max(now - last_t, 1e-9)
-            print(f"sent {events:,} events, {int(totals['records']):,} records, "
-                  f"{rate:,.0f} ev/s", file=sys.stderr)
-            self.last_print = now
-            self._last = (now, events)
+        if self.bar.total is not None and events > self.bar.total:
+            self.bar.total = events  # duplicates make a run a little longer than planned
+        self.bar.update(events - self.done)
         self.done = events
+        now = time.monotonic()
+        if now - self._last >= 1.0:
+            self.bar.set_postfix(records=f"{int(totals['records']):,}",
+                                 tracks=f"{int(totals['tracks']):,}",
+                                 MB=f"{totals['bytes'] / 1e6:,.1f}", refresh=False)
+            self._last = now
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
+
+
+def check_writable(path: str, option: str) -> None:
+    """Fail before any work if ``path`` cannot be written (its folder must exist)."""
+    from streamer.exit_codes import CommandFailed, ExitCode
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        problem = "is a directory"
+    elif not os.path.isdir(folder):
+        problem = f"is in a folder that does not exist ({folder})"
+    elif not os.access(folder, os.W_OK) or (os.path.exists(path)
+                                            and not os.access(path, os.W_OK)):
+        problem = "is not writable"
+    else:
+        return
+    raise CommandFailed(ExitCode.FILE, f"{option} {path!r} {problem}; "
+                        "give a file path in an existing, writable folder")
 
 
 def write_truth(path: str, expected: dict[tuple[Any, ...], int]) -> None:
@@ -155,8 +158,10 @@ def read_truth(path: str) -> dict[tuple[Any, ...], int]:
 
 
 async def run_load(settings: Settings, args: argparse.Namespace) -> int:
-    from streamer.loadgen.sender import KafkaUnreachable, LoadRun, SendPlan, check_kafka
-    from streamer.pipeline.worker import ensure_topics
+    from streamer.cli import kafka_reachable
+    from streamer.exit_codes import CommandFailed, ExitCode
+    from streamer.loadgen.sender import LoadRun, SendPlan
+    from streamer.pipeline.topics import ensure_topics
 
     cfg = config_from_args(args, settings)
     try:
@@ -165,27 +170,22 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
         text = str(exc)
         field = text.split(" ", 1)[0]
         hint = f" ({_OPTIONS[field]})" if field in _OPTIONS else ""
-        print(f"streamer load: {text}{hint}", file=sys.stderr)
-        return 2
+        raise CommandFailed(ExitCode.USAGE, f"{text}{hint}") from None
     if not (math.isfinite(args.speed) and args.speed >= 0):
-        print(f"streamer load: --speed must be a finite number, 0 or more, got {args.speed}",
-              file=sys.stderr)
-        return 2
+        raise CommandFailed(ExitCode.USAGE,
+                            f"--speed must be a finite number, 0 or more, got {args.speed}")
     if args.processes < 1:
-        print("streamer load: --processes must be at least 1", file=sys.stderr)
-        return 2
-    kafka = settings.kafka.aiokafka_kwargs()
+        raise CommandFailed(ExitCode.USAGE, "--processes must be at least 1")
+    if args.truth:
+        check_writable(args.truth, "--truth")
+    await kafka_reachable(settings)
     try:
-        await check_kafka(kafka)
         partitions = await asyncio.wait_for(ensure_topics(settings), timeout=60)
-    except KafkaUnreachable as exc:
-        print(f"streamer load: {exc}. Is the broker running (make up)? "
-              "Set STREAMER_KAFKA_BOOTSTRAP to point elsewhere.", file=sys.stderr)
-        return 1
     except Exception as exc:
-        print(f"streamer load: cannot prepare topics on Kafka at {settings.kafka.bootstrap}: "
-              f"{exc!r}", file=sys.stderr)
-        return 1
+        raise CommandFailed(ExitCode.UNREACHABLE, f"cannot prepare the topics on Kafka at "
+                            f"{settings.kafka.bootstrap}: {exc!r}; check the broker's log and "
+                            "the STREAMER_KAFKA_* settings") from None
+    kafka = settings.kafka.aiokafka_kwargs()
     now = int(time.time() * 1000)
     if cfg.start_ms is None:
         cfg.start_ms = default_start_ms(cfg.total_sim_s, args.speed, now)
@@ -193,22 +193,21 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
                     uses_topic=settings.uses_topic, partitions=partitions,
                     processes=args.processes, speed=args.speed,
                     catalog_ms=cfg.start_ms or now, keep_truth=bool(args.truth))
-    bar = ProgressBar(cfg.expected_uses, enabled=not args.no_progress)
+    bar = ProgressBar(cfg.expected_uses, enabled=args.progress)
     run = LoadRun(plan).start()
     try:
         result = await run.wait(bar.update)
-    except KeyboardInterrupt:
+    except BaseException as exc:
         run.terminate()
-        raise
-    except RuntimeError as exc:
-        bar.close()
+        if not isinstance(exc, RuntimeError):
+            raise
         text = str(exc)
         if "KafkaConnectionError" in text or "Unable to bootstrap" in text:
-            print(f"streamer load: Kafka unreachable at {settings.kafka.bootstrap}",
-                  file=sys.stderr)
-        else:
-            print(f"streamer load: {text}", file=sys.stderr)
-        return 1
+            raise CommandFailed(ExitCode.UNREACHABLE, f"Kafka went away at "
+                                f"{settings.kafka.bootstrap} while sending; nothing after "
+                                f"{int(run.totals()['events']):,} events was sent") from None
+        last = text.strip().splitlines()[-1] if text.strip() else "no reason given"
+        raise CommandFailed(ExitCode.SEND_FAILED, f"a sending process failed: {last}") from None
     finally:
         bar.close()
     if args.truth and result.truth is not None:
@@ -217,12 +216,21 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
     summary["topics"] = {"tracks": settings.tracks_topic, "uses": settings.uses_topic,
                          "partitions": partitions}
     print(json.dumps(summary))
-    return 0 if not result.errors else 1
+    if result.errors:
+        raise CommandFailed(ExitCode.SEND_FAILED, f"Kafka refused {len(result.errors)}+ "
+                            f"sends, first: {result.errors[0]}")
+    return 0
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
+    """``run_load`` with its failure as one line and an exit code (streamer/exit_codes.py)."""
+    from streamer.cli import report
+    from streamer.exit_codes import CommandFailed, ExitCode
+
     try:
         return asyncio.run(run_load(settings, args))
+    except CommandFailed as exc:
+        report(exc)
+        return exc.code
     except KeyboardInterrupt:
-        print("streamer load: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED

@@ -26,16 +26,18 @@ import multiprocessing as mp
 import os
 import queue
 import resource
+import signal
+import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.kafka import KafkaUnreachable, check_kafka, make_producer
 from streamer.loadgen.model import ModelStats, TrafficModel
+from streamer.loadgen.plan import LoadResult, SendPlan
 from streamer.loadgen.records import TRACKS, RecordBuilder
 from streamer.verify.truth import PartitionedTruth
 
@@ -48,55 +50,6 @@ __all__ = ["KafkaUnreachable", "LoadResult", "LoadRun", "SendPlan", "check_kafka
 _SLOTS = ("events", "records", "bytes", "tracks", "sim_ms", "phase", "counted")
 EVENTS, RECORDS, BYTES, TRACKS_SENT, SIM_MS, PHASE, COUNTED = range(len(_SLOTS))
 PHASE_STARTING, PHASE_CATALOG_SENT, PHASE_RUNNING, PHASE_DONE, PHASE_FAILED = 0, 1, 2, 3, -1
-
-
-@dataclass(slots=True)
-class SendPlan:
-    cfg: LoadConfig
-    kafka: dict[str, Any]               # aiokafka connection kwargs
-    tracks_topic: str
-    uses_topic: str
-    partitions: int
-    processes: int = 1
-    speed: float = 1.0                  # sim seconds per wall second; 0 = flat out
-    catalog_ms: int | None = None
-    # Wait after the catalog until the parent says go (and gives the start time).
-    wait_for_go: bool = False
-    keep_truth: bool = True
-    # Stop sending after this many wall seconds (None: the whole schedule).
-    max_wall_s: float | None = None
-    # Build every record before go (needs cfg.start_ms and wait_for_go; see above).
-    pregenerate: bool = False
-
-
-@dataclass(slots=True)
-class LoadResult:
-    truth: PartitionedTruth | None
-    stats: ModelStats
-    events: int = 0
-    records: int = 0
-    bytes: int = 0
-    tracks_records: int = 0
-    wall_s: float = 0.0            # from go to the last acknowledgement
-    catalog_wall_s: float = 0.0
-    start_ms: int = 0
-    end_ms: int = 0
-    cpu_s: float = 0.0             # user+sys of the sending processes
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def events_per_s(self) -> float:
-        return self.events / self.wall_s if self.wall_s else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "events": self.events, "records": self.records, "bytes": self.bytes,
-            "tracks_records": self.tracks_records, "wall_s": round(self.wall_s, 3),
-            "catalog_wall_s": round(self.catalog_wall_s, 3),
-            "events_per_s": round(self.events_per_s, 1), "cpu_s": round(self.cpu_s, 2),
-            "start_ms": self.start_ms, "end_ms": self.end_ms, "stats": self.stats.to_dict(),
-            "errors": self.errors[:5],
-        }
 
 
 class _Progress:
@@ -125,7 +78,11 @@ async def _send_all(plan: SendPlan, index: int, progress: _Progress, go: Any, st
     model = TrafficModel(cfg, plan.partitions, owned, truth, catalog_ms=plan.catalog_ms)
     single = cfg.batch_events <= 1
     producer = make_producer(plan.kafka, single)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # else aiokafka warns "Unclosed AIOKafkaProducer"
+        raise
     topics = {TRACKS: plan.tracks_topic, 1: plan.uses_topic}
     errors: list[str] = []
     inflight: set[asyncio.Future[Any]] = set()
@@ -263,13 +220,21 @@ class LoadRun:
 
     def start(self) -> LoadRun:
         self.started_at = time.monotonic()
-        for index in range(self.plan.processes):
-            process = self._ctx.Process(
-                target=_child, name=f"streamer-load-{index}",
-                args=(self.plan, index, self.shared, self.go_event, self.stop_event,
-                      self.start_ms_value, self.results), daemon=True)
-            process.start()
-            self.processes.append(process)
+        # Children start with Ctrl-C ignored (inherited through exec): the parent stops
+        # them; a KeyboardInterrupt in a child's start-up would print a traceback.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            for index in range(self.plan.processes):
+                process = self._ctx.Process(
+                    target=_child, name=f"streamer-load-{index}",
+                    args=(self.plan, index, self.shared, self.go_event, self.stop_event,
+                          self.start_ms_value, self.results), daemon=True)
+                process.start()
+                self.processes.append(process)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
         return self
 
     def totals(self) -> dict[str, float]:

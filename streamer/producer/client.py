@@ -71,10 +71,16 @@ class UsageProducer:
             **self._kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True,
             linger_ms=5, max_request_size=2 << 20, compression_type=None,
         )
-        await self._producer.start()
-        partitions = await self._producer.partitions_for(self.uses_topic)
-        if not partitions:
-            raise RuntimeError(f"topic {self.uses_topic!r} does not exist")
+        try:
+            await self._producer.start()
+            partitions = await self._producer.partitions_for(self.uses_topic)
+            if not partitions:
+                raise RuntimeError(f"topic {self.uses_topic!r} does not exist")
+        except BaseException:
+            # Closed here, or aiokafka warns "Unclosed AIOKafkaProducer" at exit.
+            producer, self._producer = self._producer, None
+            await asyncio.shield(producer.stop())
+            raise
         self._partitions = sorted(partitions)
         self._linger_task = asyncio.ensure_future(self._linger())
 
@@ -89,7 +95,8 @@ class UsageProducer:
 
     def partition_for(self, track_id: str) -> int:
         key = track_id.encode()
-        return self._partitioner(key, self._partitions, self._partitions)
+        partition: int = self._partitioner(key, self._partitions, self._partitions)
+        return partition
 
     async def send_use(self, event: dict[str, Any]) -> None:
         """Queue one SoundUsed; raises ``Rejected`` naming the field if it is invalid."""
@@ -110,7 +117,11 @@ class UsageProducer:
             await self._send_batch(partition)
 
     async def send_track(self, event: dict[str, Any]) -> None:
-        """Send one TrackCreated as its own record; raises ``Rejected`` if invalid."""
+        """Send one TrackCreated as its own record; raises ``Rejected`` if invalid.
+
+        The optional ``artist`` (display artist name, 1-512 characters) and ``label``
+        (1-256) are names for reports; they change nothing that is counted.
+        """
         if self.validate:
             parse_track_created(event)
         assert self._producer is not None

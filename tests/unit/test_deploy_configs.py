@@ -5,9 +5,9 @@
   fails these tests, it does not skip them.
 * Every metric named in an alert or a dashboard panel must exist in streamer/metrics.py,
   and every label they group by must be one of its labels (or a target label).
-* The k8s manifests are parsed and cross-checked: env var names against
-  streamer/config.py, probes against the worker's port and health path, scrape
-  annotations, ConfigMap/Secret references.
+* The k8s manifests and docker-compose are parsed and cross-checked: env var names against
+  the settings declared in streamer/config/, probes against the worker's port and health
+  path, scrape annotations, ConfigMap/Secret references.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamer.config import load_settings
+from streamer.config import env_names, load_settings, unknown_variables
 from streamer.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DASHBOARD = ROOT / "deploy" / "grafana" / "streamer-dashboard.json"
 K8S_DIR = ROOT / "deploy" / "k8s"
+COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
 
 # Labels Prometheus adds to every scraped series (target labels), besides the metric's own.
 TARGET_LABELS = {"job", "instance", "pod", "namespace", "env", "service"}
@@ -72,7 +73,26 @@ def metric_catalog() -> dict[str, set[str]]:
         for suffix in suffixes:
             labels = set(labelnames) | ({"le"} if suffix == "_bucket" else set())
             catalog[name + suffix] = labels
+    # The collectors' series (process_*, python_*, streamer_build_info), as exposed.
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            catalog.setdefault(sample.name, set()).update(sample.labels)
     return catalog
+
+
+# Exposed by /metrics but on no dashboard panel, on purpose (name -> why).
+DELIBERATELY_NOT_ON_DASHBOARD = {
+    "process_virtual_memory_bytes": "address space, not memory used: the dedupe tables "
+                                    "reserve address space they never touch",
+    "process_start_time_seconds": "restarts show as rebalances and in up",
+    "process_open_fds": "a handful of sockets; no limit near",
+    "process_max_fds": "a limit, not a signal",
+    "python_info": "streamer_build_info carries the Python version",
+    "python_gc_objects_collected_total": "the collector is tuned (STREAMER_GC_GEN0_THRESHOLD);"
+                                         " its cost shows in CPU",
+    "python_gc_objects_uncollectable_total": "always 0 in our code; a debugging aid",
+    "python_gc_collections_total": "its cost shows in CPU",
+}
 
 
 _PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
@@ -128,7 +148,7 @@ def dashboard_panels(panels: list[dict[str, Any]] | None = None) -> Iterator[dic
 def grafana_to_promql(expr: str) -> str:
     """Replace Grafana's variables with values Prometheus can parse."""
     return (expr.replace("$__rate_interval", "1m").replace("$__interval", "1m")
-            .replace("$__range", "1h").replace("$instance", ".*"))
+            .replace("$__range", "1h").replace("$instance", ".*").replace("$job", ".+"))
 
 
 def k8s_documents() -> dict[str, list[dict[str, Any]]]:
@@ -146,20 +166,8 @@ def k8s_object(kind: str, files: dict[str, list[dict[str, Any]]] | None = None) 
 
 
 def settings_env_names() -> set[str]:
-    """Every STREAMER_* variable load_settings reads (asked, not parsed from the source)."""
-
-    class Recorder(dict[str, str]):
-        def __init__(self) -> None:
-            super().__init__()
-            self.asked: set[str] = set()
-
-        def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-            self.asked.add(key)
-            return super().get(key, default)
-
-    recorder = Recorder()
-    load_settings(recorder)
-    return recorder.asked
+    """Every STREAMER_* variable declared in streamer/config/settings.py."""
+    return set(env_names())
 
 
 # ---------------------------------------------------------------- metrics
@@ -284,7 +292,7 @@ def test_alerts_cover_issue_4() -> None:
     assert "streamer_last_flush_timestamp_seconds" in rules["StreamerNoFlush"]["expr"]
     assert "> 60" in rules["StreamerNoFlush"]["expr"]
     assert "streamer_events_rejected_total" in rules["StreamerDeadLetterRateHigh"]["expr"]
-    assert 'up{job="streamer"} == 0' in rules["StreamerWorkerDown"]["expr"]
+    assert 'up{job=~"(.+/)?streamer"} == 0' in rules["StreamerWorkerDown"]["expr"]
     assert "streamer_redis_errors_total" in rules["StreamerRedisErrors"]["expr"]
 
 
@@ -303,8 +311,9 @@ def test_alert_runbook_anchors_exist() -> None:
         anchors.add(re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-"))
     for rule in alert_rules():
         url = rule["annotations"]["runbook_url"]
-        path, _, anchor = url.partition("#")
-        assert path == "docs/OPERATIONS.md", url
+        base, _, anchor = url.partition("#")
+        # absolute once Prometheus fills in its external label (alerts.yml's header)
+        assert base == "{{ $externalLabels.runbook_base }}", url
         assert anchor in anchors, f"{rule['alert']}: no heading for #{anchor} in OPERATIONS.md"
     for link in re.findall(r"\]\(#([^)]+)\)", doc):
         assert link in anchors, f"OPERATIONS.md links to #{link}, which is no heading"
@@ -351,6 +360,59 @@ def test_dashboard_queries_parse(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = run_promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_exported_metric_is_on_the_dashboard_or_deliberately_not() -> None:
+    exprs = " ".join(target["expr"] for panel in dashboard_panels()
+                     for target in panel.get("targets", []))
+    used = set().union(*(promql_names(grafana_to_promql(expr))[0] for expr in [exprs]))
+    families: dict[str, set[str]] = {}  # a histogram's series count as one metric
+    for name in metric_catalog():
+        base = re.sub(r"_(bucket|sum|count|created)$", "", name)
+        if name.endswith("_created"):
+            continue  # prometheus_client's creation times, never queried
+        families.setdefault(base if base != name else name, set()).add(name)
+    missing = {family for family, names in families.items()
+               if not names & used and family not in DELIBERATELY_NOT_ON_DASHBOARD}
+    assert not missing, f"on no dashboard panel and not in DELIBERATELY_NOT_ON_DASHBOARD: " \
+                        f"{sorted(missing)}"
+    stale = set(DELIBERATELY_NOT_ON_DASHBOARD) - set(families)
+    assert not stale, f"listed as deliberately absent but not exported: {sorted(stale)}"
+    on_board = set(DELIBERATELY_NOT_ON_DASHBOARD) & used
+    assert not on_board, f"listed as absent but on the dashboard: {sorted(on_board)}"
+
+
+def test_dashboard_and_alerts_work_with_either_job_label() -> None:
+    """prometheus.yml's job "streamer" and a PodMonitor's "<namespace>/<name>"."""
+    board = dashboard()
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["job"]["query"]["query"] == "label_values(streamer_build_info, job)"
+    assert "$job" in variables["instance"]["query"]["query"]
+    text = json.dumps(board)
+    assert 'job=\\"streamer\\"' not in text
+    for panel in dashboard_panels():
+        for target in panel.get("targets", []):
+            assert 'job=~"$job"' in target["expr"], (panel["title"], target["expr"])
+    podmonitor = yaml.safe_load((PROMETHEUS_DIR / "podmonitor.yaml").read_text())
+    operator_job = f"{podmonitor['metadata']['namespace']}/{podmonitor['metadata']['name']}"
+    for rule in alert_rules():
+        for matcher in re.findall(r'job\s*(=~|=|!=|!~)\s*"([^"]*)"', rule["expr"]):
+            op, value = matcher
+            assert op == "=~", (rule["alert"], rule["expr"])
+            for job in ("streamer", operator_job):
+                assert re.fullmatch(value, job), (rule["alert"], value, job)
+            assert not re.fullmatch(value, "node-exporter"), rule["alert"]
+
+
+def test_memory_and_the_missing_metrics_have_panels_and_memory_an_alert() -> None:
+    titles = {target["expr"]: panel["title"] for panel in dashboard_panels()
+              for target in panel.get("targets", [])}
+    for metric in ("process_resident_memory_bytes", "streamer_delivery_stalled_seconds",
+                   "streamer_flush_pass_duration_seconds_bucket",
+                   "streamer_flush_interval_seconds", "streamer_build_info"):
+        assert any(metric in expr for expr in titles), metric
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert "process_resident_memory_bytes" in rules["StreamerMemoryHigh"]["expr"]
 
 
 def test_dashboard_covers_issue_4() -> None:
@@ -400,8 +462,33 @@ def test_k8s_env_names_exist_in_config() -> None:
     container = _container()
     names = set(config["data"]) | {entry["name"] for entry in container.get("env", [])}
     unknown = {name for name in names if name.startswith("STREAMER_")} - known
-    assert not unknown, f"not read by streamer/config.py: {sorted(unknown)}"
+    assert not unknown, f"not declared in streamer/config/settings.py: {sorted(unknown)}"
     assert {"STREAMER_KAFKA_SASL_PASSWORD", "STREAMER_REDIS_URL"} <= names
+
+
+def _streamer_words(path: Path) -> set[str]:
+    return set(re.findall(r"\bSTREAMER_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
+
+
+@pytest.mark.parametrize("path", [K8S_DIR / "configmap.yaml", K8S_DIR / "deployment.yaml",
+                                  COMPOSE_FILE], ids=lambda path: path.name)
+def test_deploy_files_name_only_real_settings(path: Path) -> None:
+    """Every STREAMER_* name, comments included, is a declared setting or a tool's variable
+    (STREAMER_LOCAL_* for the local stack's ports): the worker would warn about any other."""
+    words = _streamer_words(path)
+    assert words, path
+    warnings = [warning for word in sorted(words) for warning in unknown_variables({word: "x"})]
+    assert not warnings, f"{path.name}: {warnings}"
+
+
+def test_docker_compose_worker_settings_load() -> None:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    env = {name: str(value) for name, value in compose["services"]["worker"]["environment"].items()}
+    assert set(env) <= settings_env_names(), sorted(set(env) - settings_env_names())
+    settings = load_settings(env)
+    assert (settings.web_host, settings.web_port) == ("0.0.0.0", 6066)
+    published = compose["services"]["worker"]["ports"]
+    assert any(port.endswith(f":{settings.web_port}") for port in published), published
 
 
 def test_k8s_config_values_load() -> None:
@@ -434,17 +521,29 @@ def test_k8s_secrets_come_from_the_secret() -> None:
     assert env_from["configMapRef"]["name"] == k8s_object("ConfigMap")["metadata"]["name"]
 
 
-def test_k8s_probes_hit_the_health_endpoint() -> None:
+def test_k8s_probes_use_liveness_and_readiness() -> None:
+    """Liveness depends on nothing outside the process (a Redis outage restarted every
+    pod after ~2 minutes); readiness only on Redis (a rebalance dropped every pod from
+    the query Service). tests/integration/test_probes.py checks the endpoints."""
     container = _container()
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
+    paths = {"startupProbe": "/v1/live", "readinessProbe": "/v1/ready",
+             "livenessProbe": "/v1/live"}
+    for probe_name, path in paths.items():
         probe = container[probe_name]["httpGet"]
-        assert probe["path"] == "/v1/health", probe_name
+        assert probe["path"] == path, probe_name
         port = probe["port"]
         assert (ports[port] if isinstance(port, str) else port) == _web_port(), probe_name
     liveness = container["livenessProbe"]
-    # A worker is restarted only after minutes of failing, never during a rebalance.
+    # A stuck event loop is restarted after a minute, not on a single slow answer.
     assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+    assert container["readinessProbe"]["timeoutSeconds"] >= 1  # the ping waits 0.8 s
+
+
+def test_compose_worker_healthcheck_asks_readiness() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    test = compose["services"]["worker"]["healthcheck"]["test"]
+    assert test[:4] == ["CMD", "streamer", "query", "ready"], test
 
 
 def test_k8s_scrape_annotations_and_resources() -> None:

@@ -892,7 +892,7 @@ def test_streamer_load_refuses_nan_with_one_clear_line(
             assert load_main(load_settings({}), args) == 2
         out, err = capsys.readouterr()
         assert out == ""
-        assert len(err.splitlines()) == 1 and err.startswith("streamer load: "), err
+        assert len(err.splitlines()) == 1 and err.startswith("streamer: "), err
         assert argv[0] in err
 
 
