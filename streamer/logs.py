@@ -5,9 +5,10 @@
 * Known start-up noise is demoted: aiokafka logs ``Group Coordinator Request failed`` at
   ERROR on every normal start (the coordinator is being elected); it is shown, as a
   WARNING, only once it has lasted ``TRANSIENT_GRACE_S``.
-* Identical warnings and errors (same logger, level and message template) are shown once
-  per ``REPEAT_WINDOW_S``; the next one shown says how many were held back. A broker
-  restart gave 1,308 ERROR lines in 36 s.
+* Identical warnings and errors (same logger and level; for a library the same message
+  template, for streamer's own loggers the same text) are shown once per
+  ``REPEAT_WINDOW_S``; the next one shown says how many were held back. A broker
+  restart gave 1,308 ERROR lines in 36 s before this.
 * ``STREAMER_LOG_FORMAT=json`` writes one JSON object a line for log pipelines.
 """
 

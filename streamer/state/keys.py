@@ -19,6 +19,10 @@ TRACK_COUNTS = "t"
 HOLDER_COUNTS = "h"
 GENRE_COUNTS = "g"
 TRENDING = "z"
+# Territory counters: the same three families with the use's country in every field.
+TERRITORY_TRACK_COUNTS = "tt"
+TERRITORY_HOLDER_COUNTS = "th"
+TERRITORY_GENRE_COUNTS = "tg"
 # A holder's two measures (``<right>|<use>|<measure>|<holder>``): uses, uses x micro-share.
 USES_MEASURE = "u"
 WEIGHT_MEASURE = "w"
@@ -51,6 +55,18 @@ class KeyLayout:
     def trending(self, partition: int, window: str, start: int) -> str:
         """ZSET track_id -> creates."""
         return f"{self.tag(partition)}:{TRENDING}:{window}:{start}"
+
+    def territory_track_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<use>|<country>|<track_id>`` -> uses."""
+        return f"{self.tag(partition)}:{TERRITORY_TRACK_COUNTS}:{window}:{start}"
+
+    def territory_holder_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<right>|<use>|<country>|u|<holder>`` -> uses, ``...|w|<holder>`` -> micro."""
+        return f"{self.tag(partition)}:{TERRITORY_HOLDER_COUNTS}:{window}:{start}"
+
+    def territory_genre_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<ai_origin>|<use>|<country>|<genre>`` -> uses."""
+        return f"{self.tag(partition)}:{TERRITORY_GENRE_COUNTS}:{window}:{start}"
 
     def pending(self, partition: int) -> str:
         """HASH track_id -> JSON ``[[use, base_start, count], ...]`` awaiting attribution."""
