@@ -124,3 +124,11 @@ class WebData:
         counts = Counter(e["use"] for e in self._in(start, size)
                          if e["track_id"] in ("lo-h1", "lo-g1"))
         return {use: counts[use] for use in USES}
+
+    def holder_weighted_micro(self, start: int, size: int) -> dict[str, int]:
+        """``HOLDER``'s master micro-shares: 1/2 of each lo-h1 use, all of each lo-g1 use."""
+        micro = {"lo-h1": 500_000, "lo-g1": 1_000_000}
+        totals = dict.fromkeys(USES, 0)
+        for e in self._in(start, size):
+            totals[e["use"]] += micro.get(e["track_id"], 0)
+        return totals

@@ -29,6 +29,8 @@
   S.ORIGIN_LABELS = {human: "human", ai_assisted: "AI-assisted", ai_generated: "AI-generated",
                      unknown: "unknown"};
   S.ORIGIN_COLORS = {human: "#4c78a8", ai_assisted: "#f2a541", ai_generated: "#d6404e"};
+  /* opaque tints: stacked areas are painted over each other */
+  S.ORIGIN_FILLS = {human: "#b7cde4", ai_assisted: "#f9dba8", ai_generated: "#efa9af"};
   S.PALETTE = ["#1b6ca8", "#d6404e", "#2a9d8f", "#8e5ac8", "#e07b00", "#5c6b73", "#b5179e",
                "#3a7d44"];
 

@@ -90,7 +90,7 @@
           S.chart(box, {title: "Uses by origin: " + name(i), x, stacked: true, height: 220,
             series: S.ORIGINS.map((origin) => ({
               label: S.ORIGIN_LABELS[origin], color: S.ORIGIN_COLORS[origin],
-              fill: S.ORIGIN_COLORS[origin] + "99",
+              fill: S.ORIGIN_FILLS[origin],
               values: answer.series.map((point) => pick(point.uses_by_origin, origin, p.use)),
             })), y: {label: "uses"}}, ctx);
         });
@@ -98,14 +98,14 @@
           "Numbers (table, CSV)"));
         answers.forEach((answer, i) => {
           const columns = [
-            {key: "start", label: "Window start (UTC)"},
+            {key: "start_ms", label: "Window start (UTC)", format: (ms) => S.fmtTime(ms)},
             ...S.ORIGINS.map((o) => ({key: o, label: S.ORIGIN_LABELS[o], numeric: true})),
             {key: "ai_share_of_uses", label: "AI share of uses", numeric: true, format: S.fmtPct},
             {key: "trending_ai_share", label: "AI share of top " + answer.top, numeric: true,
              format: S.fmtPct},
           ];
           const rows = answer.series.map((point) => ({
-            start: S.fmtTime(point.start_ms), start_ms: point.start_ms,
+            start_ms: point.start_ms,
             ...Object.fromEntries(S.ORIGINS.map((o) => [o, pick(point.uses_by_origin, o,
                                                                    p.use)])),
             ai_share_of_uses: usesShare(point, p.use),
@@ -113,8 +113,7 @@
           }));
           details.append(S.el("h3", {}, name(i)),
             S.downloadButton("Download CSV", "ai-share-" + (scopes[i] || "catalog") + "-" +
-              answer.window + ".csv", () => S.csv([{key: "start_ms"}, ...columns.slice(1)],
-                                                  rows)),
+              answer.window + ".csv", () => S.csv(columns, rows)),
             S.table(columns, rows, {class: "series"}));
         });
         frame.result.append(details);

@@ -63,15 +63,16 @@
             {label: "creates", color: S.PALETTE[1], values: answers.map((a) => a.uses.create)},
             {label: "plays", color: S.PALETTE[0], values: answers.map((a) => a.uses.play)},
           ], y: {label: "uses"}}, ctx);
-        const rows = answers.map((a) => ({start: S.fmtTime(a.start_ms), start_ms: a.start_ms,
-                                          create: a.uses.create, play: a.uses.play}));
-        const columns = [{key: "start", label: "Window start (UTC)"},
+        const rows = answers.map((a) => ({start_ms: a.start_ms, create: a.uses.create,
+                                          play: a.uses.play}));
+        const columns = [{key: "start_ms", label: "Window start (UTC)",
+                          format: (ms) => S.fmtTime(ms)},
                          {key: "create", label: "Creates", numeric: true},
                          {key: "play", label: "Plays", numeric: true}];
         frame.result.append(S.el("details", {class: "numbers"},
           S.el("summary", {}, "Numbers (table, CSV)"),
           S.downloadButton("Download CSV", "track-" + p.track + "-" + p.window + ".csv",
-            () => S.csv([{key: "start_ms"}, ...columns.slice(1)], rows)),
+            () => S.csv(columns, rows)),
           S.table(columns, rows, {class: "series"})));
 
         const where = S.el("section", {class: "territories"},
