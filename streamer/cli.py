@@ -36,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     produce.add_argument("--batch-events", type=int, default=500)
 
     query = sub.add_parser("query", help="ask a worker's query API")
-    query.add_argument("what", choices=["track", "holder", "genre", "trending", "health"])
+    query.add_argument("what", choices=["track", "holder", "genre", "trending", "ai-share",
+                                        "health"])
     query.add_argument("id", nargs="?", help="track, holder or genre id")
     query.add_argument("--window")
     query.add_argument("--at", type=int, help="epoch ms inside the window (default now)")
     query.add_argument("--limit", type=int)
+    query.add_argument("--genre", help="trending: only tracks of this genre")
+    query.add_argument("--from", dest="from_", help="ai-share: first day or time (UTC) or epoch ms")
+    query.add_argument("--to", help="ai-share: last day or time (UTC) or epoch ms (default now)")
+    query.add_argument("--top", type=int, help="ai-share: trending tracks per window (default 20)")
     query.add_argument("--url", default=None, help="worker base URL (default from settings)")
 
     load = sub.add_parser("load", help="send generated traffic (load generator, see "
@@ -144,13 +149,15 @@ async def produce_file(settings: Settings, path: str, kind: str, batch_events: i
 def run_query(settings: Settings, args: argparse.Namespace) -> int:
     base = args.url or f"http://{settings.web_host}:{settings.web_port}"
     paths = {"track": "/v1/tracks/{}/usage", "holder": "/v1/holders/{}/usage",
-             "genre": "/v1/genres/{}/usage", "trending": "/v1/trending", "health": "/v1/health"}
+             "genre": "/v1/genres/{}/usage", "trending": "/v1/trending", "health": "/v1/health",
+             "ai-share": "/v1/genres/{}/ai-share" if args.id else "/v1/ai-share"}
     if args.what in ("track", "holder", "genre") and not args.id:
         print(f"streamer query {args.what}: give the {args.what} id", file=sys.stderr)
         return 2
     path = paths[args.what].format(urllib.parse.quote(args.id or "", safe=""))
-    params = {k: v for k, v in (("window", args.window), ("at", args.at), ("limit", args.limit))
-              if v is not None}
+    params = {k: v for k, v in (("window", args.window), ("at", args.at), ("limit", args.limit),
+                                ("genre", args.genre), ("from", args.from_), ("to", args.to),
+                                ("top", args.top)) if v is not None}
     url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
     request = urllib.request.Request(url)
     if settings.web_token:

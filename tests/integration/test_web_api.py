@@ -5,6 +5,7 @@ Expected answers come from tests/support/web_data.py, which counts the events se
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from support.pipeline import HOUR, MINUTE, Pipeline
 from support.web_data import ORIGINS, USES, WebData
 
 from streamer.api.series import MAX_POINTS
+from streamer.cli import main as cli_main
 
 DAY = 24 * HOUR
 
@@ -23,7 +25,8 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def test_ai_share_series_per_genre_and_catalog(make_pipeline: Any) -> None:
+async def test_ai_share_series_per_genre_and_catalog(make_pipeline: Any,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     pipe: Pipeline = await make_pipeline()
     worker = await pipe.start_worker()
     data = WebData.make()
@@ -79,6 +82,17 @@ async def test_ai_share_series_per_genre_and_catalog(make_pipeline: Any) -> None
     assert status == 200, body
     assert [p["start_ms"] for p in body["series"]] == [day]
     assert body["series"][0]["uses_by_origin"] == data.uses_by_origin(day, DAY, None)
+
+    # The CLI asks the same route and prints its answer.
+    for argv, path in ((["ai-share", "lofi"], "/v1/genres/lofi/ai-share"),
+                       (["ai-share"], "/v1/ai-share")):
+        code = cli_main(["query", *argv, "--window", "1h", "--from", str(first), "--to",
+                         iso(last), "--top", "3", "--url", worker.base_url])
+        printed = json.loads(capsys.readouterr().out)
+        assert code == 0
+        status, body = await worker.get(path, {"window": "1h", "from": first, "to": iso(last),
+                                               "top": 3})
+        assert printed == body
 
     # Defaults: 24 windows ending with the one containing now.
     status, body = await worker.get("/v1/ai-share", {"window": "1h"})
