@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from selenium import webdriver
@@ -46,7 +46,7 @@ def _find(names: tuple[str, ...] | str) -> str:
 
 
 @pytest.fixture
-def browser() -> Iterator[WebDriver]:
+def browser() -> Iterator[webdriver.Chrome]:
     """Headless Chromium with a new empty profile and no calls home."""
     profile = tempfile.mkdtemp(prefix="streamer-chromium-")
     options = webdriver.ChromeOptions()
@@ -84,10 +84,11 @@ def wait_state(driver: WebDriver, view_id: str, states: tuple[str, ...],
         return found[0] if found and found[0].get_attribute("data-state") in states else False
 
     try:
-        element: WebElement = WebDriverWait(driver, timeout).until(loaded)
+        element = WebDriverWait(driver, timeout).until(loaded)
     except TimeoutException:
         raise AssertionError(f"view {view_id} not in {states} after {timeout}s: "
                              f"{driver.find_element(By.TAG_NAME, 'main').text[:500]}") from None
+    assert isinstance(element, WebElement)
     return element
 
 
@@ -133,8 +134,10 @@ def download_csv(driver: WebDriver, button_css: str) -> str:
     return text
 
 
-def severe_console_errors(driver: WebDriver, allowed: Callable[[str], bool]) -> list[str]:
-    return [entry["message"] for entry in driver.get_log("browser")
+def severe_console_errors(driver: webdriver.Chrome, allowed: Callable[[str], bool]) -> list[str]:
+    # ChromiumDriver.get_log has no annotations.
+    entries: list[dict[str, Any]] = cast(Any, driver).get_log("browser")
+    return [entry["message"] for entry in entries
             if entry["level"] == "SEVERE" and not allowed(entry["message"])]
 
 
@@ -147,7 +150,7 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
-        make_pipeline: Any, browser: WebDriver) -> None:
+        make_pipeline: Any, browser: webdriver.Chrome) -> None:
     pipe: Pipeline = await make_pipeline()
     worker = await pipe.start_worker()
     data = WebData.make()
@@ -183,12 +186,14 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
 
     # AI share over time: three genres at once, one point per hour, the numbers table.
     first = data.hour_starts[0]
-    fragment = f"ai-share?genres=lofi,hyperpop,ambient&window=1h&from={first}&to={last}"
+    fragment = (f"ai-share?genres=lofi,hyperpop,ambient&window=1h&from={_iso_minute(first)}"
+                f"&to={_iso_minute(last)}")
     view = await in_thread(open_view, browser, base, fragment)
     assert view.get_attribute("data-state") == "ready", view.text
     assert chart_points(view, "#chart-ai-share") == [3]
     assert view.find_element(By.ID, "chart-ai-share").get_attribute("data-series") == "3"
     assert chart_points(view, ".chart.stacked") == [3, 3, 3]
+    await in_thread(screenshot, browser, "ai-share")
     view.find_element(By.CSS_SELECTOR, "details.numbers summary").click()
     series_tables = view.find_elements(By.CSS_SELECTOR, "table.series")
     assert len(series_tables) == 3
@@ -205,7 +210,7 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
             for origin in ORIGINS:
                 assert int(str(row[origin])) == sum(point["uses_by_origin"][origin].values())
                 assert int(str(row[origin])) == sum(expected[origin].values())
-    await in_thread(screenshot, browser, "ai-share")
+    await in_thread(screenshot, browser, "ai-share-numbers")
     browser.set_window_size(*PHONE)
     view = await in_thread(open_view, browser, base, fragment)
     assert chart_points(view, ".chart.stacked") == [3, 3, 3]
@@ -257,17 +262,16 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
     days = (end_day - day) // DAY + 1
     assert chart_points(view, "#chart-holder") == [days]
     rights = {(r["right"], r["use"]): r for r in table(view, "rights")}
-    expected = data.holder_uses(day, (end_day - day) + DAY)
+    holder_expected = data.holder_uses(day, (end_day - day) + DAY)
     weighted = data.holder_weighted_micro(day, (end_day - day) + DAY)
     for use in ("create", "play"):
-        assert int(rights[("master", use)]["uses"]) == expected[use]
+        assert int(rights[("master", use)]["uses"]) == holder_expected[use]
         assert int(rights[("master", use)]["weighted_micro"]) == weighted[use]
         assert int(rights[("publishing", use)]["uses"]) == 0
     csv_text = await in_thread(download_csv, browser, "#view-holder button.download")
     lines = csv_text.splitlines()
     assert lines[0] == "right,use,uses,weighted_micro"
-    assert f"master,create,{expected['create']},{rights[('master', 'create')]['weighted_micro']}" \
-        in lines
+    assert f"master,create,{holder_expected['create']},{weighted['create']}" in lines
     await in_thread(screenshot, browser, "holder")
 
     # Nothing to show: said in words, not an empty frame.
@@ -293,6 +297,12 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
     assert "does not answer" in alert.text
     assert alert.get_attribute("role") == "alert"
     await in_thread(screenshot, browser, "worker-stopped")
+
+
+def _iso_minute(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _iso_day(ms: int) -> str:

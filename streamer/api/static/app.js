@@ -188,6 +188,17 @@
 
   // -- charts ---------------------------------------------------------------------
 
+  /* x-axis labels: UTC days when ticks are a day or more apart, else HH:MM (with the day
+   * on the first tick and at midnight). */
+  function utcTicks(u, ticks, axis, space, increment) {
+    return ticks.map((t, i) => {
+      const iso = new Date(t * 1000).toISOString();
+      const day = iso.slice(5, 10), time = iso.slice(11, 16);
+      if (increment >= 86400) return day;
+      return i === 0 || time === "00:00" ? day + "\n" + time : time;
+    });
+  }
+
   /* A uPlot chart that follows its box's width. spec: {title, x: [...ms], series:
    * [{label, values, color, fill, dash, format}], y: {label, format, range}, stacked}.
    * With `stacked`, series are drawn as stacked areas (values added up in order) while
@@ -221,9 +232,14 @@
       width: width(),
       height: spec.height || (window.innerWidth < 600 ? 220 : 300),
       series,
-      scales: {x: {time: true}, y: spec.y && spec.y.range ? {range: spec.y.range} : {}},
-      axes: [{}, {label: spec.y && spec.y.label, size: 70,
-                  values: (u, ticks) => ticks.map((t) => yFormat(t))}],
+      scales: {x: xs.length === 1 ? {time: true, range: [xs[0] - 43200, xs[0] + 43200]}
+                                  : {time: true},
+               y: spec.y && spec.y.range ? {range: spec.y.range} : {}},
+      // Axes in UTC, 24 h, like the tables (uPlot would use the browser's time zone).
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      axes: [{values: utcTicks, space: 60},
+             {label: spec.y && spec.y.label, size: 70,
+              values: (u, ticks) => ticks.map((t) => yFormat(t))}],
       legend: {live: true},
       cursor: {drag: {x: false, y: false}},
     };
@@ -339,18 +355,21 @@
     return {message, result, add: (...nodes) => root.append(...nodes, message, result)};
   };
 
-  /* Runs load() now (and every `refreshMs` if given); load's errors become messages. */
-  S.loader = function (ctx, message, load, refreshMs) {
+  /* Runs load() now (and every `refreshMs` if given); load's errors become messages, and
+   * what was shown before an error stays, dimmed, as no longer current. */
+  S.loader = function (ctx, frame, load, refreshMs) {
     let running = false;
     async function run() {
       if (running) return;
       running = true;
       try {
         const state = await load();
+        frame.result.classList.remove("stale");
         ctx.state(state || "ready");
-        if (!state || state === "ready") S.message(message, "", "");
+        if (!state || state === "ready") S.message(frame.message, "", "");
       } catch (err) {
-        S.message(message, "error", err.message || String(err));
+        frame.result.classList.add("stale");
+        S.message(frame.message, "error", err.message || String(err));
         ctx.state("error");
       } finally {
         running = false;

@@ -47,7 +47,7 @@
       const genres = p.genres.split(",").map((g) => g.trim()).filter(Boolean);
       const scopes = genres.length ? genres : [null];
 
-      S.loader(ctx, frame.message, async () => {
+      S.loader(ctx, frame, async () => {
         let from = p.from, to = p.to;
         if (!from) {
           const size = S.windowMs(p.window);

@@ -74,7 +74,7 @@
       const path = "/v1/holders/" + encodeURIComponent(p.holder) + "/usage";
       const dayWindow = S.windows.includes("1d") ? "1d" : null;
 
-      S.loader(ctx, frame.message, async () => {
+      S.loader(ctx, frame, async () => {
         const range = await S.api(path, {from: p.from, to: p.to, by: "territory"});
         const rangesSupported = "from" in range;
         const days = [];

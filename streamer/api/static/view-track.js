@@ -42,7 +42,7 @@
       }
       const path = "/v1/tracks/" + encodeURIComponent(p.track) + "/usage";
 
-      S.loader(ctx, frame.message, async () => {
+      S.loader(ctx, frame, async () => {
         const size = S.windowMs(p.window);
         const count = Math.min(MAX_POINTS, Number(p.points) || 24);
         const now = Date.now();

@@ -20,7 +20,7 @@
         {name: "limit", label: "Top", type: "select", options: ["10", "20", "50", "100"]},
       ], p, (values) => ctx.setParams({...values, at: p.at})));
 
-      S.loader(ctx, frame.message, async () => {
+      S.loader(ctx, frame, async () => {
         const body = await S.api("/v1/trending", {window: p.window, limit: p.limit,
                                                   genre: p.genre, at: p.at});
         const notes = [];
