@@ -30,7 +30,7 @@ help:
 	@echo "make status       show whether Kafka and Redis are up"
 	@echo "make run          start the stack (unless STREAMER_KAFKA_BOOTSTRAP/STREAMER_REDIS_URL are set) and run 'streamer worker'"
 	@echo "make test         run pytest against the local stack (starts and stops what was not running)"
-	@echo "make lint         ruff check streamer tests benchmarks"
+	@echo "make lint         ruff check streamer tests benchmarks, then mypy (what it checks: [tool.mypy] in pyproject.toml)"
 	@echo "make bench        run the benchmarks (python -m benchmarks \$$BENCH_ARGS)"
 	@echo "make clean-local  stop the stack and delete its data and logs (.local/)"
 
@@ -73,8 +73,11 @@ test: venv
 	if [ "$$rc" -eq 5 ]; then echo "make test: pytest collected no tests (exit 5), failing" >&2; exit 1; fi; \
 	exit "$$rc"
 
+# Both run even when ruff finds something, so one CI run shows every problem.
 lint: venv
-	$(VENV)/bin/ruff check streamer tests benchmarks
+	@rc=0; $(VENV)/bin/ruff check streamer tests benchmarks || rc=$$?; \
+	$(VENV)/bin/mypy || rc=$$?; \
+	exit "$$rc"
 
 bench: venv
 	@if [ -f benchmarks/__main__.py ]; then \

@@ -44,20 +44,17 @@ def share_to_micro(value: object) -> int:
     * a string "0.<1-6 ASCII digits>" or ".<1-6 ASCII digits>", not all zeros: the
       reference's grammar, and its Decimal value is the digits scaled to millionths.
     """
-    kind = type(value)
-    if kind is float:
-        number: float = value  # type: ignore[assignment]
-        if 0.0 < number <= 1.0:
-            micro = round(number * MICRO)
-            if micro / MICRO == number:
+    if type(value) is float:
+        if 0.0 < value <= 1.0:
+            micro = round(value * MICRO)
+            if micro / MICRO == value:
                 return micro
-    elif kind is str:
-        text: str = value  # type: ignore[assignment]
-        if text[:2] == "0.":
-            digits = text[2:]
-        elif text[:1] == ".":
-            digits = text[1:]
-        elif text == "1":
+    elif type(value) is str:
+        if value[:2] == "0.":
+            digits = value[2:]
+        elif value[:1] == ".":
+            digits = value[1:]
+        elif value == "1":
             return MICRO
         else:
             digits = ""
@@ -65,7 +62,7 @@ def share_to_micro(value: object) -> int:
             micro = int(digits) * _SCALE[len(digits)]
             if micro:
                 return micro
-    elif kind is int and value == 1:
+    elif type(value) is int and value == 1:
         return MICRO
     return share_to_micro_reference(value)
 

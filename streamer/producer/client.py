@@ -89,7 +89,8 @@ class UsageProducer:
 
     def partition_for(self, track_id: str) -> int:
         key = track_id.encode()
-        return self._partitioner(key, self._partitions, self._partitions)
+        partition: int = self._partitioner(key, self._partitions, self._partitions)
+        return partition
 
     async def send_use(self, event: dict[str, Any]) -> None:
         """Queue one SoundUsed; raises ``Rejected`` naming the field if it is invalid."""
@@ -110,7 +111,11 @@ class UsageProducer:
             await self._send_batch(partition)
 
     async def send_track(self, event: dict[str, Any]) -> None:
-        """Send one TrackCreated as its own record; raises ``Rejected`` if invalid."""
+        """Send one TrackCreated as its own record; raises ``Rejected`` if invalid.
+
+        The optional ``artist`` (display artist name, 1-512 characters) and ``label``
+        (1-256) are names for reports; they change nothing that is counted.
+        """
         if self.validate:
             parse_track_created(event)
         assert self._producer is not None

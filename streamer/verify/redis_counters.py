@@ -1,15 +1,18 @@
 """Read every counter a worker wrote under a key prefix, merged over partition shards.
 
-Key layout (streamer/state/keys.py; read here from the documented names, not through
-the pipeline's code): per input partition N,
+Key layout (docs/ARCHITECTURE.md, written by streamer/state/keys.py): read here from the
+documented names, never through the pipeline's code, so that a mistake in the layout
+code shows up as a mismatch instead of being read back the same way. Per input
+partition N:
 
 * ``{prefix:N}:t:<window>:<start>`` HASH ``<use>|<track>`` -> uses
 * ``{prefix:N}:h:<window>:<start>`` HASH ``<right>|<use>|u|<holder>`` -> uses and
   ``<right>|<use>|w|<holder>`` -> weighted micro-shares
 * ``{prefix:N}:g:<window>:<start>`` HASH ``<ai_origin>|<use>|<genre>`` -> uses
 * ``{prefix:N}:z:<window>:<start>`` ZSET track -> creates
+* ``{prefix:N}:pending`` HASH track -> uses waiting for its TrackCreated (only counted)
 
-Other keys under the prefix (meta, pending, dedupe, catalog) are ignored.
+Other keys under the prefix (meta, dedupe, catalog) are ignored.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-
-from streamer.state.keys import KeyLayout
 
 CounterKey = tuple[Any, ...]
 
@@ -132,10 +133,9 @@ async def pending_tracks(redis_client_or_url: Any, key_prefix: str, partitions: 
     own = isinstance(redis_client_or_url, str)
     client = open_redis(redis_client_or_url) if own else redis_client_or_url
     try:
-        layout = KeyLayout(key_prefix)
         async with client.pipeline(transaction=False) as pipe:
             for partition in range(partitions):
-                pipe.hlen(layout.pending(partition))
+                pipe.hlen(f"{{{key_prefix}:{partition}}}:pending")
             return sum(await pipe.execute())
     finally:
         if own:

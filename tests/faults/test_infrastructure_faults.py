@@ -40,6 +40,7 @@ from streamer.verify.worker_process import WorkerProcess
 
 PARTITIONS = 4
 EVENTS = 200_000
+MAX_UNFLUSHED = 5_000
 
 
 async def _wait_progress(sender: Sender, fraction: float, timeout: float = 240.0) -> None:
@@ -169,13 +170,14 @@ async def test_redis_unreachable_backpressure(kafka_bootstrap: str, private_redi
     try:
         workload = WorkloadBuilder(5005, PARTITIONS, EVENTS, tag=scenario.names.tag,
                                    now_ms=int(time.time() * 1000)).build(default_bad=simple_bad)
-        worker = scenario.worker("worker", STREAMER_MAX_UNFLUSHED_EVENTS="5000")
+        worker = scenario.worker("worker", STREAMER_MAX_UNFLUSHED_EVENTS=str(MAX_UNFLUSHED))
         worker.start()
         await worker.wait_healthy(90)
         sender = Sender(kafka_bootstrap, scenario.names, workload, events_per_s=3_500)
         sender.start()
         await _wait_progress(sender, 0.2)
         baseline = max(rss_mb(worker.pid) for _ in range(3))
+        sent_before = sender.progress
         await private_redis.arun("down", 60)
         scenario.fault(f"Redis stopped for {outage_s:.0f}s at {sender.progress:.0%} sent")
         samples: list[tuple[float, float, float, int]] = []  # (t, rss, consumed, health)
@@ -210,9 +212,15 @@ async def test_redis_unreachable_backpressure(kafka_bootstrap: str, private_redi
             f"(growth in its last 12 s: {rss_late:.1f} MB); records consumed in the last 12 s: "
             f"{consumed_late:.0f}; /v1/health 503 from {first_503}s; "
             f"sending reached {sent_during:.0%} during the outage")
-        assert sent_during > 0.35, "the producer should keep sending during the outage"
+        # More arrived during the outage than the worker may hold, so backpressure had
+        # to stop it; that it stopped is exact: no record consumed in the last 12 s.
+        assert (sent_during - sent_before) * EVENTS > PARTITIONS * MAX_UNFLUSHED, (
+            "too little was sent during the outage to test backpressure")
         assert consumed_late == 0, "the worker kept consuming while Redis was down"
-        assert peak - baseline < 400 and rss_late < 25, "memory grew without bound"
+        # Memory figures are the notes' (results.jsonl); the limits here are far above
+        # what a worker holding at most 4 x 5,000 unflushed events and reading nothing
+        # allocates (tens of MB), so only a leak crosses them, never a slow machine.
+        assert peak - baseline < 1_000 and rss_late < 100, "memory grew without bound"
         assert first_503 is not None, "/v1/health never answered 503 while Redis was down"
         assert worker.alive and worker.starts == 1
         scenario.assert_exact(outcome)

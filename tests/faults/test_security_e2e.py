@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import subprocess
 import time
@@ -29,6 +30,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from fault_harness import PrivateKafka, Scenario, Sender, free_ports, log, port_free
 from fault_workload import WorkloadBuilder, simple_bad
 
@@ -150,29 +152,42 @@ async def _get(base: str, path: str, token: str | None = None,
             return response.status, text
 
 
+def _admin(kafka: PrivateKafka, tls: dict[str, Path], password: str, mechanism: str,
+           user: str) -> AIOKafkaAdminClient:
+    settings = load_settings({**_secure_env(kafka, tls, password),
+                              "STREAMER_KAFKA_SASL_MECHANISM": mechanism,
+                              "STREAMER_KAFKA_SASL_USERNAME": user})
+    return AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs(), request_timeout_ms=10_000)
+
+
 async def test_secure_worker_end_to_end(secure_kafka: PrivateKafka, tls_redis: str,
-                                        tls: dict[str, Path], tmp_path: Path) -> None:
+                                        tls: dict[str, Path], tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     # The other mechanisms through the same settings path (what the DLQ producer, the
-    # admin client and the SDK use), and a wrong password is refused.
-    for mechanism, user, password, ok in (
-            ("PLAIN", "plainuser", PLAIN_PASSWORD, True),
-            ("SCRAM-SHA-512", "streamer", KAFKA_PASSWORD, True),
-            ("SCRAM-SHA-512", "streamer", "not-the-password", False)):
-        settings = load_settings({**_secure_env(secure_kafka, tls, password),
-                                  "STREAMER_KAFKA_SASL_MECHANISM": mechanism,
-                                  "STREAMER_KAFKA_SASL_USERNAME": user})
-        admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs(),
-                                    request_timeout_ms=10_000)
+    # admin client and the SDK use), and a wrong password is refused by the broker.
+    for mechanism, user, password in (("PLAIN", "plainuser", PLAIN_PASSWORD),
+                                      ("SCRAM-SHA-512", "streamer", KAFKA_PASSWORD)):
+        admin = _admin(secure_kafka, tls, password, mechanism, user)
         try:
             await asyncio.wait_for(admin.start(), 20)
-            await admin.list_topics()
-            connected = True
-        except Exception:
-            connected = False
+            assert isinstance(await admin.list_topics(), list)
         finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
-        assert connected == ok, f"{mechanism} as {user}: connected={connected}"
+            await admin.close()
+    admin = _admin(secure_kafka, tls, "not-the-password", "SCRAM-SHA-512", "streamer")
+    caplog.clear()
+    try:
+        with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(
+                KafkaConnectionError, match="Unable to bootstrap"):
+            await asyncio.wait_for(admin.start(), 20)
+    finally:
+        await admin.close()
+    # aiokafka gives up on the broker after logging why: the broker's answer, SASL
+    # authentication failed (error 58), not a connection or TLS problem.
+    refusals = [arg for record in caplog.records if record.name.startswith("aiokafka")
+                for arg in (record.args if isinstance(record.args, tuple) else ())
+                if isinstance(arg, BaseException)]
+    assert refusals and all(isinstance(error, SaslAuthenticationFailed)
+                            for error in refusals), refusals
 
     scenario = Scenario(7, "security: SASL_SSL/SCRAM Kafka, TLS+AUTH Redis, token",
                         secure_kafka.bootstrap, tls_redis, 2, tmp_path)
@@ -249,8 +264,8 @@ async def test_secure_worker_end_to_end(secure_kafka: PrivateKafka, tls_redis: s
             await sender.close()
         await scenario.cleanup()
 
-    # Wrong credentials: the worker fails (Kafka) or waits unhealthy (Redis), and says
-    # so without printing the password it was given.
+    # Wrong credentials: the worker fails (Kafka) or answers 503 (Redis), and says so
+    # without printing the password it was given.
     # SASL PLAIN sends the password itself (aiokafka logs requests at DEBUG).
     wrong_kafka = WorkerProcess({**scenario.workers[0].env,
                                  "STREAMER_KAFKA_SASL_MECHANISM": "PLAIN",
@@ -267,12 +282,17 @@ async def test_secure_worker_end_to_end(secure_kafka: PrivateKafka, tls_redis: s
         while wrong_kafka.alive and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         assert not wrong_kafka.alive and wrong_kafka.returncode != 0
-        status = 0
-        for _ in range(20):
-            with contextlib.suppress(Exception):
-                status = (await wrong_redis.get("/v1/health", timeout=2))[0]
+        # A worker that cannot log in to Redis answers, and says it is not healthy.
+        answers: list[tuple[int, Any]] = []
+        deadline = time.monotonic() + 60
+        while len(answers) < 5 and time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientConnectionError, asyncio.TimeoutError):
+                answers.append(await wrong_redis.get("/v1/health", timeout=2))
             await asyncio.sleep(0.5)
-        assert status != 200, "a worker that cannot log in to Redis must not look healthy"
+        assert wrong_redis.alive
+        assert len(answers) == 5, f"the worker answered /v1/health {len(answers)} times in 60 s"
+        assert all(status == 503 and body["status"] == "unavailable"
+                   for status, body in answers), answers
     # aiokafka's debug line about the PLAIN login is there, its bytes are not.
     assert "<SASL bytes hidden>" in wrong_kafka.log_path.read_text(errors="replace")
     for process in (wrong_kafka, wrong_redis):

@@ -124,7 +124,11 @@ async def test_late_future_and_invalid_inputs_go_to_dlq(make_pipeline: Any) -> N
     worker = await pipe.start_worker()
     truth = GroundTruth(WINDOWS, allowed_lateness_ms=10 * MINUTE)
     rng = random.Random(13)
-    t0 = past_hour_start(15 * MINUTE) + 20 * MINUTE
+    # At least 15 minutes old whatever the minute of the hour (the "valid" uses reach
+    # t0 + 1 minute; the worker refuses uses over 5 minutes ahead as future), with room
+    # for the late ones 20 minutes before it in the same hour.
+    t0 = past_hour_start(35 * MINUTE) + 20 * MINUTE
+    assert t0 + MINUTE <= now_ms() - 14 * MINUTE
     track = "rj-a"
     part = pipe.partition_for(track)
     expected: list[Expected] = []

@@ -17,7 +17,7 @@ from support.pipeline import MakeTopic
 
 from streamer.verify import GroundTruth, Reconciliation, compare
 from streamer.verify.kafka_progress import wait_drained
-from streamer.verify.redis_counters import read_counters
+from streamer.verify.redis_counters import pending_tracks, read_counters
 from streamer.verify.truth import share_to_micro
 
 M, H = 60_000, 3_600_000
@@ -168,7 +168,7 @@ async def test_read_counters_reads_the_documented_layout(redis_url: str,
             await client.hset(f"{tag}:g:1d:0", mapping={"ai_generated|play|lofi": n})
             await client.zadd(f"{tag}:z:1h:3600000", {"trk": 1})
             await client.hset(f"{tag}:meta", mapping={"off:u": 7, "seq": 3})  # ignored
-            await client.hset(f"{tag}:pending", mapping={"trk": "[]"})  # ignored
+            await client.hset(f"{tag}:pending", mapping={"trk": "[]"})  # pending_tracks
             await client.set(f"{tag}:dd:u:12", b"\x00" * 8)  # ignored
         await client.set(f"{prefix}:cat:{{trk}}", b"{}")  # ignored
         # A neighbouring prefix that starts the same must not be read.
@@ -179,6 +179,8 @@ async def test_read_counters_reads_the_documented_layout(redis_url: str,
         await client.delete("{" + f"{prefix}:10" + "}:t:1h:3600000")
         got = await read_counters(client, prefix)
         assert got == await read_counters(redis_url, prefix)  # a URL works too
+        assert await pending_tracks(client, prefix, 2) == 2  # one waiting track per shard
+        assert await pending_tracks(client, prefix, 1) == 1
     finally:
         await client.delete("{" + f"{prefix}x:0" + "}:t:1h:3600000",
                             "{" + f"{prefix}:10" + "}:t:1h:3600000")

@@ -331,6 +331,20 @@ def test_track_shares_as_written_on_the_wire(share: bytes) -> None:
     _track_json(title=b'"' + b"x" * 513 + b'"'),
     _track_json(ai_tool=b'"' + "\u00e9".encode() * 128 + b'"'),
     _track_json(ai_tool=b'"' + "\u00e9".encode() * 129 + b'"'),
+    _track_json(artist=b'"Daft Punk"', label=b'"Columbia"'),
+    _track_json(artist=b"null", label=b"null"),
+    _track_json(artist=b'""'),
+    _track_json(label=b'""'),
+    _track_json(artist=b'"' + "\U0001f3b8".encode() * 512 + b'"'),
+    _track_json(artist=b'"' + "\U0001f3b8".encode() * 513 + b'"'),
+    _track_json(artist=b'"' + b"\\u00e9" * 512 + b'"'),  # escapes count as one character
+    _track_json(label=b'"' + b"l" * 256 + b'"'),
+    _track_json(label=b'"' + b"l" * 257 + b'"'),
+    _track_json(artist=b"7"),
+    _track_json(artist=b'["Daft Punk"]'),
+    _track_json(label=b"true"),
+    _track_json(label=b'{"name":"Columbia"}'),
+    _track_json(label=b'"\xff"'),
     _track_json(event_id=b'"' + "\U0001f600".encode() * 128 + b'"'),
     _track_json(event_id=b'"' + "\U0001f600".encode() * 129 + b'"'),
     _track_json(event_id=b'""'),
@@ -378,7 +392,8 @@ def test_track_fast_path_takes_the_common_records() -> None:
     shares = [b"1", b"0.25", b'"0.25"', b'".5"', b"0.333333", b'"1"', b"1e-06", b"0.1"]
     for share in shares:
         value = _track_json(share, isrc=b'"USUV71101875"', iswc=b'"T0345246801"',
-                            title=b'"t"', duration_ms=b"1000", ai_tool=b'"x"')
+                            title=b'"t"', duration_ms=b"1000", ai_tool=b'"x"',
+                            artist=b'"Daft Punk"', label=b'"Columbia"')
         assert decode_track_created(value) == track_reference(value)
 
 

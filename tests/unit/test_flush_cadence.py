@@ -15,8 +15,6 @@ from streamer.pipeline.cadence import FlushCadence
 SHORT, LONG = 0.5, 1.0
 
 
-
-
 def test_a_worker_that_keeps_up_gets_short_rounds() -> None:
     cadence = FlushCadence(SHORT, LONG)
     assert cadence.next_interval(0, 0, now=10.0) == SHORT          # idle
@@ -43,12 +41,35 @@ def test_waiting_records_with_nothing_read_are_a_backlog() -> None:
     assert cadence.next_interval(100, 0, now=3.0) == SHORT
 
 
-@given(read=st.integers(1, 10**9), waiting=st.integers(1, 10**9),
-       elapsed=st.floats(0.01, 60.0))
-def test_rounds_are_short_exactly_when_the_wait_reads_within_a_long_round(
-        read: int, waiting: int, elapsed: float) -> None:
+# Clock readings in ticks of 1/1024 s: binary fractions, exact as floats, so the round
+# length the cadence sees is exactly the one the test means.
+TICK = 1 / 1024
+LONG_TICKS = 1024
+
+
+def _second_round(read: int, waiting: int, ticks: int) -> float:
+    """The interval after a round of ``ticks`` in which ``read`` records were read."""
     cadence = FlushCadence(SHORT, LONG)
-    cadence.next_interval(10**9, 0, now=1.0)
-    interval = cadence.next_interval(10**9 + read, waiting, now=1.0 + elapsed)
-    seconds_to_read = waiting * ((1.0 + elapsed) - 1.0) / read  # at the round's read rate
-    assert interval == (SHORT if seconds_to_read <= LONG else LONG)
+    cadence.next_interval(10**9, 0, now=0.0)
+    return cadence.next_interval(10**9 + read, waiting, now=ticks * TICK)
+
+
+@given(read=st.integers(1, 10**9), waiting=st.integers(1, 10**9),
+       ticks=st.integers(1, 60 * LONG_TICKS))
+def test_rounds_are_short_exactly_when_the_wait_reads_within_a_long_round(
+        read: int, waiting: int, ticks: int) -> None:
+    # The oracle counts records, in integers: at the last round's pace (read records
+    # per ticks) a long round reads read * LONG_TICKS / ticks; short rounds if that
+    # covers what waits.
+    covered = read * LONG_TICKS >= waiting * ticks
+    assert _second_round(read, waiting, ticks) == (SHORT if covered else LONG)
+
+
+@given(per_tick=st.integers(1, 10**5), ticks=st.integers(1, 60 * LONG_TICKS),
+       beyond=st.sampled_from([-1, 0, 1]))
+def test_a_wait_of_exactly_one_long_round_is_still_keeping_up(
+        per_tick: int, ticks: int, beyond: int) -> None:
+    """At the boundary: ``per_tick * LONG_TICKS`` records is exactly one long round."""
+    waiting = per_tick * LONG_TICKS + beyond
+    expected = LONG if beyond > 0 else SHORT
+    assert _second_round(per_tick * ticks, waiting, ticks) == expected

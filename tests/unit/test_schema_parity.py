@@ -52,7 +52,7 @@ SOUND_REQUIRED = {"event_id", "track_id", "occurred_at", "user_id", "use", "coun
 SOUND_OPTIONAL = {"video_id"}
 TRACK_REQUIRED = {"event_id", "track_id", "occurred_at", "creator_id", "genre", "ai_origin",
                   "rights"}
-TRACK_OPTIONAL = {"isrc", "iswc", "title", "duration_ms", "ai_tool"}
+TRACK_OPTIONAL = {"isrc", "iswc", "title", "duration_ms", "ai_tool", "artist", "label"}
 INTEGER_FIELDS = {"occurred_at", "duration_ms"}
 
 # -- the schema files themselves ---------------------------------------------------
@@ -122,49 +122,25 @@ def _documented(obj: Any, exc: Rejected) -> str | None:
     return None
 
 
-def _known_bug(schema: Draft202012Validator, obj: Any, optional: set[str]) -> str | None:
-    """The worker accepts what the schema rejects, for a bug filed in this module."""
-    errors = list(schema.iter_errors(obj))
-    kinds = set()
-    for error in errors:
-        path = list(error.absolute_path)
-        if len(path) == 1 and path[0] in optional and error.instance is None:
-            kinds.add("optional field null")
-        elif (len(path) == 3 and path[0] == "rights" and path[2] == "share"
-              and isinstance(error.instance, str)):
-            kinds.add("lenient share string")
-        else:
-            return None
-    return ", ".join(sorted(kinds)) or None
-
-
 def compare(kind: str, obj: Any) -> str:
-    """'agree', or the documented difference / known bug that explains a disagreement."""
-    schema, parse, optional = {
-        "sound": (SOUND, parse_sound_used, SOUND_OPTIONAL),
-        "track": (TRACK, parse_track_created, TRACK_OPTIONAL),
-    }[kind]
+    """'agree', or the documented difference that explains a disagreement; any other
+    disagreement fails."""
+    schema, parse = {"sound": (SOUND, parse_sound_used),
+                     "track": (TRACK, parse_track_created)}[kind]
     schema_ok = schema.is_valid(obj)
     exc: Rejected | None = None
     try:
         parse(obj)
     except Rejected as rejected:
         exc = rejected
-    except TypeError:
-        if type(obj) is dict and type(obj.get("track_id")) in (list, dict):
-            return "known bug: unhashable track_id"
-        raise
-    ours_ok = exc is None
-    if schema_ok == ours_ok:
+    if schema_ok == (exc is None):
         return "agree"
-    if schema_ok and exc is not None:
-        why = _documented(obj, exc)
-        assert why is not None, f"schema accepts, worker rejects ({exc.reason}): {obj!r}"
-        return f"documented: {why}"
-    why = _known_bug(schema, obj, optional)
-    errors = [e.message for e in schema.iter_errors(obj)]
-    assert why is not None, f"worker accepts, schema rejects ({errors}): {obj!r}"
-    return f"known bug: {why}"
+    if exc is None:
+        errors = [e.message for e in schema.iter_errors(obj)]
+        raise AssertionError(f"worker accepts, schema rejects ({errors}): {obj!r}")
+    why = _documented(obj, exc)
+    assert why is not None, f"schema accepts, worker rejects ({exc.reason}): {obj!r}"
+    return f"documented: {why}"
 
 
 # -- strategies ------------------------------------------------------------------------
@@ -193,8 +169,10 @@ json_values = st.recursive(
 
 @st.composite
 def boundary_strings(draw: st.DrawFn) -> str:
-    """Strings around the length limits (64, 128, 512), of valid or near-miss characters."""
-    length = draw(st.sampled_from([0, 1, 2, 3, 11, 12, 13, 63, 64, 65, 127, 128, 129, 512, 513]))
+    """Strings around the length limits (64, 128, 256, 512), of valid or near-miss
+    characters."""
+    length = draw(st.sampled_from([0, 1, 2, 3, 11, 12, 13, 63, 64, 65, 127, 128, 129, 255, 256,
+                                   257, 512, 513]))
     alphabet = draw(st.sampled_from([TRACK_CHARS, "a", "Z", "0", "T0123456789", NEAR_MISS_CHARS]))
     body = "".join(draw(st.lists(st.sampled_from(alphabet), min_size=length, max_size=length)))
     return body + draw(st.sampled_from(["", "", "", "\n", " ", "A", "\u00e9"]))
@@ -293,6 +271,8 @@ valid_tracks = st.fixed_dictionaries(
         "title": st.text(_TEXT, max_size=512),
         "duration_ms": st.integers(min_value=0, max_value=2**63 - 1),
         "ai_tool": st.text(_TEXT, max_size=128),
+        "artist": st.text(_TEXT, min_size=1, max_size=512),
+        "label": st.text(_TEXT, min_size=1, max_size=256),
         "extra": json_values,
     },
 )
@@ -458,7 +438,7 @@ def test_documented_python_dollar_quirk(kind: str, obj: dict[str, Any]) -> None:
     assert compare(kind, obj) == "documented: python re: $ before a final newline"
 
 
-# -- known bugs: the worker accepts what the published schema rejects -----------------------
+# -- agreements that were once bugs -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -470,6 +450,8 @@ def test_documented_python_dollar_quirk(kind: str, obj: dict[str, Any]) -> None:
         pytest.param("track", _track(title=None), id="title"),
         pytest.param("track", _track(duration_ms=None), id="duration_ms"),
         pytest.param("track", _track(ai_tool=None), id="ai_tool"),
+        pytest.param("track", _track(artist=None), id="artist"),
+        pytest.param("track", _track(label=None), id="label"),
     ],
 )
 def test_optional_field_null_parity(kind: str, obj: dict[str, Any]) -> None:
@@ -477,6 +459,24 @@ def test_optional_field_null_parity(kind: str, obj: dict[str, Any]) -> None:
     schema, parse = (SOUND, parse_sound_used) if kind == "sound" else (TRACK, parse_track_created)
     assert schema.is_valid(obj)
     parse(obj)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [(field, "x" * length + tail, valid)
+     for field, limit in (("artist", 512), ("label", 256))
+     for length, tail, valid in ((0, "", False), (1, "", True), (limit, "", True),
+                                 (limit + 1, "", False), (limit - 1, "\U0001f3b8", True),
+                                 (limit, "\U0001f3b8", False))]
+    + [(field, value, False) for field in ("artist", "label")
+       for value in (0, 1.5, True, [], ["a"], {"name": "a"})],
+)
+def test_report_names_parity(field: str, value: object, valid: bool) -> None:
+    """artist and label: the schema and the worker agree at the limits (in characters,
+    an astral one included) and on every other JSON type."""
+    obj = _track(**{field: value})
+    assert TRACK.is_valid(obj) is valid
+    assert compare("track", obj) == "agree"
 
 
 @pytest.mark.parametrize("share", ["1.", "00.5", "01", "0.2_5", "0.5000000", "\u0660.\u0665"])

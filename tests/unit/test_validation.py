@@ -417,6 +417,13 @@ def test_shares_of_the_two_rights_are_summed_separately() -> None:
         ("duration_ms", 215_000),
         ("ai_tool", ""),
         ("ai_tool", "a" * 128),
+        ("artist", "A"),
+        ("artist", "Daft Punk feat. Pharrell Williams"),
+        ("artist", "\u00e9" * 512),
+        ("artist", "\U0001f3b8" * 512),  # characters, not UTF-8 bytes or UTF-16 units
+        ("label", "L"),
+        ("label", "Columbia"),
+        ("label", "l" * 256),
     ],
 )
 def test_optional_fields_accepted(field: str, value: object) -> None:
@@ -451,6 +458,36 @@ def test_optional_fields_accepted(field: str, value: object) -> None:
 )
 def test_optional_fields_rejected(field: str, value: object) -> None:
     assert_rejected(parse_track_created, track(**{field: value}), "invalid_value", field)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code", "detail"),
+    [
+        ("artist", "", "invalid_value", "must be 1 to 512 characters"),
+        ("artist", "a" * 513, "invalid_value", "must be 1 to 512 characters"),
+        ("artist", "\U0001f3b8" * 513, "invalid_value", "must be 1 to 512 characters"),
+        ("artist", 7, "wrong_type", "expected a string, got integer"),
+        ("artist", ["Daft Punk"], "wrong_type", "expected a string, got array"),
+        ("artist", {"name": "x"}, "wrong_type", "expected a string, got object"),
+        ("artist", False, "wrong_type", "expected a string, got boolean"),
+        ("label", "", "invalid_value", "must be 1 to 256 characters"),
+        ("label", "l" * 257, "invalid_value", "must be 1 to 256 characters"),
+        ("label", 1.5, "wrong_type", "expected a string, got number"),
+    ],
+)
+def test_report_names_rejected_with_their_reason(field: str, value: object, code: str,
+                                                 detail: str) -> None:
+    exc = assert_rejected(parse_track_created, track(**{field: value}), code, field)
+    assert exc.detail == detail
+
+
+def test_report_names_change_nothing_the_worker_counts() -> None:
+    """artist and label are for reports: the catalog entry is the same with or without."""
+    plain = parse_track_created(track())
+    named = parse_track_created(track(artist="Daft Punk", label="Columbia"))
+    nulls = parse_track_created(track(artist=None, label=None))
+    assert plain == named == nulls
+    assert plain[3].to_json() == named[3].to_json()
 
 
 def test_rejected_reason_names_code_and_field() -> None:
