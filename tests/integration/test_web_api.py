@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from support.pipeline import HOUR, MINUTE, Pipeline
-from support.web_data import ORIGINS, USES, WebData
+from support.web_data import HOURS, ORIGINS, USES, WebData
 
 from streamer.api.series import MAX_POINTS
 from streamer.cli import main as cli_main
@@ -42,7 +42,7 @@ async def test_ai_share_series_per_genre_and_catalog(make_pipeline: Any,
             assert status == 200, body
             assert body["genre"] == genre
             assert (body["window"], body["from_ms"], body["to_ms"], body["points"]) == (
-                "1h", first, last + HOUR, 3)
+                "1h", first, last + HOUR, HOURS)
             assert [p["start_ms"] for p in body["series"]] == data.hour_starts
             for point in body["series"]:
                 assert point["uses_by_origin"] == data.uses_by_origin(point["start_ms"], HOUR,
@@ -55,7 +55,7 @@ async def test_ai_share_series_per_genre_and_catalog(make_pipeline: Any,
                                                          "from": first, "to": last})
         assert status == 200, body
         assert "genre" not in body
-        assert len(body["series"]) == 3
+        assert len(body["series"]) == HOURS
         for point in body["series"]:
             start = point["start_ms"]
             assert point["uses_by_origin"] == data.uses_by_origin(start, HOUR, None)

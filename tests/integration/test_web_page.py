@@ -26,7 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 from support.pipeline import HOUR, Pipeline
-from support.web_data import HOLDER, ORIGINS, TRACKS, WebData
+from support.web_data import HOLDER, HOURS, ORIGINS, TRACKS, WebData
 
 OUTPUT = Path(__file__).resolve().parents[2] / ".local" / "test-output" / "web"
 CHROMIUM = ("chromium", "chromium-browser")
@@ -190,9 +190,9 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
                 f"&to={_iso_minute(last)}")
     view = await in_thread(open_view, browser, base, fragment)
     assert view.get_attribute("data-state") == "ready", view.text
-    assert chart_points(view, "#chart-ai-share") == [3]
+    assert chart_points(view, "#chart-ai-share") == [HOURS]
     assert view.find_element(By.ID, "chart-ai-share").get_attribute("data-series") == "3"
-    assert chart_points(view, ".chart.stacked") == [3, 3, 3]
+    assert chart_points(view, ".chart.stacked") == [HOURS] * 3
     await in_thread(screenshot, browser, "ai-share")
     view.find_element(By.CSS_SELECTOR, "details.numbers summary").click()
     series_tables = view.find_elements(By.CSS_SELECTOR, "table.series")
@@ -204,7 +204,7 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
         cells = [{td.get_attribute("data-key"): td.get_attribute("data-value")
                   for td in tr.find_elements(By.TAG_NAME, "td")}
                  for tr in shown.find_elements(By.CSS_SELECTOR, "tbody tr")]
-        assert len(cells) == len(api["series"]) == 3
+        assert len(cells) == len(api["series"]) == HOURS
         for row, point in zip(cells, api["series"], strict=True):
             expected = data.uses_by_origin(point["start_ms"], HOUR, genre)
             for origin in ORIGINS:
@@ -213,7 +213,7 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
     await in_thread(screenshot, browser, "ai-share-numbers")
     browser.set_window_size(*PHONE)
     view = await in_thread(open_view, browser, base, fragment)
-    assert chart_points(view, ".chart.stacked") == [3, 3, 3]
+    assert chart_points(view, ".chart.stacked") == [HOURS] * 3
     overflow = browser.execute_script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
@@ -223,7 +223,7 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
     # The whole catalog, with the trending AI share line (dashed) beside the uses line.
     view = await in_thread(open_view, browser, base,
                            f"ai-share?genres=&window=1h&from={first}&to={last}&top=3")
-    assert chart_points(view, "#chart-ai-share") == [3]
+    assert chart_points(view, "#chart-ai-share") == [HOURS]
     assert view.find_element(By.ID, "chart-ai-share").get_attribute("data-series") == "2"
     view.find_element(By.CSS_SELECTOR, "details.numbers summary").click()
     shares = [float(str(td.get_attribute("data-value"))) for td in view.find_elements(

@@ -1,7 +1,8 @@
 """Known data for the web page and the AI-share API, and what the API must answer for it.
 
 Tracks of three genres and three AI origins (and one track that never gets metadata)
-with uses spread over three past hours. The expected answers are computed here from the
+with uses spread over ``HOURS`` past hours, the AI tracks' share of them growing hour
+by hour (the story the page is for). The expected answers are computed here from the
 events alone, by plain counting, sharing no code with streamer.api or the pipeline.
 """
 
@@ -30,27 +31,30 @@ TRACKS: dict[str, tuple[str, str, int]] = {
 }
 PENDING = "px-1"  # uses, never a TrackCreated: trending only, no genre, no origin
 HOLDER = "label-1"  # master 1/2 of lo-h1, all of lo-g1's master
+HOURS = 12
 
 
 @dataclass
 class WebData:
     """Events sent, and the windows they fall in."""
 
-    hour: int  # start of the last of the three hours (at least 15 minutes old)
+    hour: int  # start of the last of the ``HOURS`` hours (at least 15 minutes old)
     uses: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def make(cls, seed: int = 25, count: int = 900) -> WebData:
+    def make(cls, seed: int = 25, count: int = 2400) -> WebData:
         hour = past_hour_start(15 * MINUTE)
         rng = random.Random(seed)
         ids = [*TRACKS, PENDING]
-        weights = [w for _, _, w in TRACKS.values()] + [2]
-        first = hour - 2 * HOUR
+        first = hour - (HOURS - 1) * HOUR
         # The last 10 minutes of the range lie within the last hour, which is in the past.
-        span = 2 * HOUR + 10 * MINUTE
+        span = (HOURS - 1) * HOUR + 10 * MINUTE
         times = sorted(first + rng.randrange(span) for _ in range(count))
         data = cls(hour)
         for at in times:
+            growth = 0.3 + 1.7 * (at - first) / span  # AI tracks: from 0.3x to 2x their weight
+            weights = [w * (growth if origin != "human" else 1.0)
+                       for _, origin, w in TRACKS.values()] + [2]
             track = rng.choices(ids, weights)[0]
             use = "create" if rng.random() < 0.55 else "play"
             data.uses.append(use_event(track, use, at, user_id=f"u{rng.randrange(40)}",
@@ -74,7 +78,7 @@ class WebData:
     async def send(self, pipe: Pipeline) -> None:
         """Metadata first (so uses are attributed at once), then the uses, in time order."""
         async with pipe.producer() as producer:
-            for event in self.track_events(self.hour - 3 * HOUR):
+            for event in self.track_events(self.hour - HOURS * HOUR):
                 await producer.send_track(event)
         await pipe.drained()
         async with pipe.producer(batch_events=100, linger_ms=20) as producer:
@@ -86,7 +90,7 @@ class WebData:
 
     @property
     def hour_starts(self) -> list[int]:
-        return [self.hour - 2 * HOUR, self.hour - HOUR, self.hour]
+        return [self.hour - back * HOUR for back in range(HOURS - 1, -1, -1)]
 
     def _in(self, start: int, size: int) -> list[dict[str, Any]]:
         return [e for e in self.uses if start <= e["occurred_at"] < start + size]
