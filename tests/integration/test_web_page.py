@@ -314,3 +314,30 @@ def _iso_day(ms: int) -> str:
 def test_known_tracks_cover_every_origin() -> None:
     """The data the page is tested on has every origin in some genre."""
     assert {origin for _, origin, _ in TRACKS.values()} == set(ORIGINS)
+
+
+async def test_a_worker_with_a_token_asks_for_it_then_shows_the_data(
+        make_pipeline: Any, browser: webdriver.Chrome) -> None:
+    pipe: Pipeline = await make_pipeline()
+    worker = await pipe.start_worker(STREAMER_WEB_TOKEN="web-s3cret")
+    base = worker.base_url
+    view = await in_thread(open_view, browser, base, "trending?window=1h")
+    assert view.get_attribute("data-state") == "error"
+    assert "The API answered 401" in view.find_element(By.CSS_SELECTOR, ".message.error").text
+    box = browser.find_element(By.ID, "token-box")
+    assert box.is_displayed()
+    field = browser.find_element(By.ID, "token-input")
+    field.send_keys("wrong")
+    browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    view = await in_thread(wait_state, browser, "trending", ("error",))
+    assert "401" in view.text and box.is_displayed()
+    field.clear()
+    field.send_keys("web-s3cret")
+    browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    view = await in_thread(wait_state, browser, "trending", ("ready", "empty"))
+    assert not box.is_displayed()
+    assert "Nothing trending in this window yet" in view.text
+    # Kept for the tab: another view reads the API with it.
+    view = await in_thread(open_view, browser, base, "ai-share?genres=lofi&window=1h")
+    assert view.get_attribute("data-state") == "empty", view.text
+    assert chart_points(view, "#chart-ai-share") == [24]
