@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from importlib.resources.abc import Traversable
 
 import faust
 from faust.web import Request, Response, View
@@ -53,7 +53,7 @@ def load_static() -> dict[str, tuple[bytes, str]]:
     files: dict[str, tuple[bytes, str]] = {}
     root = resources.files("streamer.api") / "static"
 
-    def walk(folder: Any, prefix: str) -> None:
+    def walk(folder: Traversable, prefix: str) -> None:
         for entry in folder.iterdir():
             name = f"{prefix}{entry.name}"
             if entry.is_dir():
