@@ -66,13 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="progress bar on stderr (default: when stderr is a terminal)")
 
     query = command("query", "ask a worker's query API")
-    query.add_argument("what", choices=["track", "holder", "genre", "trending", "health",
-                                        "live", "ready"],
+    query.add_argument("what", choices=["track", "holder", "genre", "trending", "ai-share",
+                                        "health", "live", "ready"],
                        help="what to ask")
     query.add_argument("id", nargs="?", help="track, holder or genre id")
     query.add_argument("--window", help="window name (default: the API's, see docs/openapi.yaml)")
     query.add_argument("--at", type=int, help="epoch ms inside the window (default now)")
     query.add_argument("--limit", type=int, help="trending: how many tracks (API default 20)")
+    query.add_argument("--genre", help="trending: only tracks of this genre")
+    query.add_argument("--from", dest="from_", help="ai-share: first day or time (UTC) or epoch ms")
+    query.add_argument("--to", help="ai-share: last day or time (UTC) or epoch ms (default now)")
+    query.add_argument("--top", type=int, help="ai-share: trending tracks per window (default 20)")
     query.add_argument("--url", default=None,
                        help="worker base URL (default http://STREAMER_WEB_HOST:STREAMER_WEB_PORT)")
 
@@ -358,7 +362,10 @@ def run_query(settings: Settings, args: argparse.Namespace) -> int:
         "track": lambda: client.track_usage(args.id, window=args.window, at=args.at),
         "holder": lambda: client.holder_usage(args.id, window=args.window, at=args.at),
         "genre": lambda: client.genre_usage(args.id, window=args.window, at=args.at),
-        "trending": lambda: client.trending(window=args.window, at=args.at, limit=args.limit),
+        "trending": lambda: client.trending(window=args.window, at=args.at, limit=args.limit,
+                                            genre=args.genre),
+        "ai-share": lambda: client.ai_share(args.id, window=args.window, from_=args.from_,
+                                            to=args.to, top=args.top),
         "health": client.health, "live": client.live, "ready": client.ready,
     }
     try:
