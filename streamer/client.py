@@ -175,7 +175,9 @@ class QueryClient:
                  top: int | None = None) -> AiShare:
         """The AI share series of one genre, or of the whole catalog (``genre`` None)."""
         path = "/v1/ai-share" if genre is None else f"/v1/genres/{_segment(genre)}/ai-share"
-        return self._get(path, AiShare, window=window, top=top, **{"from": from_, "to": to})
+        # "from" is a Python keyword: passed through a dict (of Any, as _get's params).
+        bounds: dict[str, Any] = {"from": from_, "to": to}
+        return self._get(path, AiShare, window=window, top=top, **bounds)
 
     def health(self) -> Health:
         """The worker's consumption status; a 503 still returns it (``status`` says so)."""
