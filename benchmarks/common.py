@@ -140,7 +140,7 @@ class BenchRun:
         """
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-        from streamer.pipeline.worker import ensure_topics
+        from streamer.pipeline.topics import ensure_topics
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
         await admin.start()

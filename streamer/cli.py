@@ -150,7 +150,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     from streamer.logs import StreamerWorker, configure_logging
     from streamer.pipeline.app import create_app, tune_gc
     from streamer.pipeline.heap import configure_malloc
-    from streamer.pipeline.worker import ensure_topics
+    from streamer.pipeline.topics import ensure_topics
 
     # Before any thread exists: an arena limit applies to arenas created after it.
     applied = configure_malloc(settings.malloc_mmap_threshold_bytes, settings.malloc_arena_max)

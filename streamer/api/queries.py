@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamer.events.validation import AI_ORIGINS, RIGHTS, USES, TrackMeta
-from streamer.state.keys import KeyLayout, genre_field, holder_field, track_field
+from streamer.state.keys import (
+    HOLDER_MEASURES,
+    KeyLayout,
+    genre_field,
+    holder_field,
+    track_field,
+)
 from streamer.state.store import Redis
 from streamer.windows import window_bounds
 
@@ -63,7 +69,7 @@ class UsageQueries:
         keys = [self.layout.holder_counts(p, window.name, window.start_ms)
                 for p in range(self.partitions)]
         fields = [holder_field(right, use, kind, holder_id)
-                  for right in RIGHTS for kind in ("u", "w") for use in USES]
+                  for right in RIGHTS for kind in HOLDER_MEASURES for use in USES]
         totals = iter(await self._sum_fields(keys, fields))
         rights = {
             right: {

@@ -20,7 +20,9 @@ from streamer.api.queries import UsageQueries, WindowRef
 from streamer.api.series import RangeError, SeriesQueries, WindowRange, parse_instant
 from streamer.config import Settings
 from streamer.metrics import CONTENT_TYPE_LATEST, Metrics
-from streamer.pipeline.worker import PipelineWorker
+
+Health = Callable[[], tuple[bool, dict[str, Any]]]
+"""Whether the worker is healthy, and the body of /v1/health (PipelineWorker.health)."""
 
 _ID = re.compile(r"[^\x00-\x1f]{1,128}")
 _TRACK_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -59,7 +61,7 @@ def _path_id(value: str, pattern: re.Pattern[str], what: str) -> str:
 
 
 def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
-                    worker: PipelineWorker, metrics: Metrics) -> None:
+                    worker_health: Health, metrics: Metrics) -> None:
     default_small = settings.window_names[min(1, len(settings.window_names) - 1)]
     default_large = settings.window_names[-1]
 
@@ -137,7 +139,7 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
 
     @app.page("/v1/health")
     async def health(web: View, request: Request) -> Response:
-        healthy, body = worker.health()
+        healthy, body = worker_health()
         return web.json(body, status=200 if healthy else 503)
 
     @app.page("/metrics")

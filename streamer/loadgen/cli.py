@@ -161,7 +161,7 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
     from streamer.cli import kafka_reachable
     from streamer.exit_codes import CommandFailed, ExitCode
     from streamer.loadgen.sender import LoadRun, SendPlan
-    from streamer.pipeline.worker import ensure_topics
+    from streamer.pipeline.topics import ensure_topics
 
     cfg = config_from_args(args, settings)
     try:

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import os
+import ssl
 import time
 from typing import Any
 
@@ -34,8 +35,7 @@ from streamer.pipeline.faust_compat import (
 from streamer.pipeline.faust_compat import highwater as consumer_highwater
 from streamer.pipeline.heap import HeapTrimmer
 from streamer.pipeline.worker import PipelineWorker
-from streamer.state.keys import KeyLayout
-from streamer.state.partition import TRACKS_CODE, USES_CODE
+from streamer.state.keys import TRACKS_CODE, USES_CODE, KeyLayout
 from streamer.state.store import RedisStore, connect
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ def _broker_credentials(settings: Settings) -> Any:
     kafka = settings.kafka
     if kafka.security_protocol == "PLAINTEXT":
         return None
-    ssl_context = kafka.aiokafka_kwargs().get("ssl_context")
+    context = kafka.aiokafka_kwargs().get("ssl_context")
+    ssl_context = context if isinstance(context, ssl.SSLContext) else None
     if kafka.sasl_mechanism:
         return faust.SASLCredentials(
             username=kafka.sasl_username, password=kafka.sasl_password,
@@ -140,7 +141,7 @@ def create_app(settings: Settings) -> faust.App:
     store = RedisStore(connect(settings.redis_url), KeyLayout(settings.key_prefix))
     worker = PipelineWorker(settings, store, metrics)
     queries = UsageQueries(store.client, store.layout, settings.partitions)
-    register_routes(app, settings, queries, worker, metrics)
+    register_routes(app, settings, queries, worker.health, metrics)
     register_probes(app, store.client.ping, lambda: (
         worker.watch.stalled_for(now) if worker.watch.stalled(now := time.monotonic()) else None))
     inputs = app.topic(
@@ -212,12 +213,13 @@ def create_app(settings: Settings) -> faust.App:
                 worker.watch.fetch_loop = deliver_directly(app.consumer, set(codes),
                                                            worker.handle)
 
-    @app.on_partitions_revoked.connect
+    # Faust's signal type admits any positional arguments; ours take the one it sends.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         await ensure_started()
         await worker.on_revoked(revoked, app.consumer_generation_id)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # as on_revoked
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         await ensure_started()
         await worker.on_assigned(assigned)
@@ -232,6 +234,7 @@ def create_app(settings: Settings) -> faust.App:
             finally:
                 await store.close()
 
+    # For tests and tools holding only the app; faust.App declares no such attributes.
     app.streamer_worker = worker  # type: ignore[attr-defined]
     app.streamer_metrics = metrics  # type: ignore[attr-defined]
     return app

@@ -29,7 +29,7 @@ from streamer.events.shares import MICRO
 from streamer.events.validation import USE_CREATE, USES, TrackMeta
 from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
-from streamer.state.keys import genre_field, holder_field, track_field
+from streamer.state.keys import HOLDER_MEASURES, genre_field, holder_field, track_field
 
 UNCLAIMED = "_unclaimed"
 UNATTRIBUTED = "_unattributed"
@@ -60,10 +60,11 @@ def _holder_fields(right: str, holder_id: str) -> _HolderFields:
     if fields is None:
         if len(known) >= _FIELDS_LIMIT:
             known.clear()
-        fields = known[holder_id] = tuple(  # type: ignore[assignment]
+        create_uses, create_weight, play_uses, play_weight = (
             intern(holder_field(right, use, kind, holder_id))
-            for use in USES for kind in ("u", "w"))
-    return fields  # type: ignore[return-value]
+            for use in USES for kind in HOLDER_MEASURES)
+        fields = known[holder_id] = (create_uses, create_weight, play_uses, play_weight)
+    return fields
 
 
 def _genre_fields(ai_origin: str, genre: str) -> tuple[str, str]:
@@ -71,9 +72,9 @@ def _genre_fields(ai_origin: str, genre: str) -> tuple[str, str]:
     if fields is None:
         if len(_GENRES) >= _FIELDS_LIMIT:
             _GENRES.clear()
-        fields = _GENRES[(ai_origin, genre)] = tuple(  # type: ignore[assignment]
-            intern(genre_field(ai_origin, use, genre)) for use in USES)
-    return fields  # type: ignore[return-value]
+        create, play = (intern(genre_field(ai_origin, use, genre)) for use in USES)
+        fields = _GENRES[(ai_origin, genre)] = (create, play)
+    return fields
 
 
 def _micro(value: int) -> int:
@@ -113,6 +114,7 @@ def plan_for(meta: TrackMeta | None) -> Plan:
         cached = build_plan(meta)
         # The plan is derived data: caching it on the frozen metadata object is safe.
         object.__setattr__(meta, "plan", cached)
+    # TrackMeta types its plan as object: events/ knows nothing of attribution plans.
     return cached  # type: ignore[return-value]
 
 

@@ -102,4 +102,6 @@ class DeadLetters:
         if truncated:
             headers.append(("truncated_from_bytes", str(len(value)).encode()))
             value = value[:_TRUNCATE_TO]
-        return await self.producer.send(self.topic, value=value, headers=headers)
+        delivery: asyncio.Future[object] = await self.producer.send(
+            self.topic, value=value, headers=headers)
+        return delivery

@@ -128,7 +128,8 @@ def highwater(faust_consumer: Any, topic: str, partition: int) -> int | None:
     if tp not in faust_consumer.assignment():
         return None
     try:
-        return faust_consumer.highwater(tp)
+        end: int | None = faust_consumer.highwater(tp)
+        return end
     except AssertionError:
         return None
 
@@ -164,7 +165,7 @@ def deliver_directly(faust_consumer: Any, topics: set[str],
     fetch_loop = FetchLoop()
 
     async def drain(fetcher: Any) -> None:
-        fetch_loop.task = asyncio.current_task()  # type: ignore[assignment]
+        fetch_loop.task = asyncio.current_task()
         consumer_stopped = consumer._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         read_offset = consumer._read_offset

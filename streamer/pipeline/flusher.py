@@ -1,22 +1,17 @@
 """Turning a partition's in-memory cells into one atomic Redis write.
 
-Order of a flush, and why:
-1. Look up missing track metadata (one batched read), so attribution needs no await.
-2. Snapshot synchronously: swap out the cells, attribute them, resolve or expire
-   pending attributions, collect dedupe hashes, offsets and watermarks.
-3. Wait for the dead-letter sends of the snapshot's records: a rejected record must be
-   in the DLQ before its offset is committed.
-4. Write catalog entries (idempotent, so a crash before step 5 just repeats them).
-5. Apply everything else with the flush script, retrying the same payload until Redis
-   answers; ``seq`` makes a retry of an applied flush a no-op.
+``Flusher.flush`` lists the steps of a flush, in order, and why; the partition's state
+changes only through its own methods (state/partition.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from typing import TypeVar
 
 import orjson
 from redis.exceptions import RedisError
@@ -34,12 +29,23 @@ from streamer.pipeline.attribution import (
 )
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
 from streamer.state.catalog import CatalogCache, Plan
-from streamer.state.deltas import GENRES, HOLDERS, CounterDeltas
-from streamer.state.deltas import TRACKS as TRACK_COUNTS
-from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState
+from streamer.state.deltas import CounterDeltas
+from streamer.state.keys import (
+    GENRE_COUNTS,
+    HOLDER_COUNTS,
+    TRACK_COUNTS,
+    TRACKS_CODE,
+    TRENDING,
+    USES_CODE,
+)
+from streamer.state.partition import CellKey, PartitionState
 from streamer.state.store import FlushPayload, FlushRefused, RedisStore, retry_forever
+from streamer.windows import spread_over_windows
 
 log = logging.getLogger(__name__)
+
+TOPIC_CODES = (USES_CODE, TRACKS_CODE)
+T = TypeVar("T")
 
 # Pending tracks are re-checked against the Redis catalog at most this often, for
 # tracks whose TrackCreated went through another worker.
@@ -69,55 +75,6 @@ class MetadataLookup:
     previous: dict[str, TrackMeta | None] = dataclass_field(default_factory=dict)
 
 
-TRACKS_KIND = TRACK_COUNTS
-TRENDING = "z"
-
-
-def _per_window(
-    by_base: dict[int, dict[str, dict[str, int]]],
-    kind: str,
-    windows: tuple[tuple[str, int], ...],
-    extra: dict,  # type: ignore[type-arg]
-) -> dict[tuple[str, int], dict[str, int]]:
-    """Spread base-window increments over every window size, summing where they meet.
-
-    Usually all cells of a flush share one base window; then each window size gets the
-    very same dict, and nothing is copied.
-    """
-    result: dict[tuple[str, int], dict[str, int]] = {}
-    shared: set[tuple[str, int]] = set()
-    for base_start, parts in by_base.items():
-        fields = parts[kind]
-        if not fields:
-            continue
-        for name, size in windows:
-            target = (name, base_start - base_start % size)
-            existing = result.get(target)
-            if existing is None:
-                result[target] = fields
-                shared.add(target)
-                continue
-            if target in shared:
-                existing = result[target] = dict(existing)
-                shared.discard(target)
-            for field, value in fields.items():
-                existing[field] = existing.get(field, 0) + value
-    for key, fields in extra.items():
-        target = key if kind == TRENDING else key[1:]
-        if kind != TRENDING and key[0] != kind:
-            continue
-        existing = result.get(target)
-        if existing is None:
-            result[target] = dict(fields)
-            continue
-        if target in shared:
-            existing = result[target] = dict(existing)
-            shared.discard(target)
-        for field, value in fields.items():
-            existing[field] = existing.get(field, 0) + value
-    return result
-
-
 class Flusher:
     def __init__(self, settings: Settings, store: RedisStore, cache: CatalogCache,
                  metrics: Metrics) -> None:
@@ -131,24 +88,54 @@ class Flusher:
         self.dead_letters: DeadLetters | None = None  # set once the DLQ producer runs
 
     async def flush(self, state: PartitionState) -> None:
-        """Persist everything the state holds; raises FlushRefused if it lost the partition."""
+        """Persist everything the state holds; raises FlushRefused if it lost the partition.
+
+        1. Read the track metadata the snapshot needs from Redis (one batched read), so
+           attribution needs no await.
+        2. Take the snapshot, synchronously, so the agent carries on counting meanwhile:
+           swap out the cells, attribute them, resolve or expire pending attributions,
+           collect dedupe hashes, offsets and watermarks. Nothing new: done.
+        3. Wait for the dead-letter sends of the snapshot's records: a rejected record
+           must be in the DLQ before its offset is committed.
+        4. Write the catalog entries (idempotent, so a crash before step 5 just repeats
+           them).
+        5. Apply everything else with the flush script, retrying the same payload until
+           Redis answers; ``seq`` makes a retry of an applied flush a no-op.
+        6. Confirm the flush to the state: the next one carries the next ``seq``.
+        7. Report its duration, size and the end-to-end latency of its newest event.
+        """
         async with state.flush_lock:
+            # Step 1. Metadata, before the snapshot (its last await).
             lookup = await self._fetch_metadata(state)
+            # Step 2. The snapshot.
             snapshot = self._snapshot(state, lookup)
             if snapshot is None:
                 return
             started = time.perf_counter()
+            # Step 3. The DLQ holds the snapshot's rejections.
             if snapshot.dlq_pending:
                 assert self.dead_letters is not None
                 await self.dead_letters.confirm(snapshot.dlq_pending)
-            await self._write(state, snapshot)
-            self.metrics.flush_seconds.observe(time.perf_counter() - started)
-            self.metrics.flush_fields.observe(snapshot.payload.fields_written)
-            self.metrics.flushes.inc()
-            now = time.time()
-            self.metrics.last_flush.set(now)
-            if snapshot.newest_event_ms is not None:
-                self.metrics.end_to_end.observe(max(0.0, now - snapshot.newest_event_ms / 1000))
+            # Step 4. The catalog.
+            await self._redis("catalog write", lambda: self.store.put_catalog(
+                snapshot.catalog_writes, self.settings.catalog_ttl_ms))
+            # Step 5. The atomic flush (FlushRefused: another owner, or Redis lost writes).
+            await self._redis("flush", lambda: self.store.flush(
+                state.partition, state.owner, state.seq, snapshot.payload))
+            # Step 6. Confirmed.
+            state.confirm_flush()
+            # Step 7. Metrics.
+            self._report(snapshot, time.perf_counter() - started)
+
+    def _report(self, snapshot: Snapshot, seconds: float) -> None:
+        metrics = self.metrics
+        metrics.flush_seconds.observe(seconds)
+        metrics.flush_fields.observe(snapshot.payload.fields_written)
+        metrics.flushes.inc()
+        now = time.time()
+        metrics.last_flush.set(now)
+        if snapshot.newest_event_ms is not None:
+            metrics.end_to_end.observe(max(0.0, now - snapshot.newest_event_ms / 1000))
 
     def _expire_before(self, state: PartitionState) -> int:
         """Pending uses of base windows ending at or before this give up on their track.
@@ -213,85 +200,100 @@ class Flusher:
         return lookup
 
     def _snapshot(self, state: PartitionState, lookup: MetadataLookup) -> Snapshot | None:
-        """Everything to write, taken synchronously so the agent can carry on meanwhile."""
+        """Everything to write, taken synchronously so the agent can carry on meanwhile.
+
+        a. Swap out the counted cells (and what was sealed or waits for old metadata).
+        b. Attribute them: replaced tracks' cells by the metadata they were counted
+           under, the rest by their plans (unknown tracks' cells become pending), and
+           pending uses whose metadata arrived; expire those whose track never came.
+        c. Build the payload: counters of every window size, changed pending tracks,
+           new and expired dedupe hashes.
+        d. Close the interval (None: nothing to write and no offset moved), and add its
+           offsets and watermarks to the payload.
+        """
         lookup.plans.update({track_id: plan_for(meta)  # newer than anything read from Redis
                              for track_id, meta in state.catalog_writes.items()})
-        cells, state.cells = state.cells, {}
-        state.bases = set()
-        sealed, state.sealed = state.sealed, CounterDeltas()
-        self._seal_replaced(state, lookup.previous, sealed)
-        by_base = self._aggregate(state, cells, lookup.plans)
+        taken = state.take_counts()  # a.
+        sealed = taken.sealed  # b.
+        self._seal_replaced(taken.needs_old_meta, lookup.previous, sealed)
+        by_base = self._aggregate(state, taken.cells, lookup.plans)
         self._resolve_pending(state, sealed, lookup)
 
+        payload = FlushPayload()  # c.
+        self._add_counters(payload, state.partition, by_base, sealed)
         layout = self.store.layout
         partition = state.partition
-        retention = self.settings.retention_ms
-        payload = FlushPayload()
-        key_of = {TRACKS_KIND: layout.track_counts, HOLDERS: layout.holder_counts,
-                  GENRES: layout.genre_counts}
-        for kind in (TRACKS_KIND, HOLDERS, GENRES):
-            for (window, start), fields in _per_window(
-                by_base, kind, self.windows, sealed.hashes
-            ).items():
-                payload.add_hash(key_of[kind](partition, window, start), retention[window], fields)
-        for (window, start), members in _per_window(
-            by_base, TRENDING, self.windows, sealed.trending
-        ).items():
-            payload.add_zset(layout.trending(partition, window, start), retention[window], members)
-        if state.pending_dirty:
+        changed = state.take_pending_changes()
+        if changed:
             payload.set_pending(layout.pending(partition), {
                 track_id: orjson.dumps(
-                    [[use, base, uses] for (use, base), uses in state.pending[track_id].items()]
-                ).decode() if state.pending.get(track_id) else ""
-                for track_id in state.pending_dirty
+                    [[use, base, uses] for (use, base), uses in cells.items()]
+                ).decode() if cells else ""
+                for track_id, cells in changed.items()
             })
-            state.pending_dirty = set()
         dedupe_ttl = max(self.settings.dedupe_horizon_ms * 4, 7 * 86_400_000)
-        for code in (USES_CODE, TRACKS_CODE):
-            deduper = state.dedupe[code]
-            new_hashes = deduper.take_new()
-            expired = set(deduper.evict(state.watermark[code]))
+        for code in TOPIC_CODES:
+            new_hashes, expired = state.take_dedupe_changes(code)
             for bucket, packed in new_hashes.items():
                 if bucket not in expired:
                     payload.add_append(layout.dedupe(partition, code, bucket), dedupe_ttl, packed)
             for bucket in expired:
                 payload.add_delete(layout.dedupe(partition, code, bucket))
-        marks = (tuple(state.next_offset.values()), tuple(state.watermark.values()))
-        if payload.empty and marks == state.flushed_marks:
+
+        closed = state.close_interval(not payload.empty)  # d.
+        if closed is None:
             return None
-        state.flushed_marks = marks
-        for code in (USES_CODE, TRACKS_CODE):
-            payload.meta[f"off:{code}"] = state.next_offset[code]
-            payload.meta[f"wm:{code}"] = state.watermark[code]
+        for code in TOPIC_CODES:
+            payload.meta[f"off:{code}"] = closed.offsets[code]
+            payload.meta[f"wm:{code}"] = closed.watermarks[code]
         catalog_writes = {track_id: meta.to_json()
-                          for track_id, meta in state.catalog_writes.items()}
-        state.catalog_writes = {}
-        dlq_pending, state.dlq_pending = state.dlq_pending, []
-        events, state.unflushed_events = state.unflushed_events, 0
-        newest = state.watermark[USES_CODE] if events else None
-        return Snapshot(payload, dlq_pending, catalog_writes, events, newest)
+                          for track_id, meta in closed.catalog_writes.items()}
+        newest = closed.watermarks[USES_CODE] if closed.events else None
+        return Snapshot(payload, closed.dlq_pending, catalog_writes, closed.events, newest)
+
+    def _add_counters(self, payload: FlushPayload, partition: int,
+                      by_base: dict[int, dict[str, dict[str, int]]],
+                      sealed: CounterDeltas) -> None:
+        """Counter increments of every window size: the cells' and the sealed ones."""
+        layout = self.store.layout
+        retention = self.settings.retention_ms
+        key_of = {TRACK_COUNTS: layout.track_counts, HOLDER_COUNTS: layout.holder_counts,
+                  GENRE_COUNTS: layout.genre_counts}
+        for kind, key in key_of.items():
+            sealed_of_kind = {hash_key[1:]: fields for hash_key, fields in sealed.hashes.items()
+                              if hash_key[0] == kind}
+            for (window, start), fields in spread_over_windows(
+                {base: parts[kind] for base, parts in by_base.items()}, self.windows,
+                sealed_of_kind,
+            ).items():
+                payload.add_hash(key(partition, window, start), retention[window], fields)
+        for (window, start), members in spread_over_windows(
+            {base: parts[TRENDING] for base, parts in by_base.items()}, self.windows,
+            sealed.trending,
+        ).items():
+            payload.add_zset(layout.trending(partition, window, start), retention[window], members)
 
     def _seal_replaced(
-        self, state: PartitionState, previous: dict[str, TrackMeta | None], sealed: CounterDeltas
+        self, needs_old_meta: dict[str, tuple[dict[CellKey, int], TrackMeta]],
+        previous: dict[str, TrackMeta | None], sealed: CounterDeltas,
     ) -> None:
         """Attribute uses counted before a TrackCreated with the metadata they belong to:
         the entry Redis held before it, or, for a track new to the catalog, that one."""
-        for track_id, (cells, arrived) in state.needs_old_meta.items():
+        for track_id, (cells, arrived) in needs_old_meta.items():
             # _fetch_metadata read every one of them
             plan = plan_for(previous[track_id] or arrived)
             for (_, use, base_start), uses in cells.items():
                 count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
                 attribute_uses(sealed, self.windows, plan, use, base_start, uses)
-        state.needs_old_meta = {}
 
     def _aggregate(
-        self, state: PartitionState, cells: dict[tuple[str, str, int], int],
-        plans: dict[str, Plan],
+        self, state: PartitionState, cells: dict[CellKey, int], plans: dict[str, Plan],
     ) -> dict[int, dict[str, dict[str, int]]]:
         """Counter increments per base window, one pass over the cells.
 
         Cells are distinct (track, use, base), so per-track fields need no summing; holder
-        and genre fields are summed over the tracks that share them.
+        and genre fields are summed over the tracks that share them. Cells of tracks with
+        no known metadata become pending attributions.
         """
         by_base: dict[int, dict[str, dict[str, int]]] = {}
         cache_get = self.cache.get
@@ -299,16 +301,16 @@ class Flusher:
         for (track_id, use, base_start), uses in cells.items():
             parts = by_base.get(base_start)
             if parts is None:
-                parts = by_base[base_start] = {TRACKS_KIND: {}, TRENDING: {}, HOLDERS: {},
-                                               GENRES: {}}
-            parts[TRACKS_KIND][use + "|" + track_id] = uses
+                parts = by_base[base_start] = {TRACK_COUNTS: {}, TRENDING: {},
+                                               HOLDER_COUNTS: {}, GENRE_COUNTS: {}}
+            parts[TRACK_COUNTS][use + "|" + track_id] = uses
             if use == USE_CREATE:
                 parts[TRENDING][track_id] = uses
             plan = plans_get(track_id) or cache_get(track_id)
             if plan is None:
                 state.add_pending(track_id, use, base_start, uses)
                 continue
-            add_attribution(parts[HOLDERS], parts[GENRES], plan, use, uses)
+            add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
         return by_base
 
     def _resolve_pending(
@@ -325,33 +327,17 @@ class Flusher:
         plans = lookup.plans
         window_end = lookup.expire_before - self.base_ms
         for track_id in list(state.pending):
-            track_cells = state.pending[track_id]
             plan = plans.get(track_id)
             if plan is not None:
-                for (use, base_start), uses in track_cells.items():
+                for (use, base_start), uses in state.resolve_pending(track_id).items():
                     attribute_uses(deltas, self.windows, plan, use, base_start, uses)
-                del state.pending[track_id]
-                state.pending_dirty.add(track_id)
                 continue
             if track_id not in lookup.unknown:
                 continue
-            expired = [cell for cell in track_cells if cell[1] <= window_end]
-            for cell in expired:
-                use, base_start = cell
-                attribute_uses(deltas, self.windows, UNATTRIBUTED_PLAN, use, base_start,
-                               track_cells.pop(cell))
-                state.pending_dirty.add(track_id)
-            if not track_cells:
-                del state.pending[track_id]
+            for use, base_start, uses in state.expire_pending(track_id, window_end):
+                attribute_uses(deltas, self.windows, UNATTRIBUTED_PLAN, use, base_start, uses)
 
-    async def _write(self, state: PartitionState, snapshot: Snapshot) -> None:
-        await self._redis("catalog write", lambda: self.store.put_catalog(
-            snapshot.catalog_writes, self.settings.catalog_ttl_ms))
-        await self._redis("flush", lambda: self.store.flush(
-            state.partition, state.owner, state.seq, snapshot.payload))
-        state.seq += 1
-
-    async def _redis(self, operation: str, call):  # type: ignore[no-untyped-def]
+    async def _redis(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run a Redis call until it succeeds; FlushRefused is final and propagates."""
         attempt = 0
         while True:

@@ -3,9 +3,9 @@
 Faust tells us which partitions we hold (assignment and revocation signals) and
 feeds records to the agent; this class owns everything else:
 
-* on assignment, claim each partition number in Redis (a fresh owner token), load
-  its offsets, watermarks, pending attributions and dedupe hashes, and seek Kafka to
-  the stored offsets;
+* on assignment, claim each partition number in Redis (pipeline/claims.py: a fresh
+  owner token, its offsets, watermarks, pending attributions and dedupe hashes), and
+  seek Kafka to the stored offsets;
 * for each record, skip it if it was counted before (offset below the stored one),
   otherwise hand it to the RecordProcessor;
 * flush every partition once per ``flush_interval_s``, spread over the interval;
@@ -18,23 +18,17 @@ group's committed offset never runs ahead of the counters (docs/ARCHITECTURE.md)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.structs import TopicPartition
-from redis.exceptions import RedisError
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
-from streamer.pipeline.cancellation import cancelling
+from streamer.pipeline.claims import PartitionClaims
 from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES, DeadLetters
 from streamer.pipeline.faust_compat import commit_offsets, highwater, seek_offset
 from streamer.pipeline.flusher import Flusher
@@ -42,7 +36,7 @@ from streamer.pipeline.processor import RecordProcessor
 from streamer.pipeline.watchdog import DeliveryWatch
 from streamer.state.catalog import CatalogCache
 from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState
-from streamer.state.store import FlushRefused, RedisStore, retry_forever
+from streamer.state.store import FlushRefused, RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -50,46 +44,39 @@ Offsets = dict[tuple[str, int], int]
 """Next offset to read per (topic, partition)."""
 
 
-async def _claimed(claim: asyncio.Task[PartitionState]) -> PartitionState | None:
-    """The claim's state; None if a revocation cancelled the claim.
-
-    Shielded, so cancelling the waiter (the fetch loop, at shutdown) leaves the claim
-    running; that cancellation still propagates, only the claim's own is absorbed.
-    """
-    try:
-        return await asyncio.shield(claim)
-    except asyncio.CancelledError:
-        if cancelling():
-            raise
-        return None
-
-
 class PipelineWorker:
-    def __init__(self, settings: Settings, store: RedisStore, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, store: RedisStore, metrics: Metrics,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: monotonic seconds (flush rounds, health), replaceable in tests."""
         self.settings = settings
         self.store = store
         self.metrics = metrics
+        self.clock = clock
         self.cache = CatalogCache(settings.catalog_cache_size)
         self.processor = RecordProcessor(settings, self.cache, metrics)
         self.flusher = Flusher(settings, store, self.cache, metrics)
         self.worker_id = uuid.uuid4().hex[:12]
-        self.states: dict[int, PartitionState] = {}
-        self.assigned: set[int] = set()
-        self._claims: dict[int, asyncio.Task[PartitionState]] = {}
+        self._topic_codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
+        self.claims = PartitionClaims(store, metrics, self.worker_id, self._topic_codes,
+                                      settings.dedupe_horizon_ms, self._expect_rewind)
         # Per (topic code, partition): one past the highest offset delivered to handle().
         self._seen: dict[tuple[str, int], int] = {}
         # Offsets at or above this frontier are stale prefetches after a backward seek.
         self._resync: dict[tuple[str, int], int] = {}
-        self._topic_codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
         self._dlq: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
         self._consumer: Any = None
-        self.rebalancing = True
-        self._revocations = 0
-        # The consumer group generation of the last assignment revoked (see stored_positions).
-        self._revoked_generation = -1
-        self.last_flush_ok = time.monotonic()
+        self.last_flush_ok = clock()
         self.watch = DeliveryWatch(settings.delivery_stall_after_s)
+
+    @property
+    def states(self) -> dict[int, PartitionState]:
+        """The partitions this worker counts now, by number."""
+        return self.claims.states
+
+    @property
+    def rebalancing(self) -> bool:
+        return self.claims.rebalancing
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -119,29 +106,14 @@ class PipelineWorker:
         if self._dlq is not None:
             await self._dlq.stop()
 
-    # -- rebalancing ---------------------------------------------------------------
-
-    def _partitions(self, tps: Iterable[Any]) -> set[int]:
-        return {tp.partition for tp in tps if tp.topic in self._topic_codes}
+    # -- rebalancing (the claims themselves: pipeline/claims.py) -------------------
 
     async def on_revoked(self, revoked: Iterable[Any], generation: int = -1) -> None:
         """Flush what we counted, then forget: the next owner resumes from Redis.
 
         ``generation``: the consumer group generation of the assignment being revoked.
         """
-        self.rebalancing = True
-        self._revocations += 1
-        self._revoked_generation = max(self._revoked_generation, generation)
-        partitions = self._partitions(revoked)
-        self.assigned -= partitions
-        states = []
-        for partition in partitions:
-            claim = self._claims.pop(partition, None)
-            if claim is not None:
-                claim.cancel()
-            state = self.states.pop(partition, None)
-            if state is not None:
-                states.append(state)
+        partitions, states = self.claims.revoke(revoked, generation)
         await self._final_flush(states, timeout=15)
         self.cache.clear()
         self.metrics.partitions_assigned.set(len(self.states))
@@ -163,91 +135,12 @@ class PipelineWorker:
                             state.partition, result)
 
     async def on_assigned(self, assigned: Iterable[Any]) -> None:
-        self.metrics.rebalances.inc()
-        claims = self._start_claims(self._partitions(assigned))
-        if claims:
-            await asyncio.gather(*claims, return_exceptions=True)
-        self.rebalancing = False
+        await self.claims.assign(assigned)
 
     async def stored_positions(self, assignment: Iterable[Any], generation: int) -> dict[
             Any, int]:
-        """Where Faust resumes each assigned input partition: the offsets stored in Redis.
-
-        Faust calls this (pipeline/faust_compat.py) before it fetches after a rebalance,
-        possibly before the assignment signal reaches on_assigned; both share the claims.
-        A call for a generation already revoked claims nothing: its partitions may be
-        another worker's by now, and a claim here would keep a partition this worker no
-        longer reads (Faust's recovery can seek after the next revocation began).
-        """
-        if generation <= self._revoked_generation:
-            log.info("not resuming generation %d: it was revoked", generation)
-            return {}
-        revocations = self._revocations
-        claims = self._start_claims(self._partitions(assignment))
-        if claims:
-            await asyncio.gather(*claims, return_exceptions=True)
-        if self._revocations != revocations:
-            return {}  # a newer rebalance began meanwhile: its own seek resumes its partitions
-        partitions = self._partitions(assignment)
-        return {
-            TopicPartition(topic, partition): state.next_offset[code]
-            for partition in partitions if (state := self.states.get(partition)) is not None
-            for topic, code in self._topic_codes.items()
-        }
-
-    def _start_claims(self, partitions: set[int]) -> list[asyncio.Task[PartitionState]]:
-        """Claim newly assigned partitions (each one once); return the claims in flight.
-
-        Every rebalance revokes all partitions first (Faust's eager protocol), so a kept
-        partition is claimed again too: one rule, a new owner token per assignment.
-        """
-        for partition in partitions - self.assigned:
-            self.assigned.add(partition)
-            self._claims[partition] = asyncio.ensure_future(self._claim(partition))
-        return [claim for partition in partitions
-                if (claim := self._claims.get(partition)) is not None]
-
-    async def _claim(self, partition: int) -> PartitionState:
-        owner = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
-        attempt = 0
-        while True:
-            try:
-                state = await self._load(partition, owner)
-                break
-            except (RedisError, OSError, TimeoutError) as exc:
-                self.metrics.redis_errors.labels(operation="claim").inc()
-                cause = exc
-            await retry_forever(f"Redis claim of partition {partition}", attempt, cause)
-            attempt += 1
-        # Only the partition's current claim installs its state: one that a revocation
-        # popped (and whose cancellation came too late) must not replace a newer claim's.
-        if self._claims.get(partition) is asyncio.current_task():
-            del self._claims[partition]
-            if partition in self.assigned:
-                self.states[partition] = state
-                self._expect_rewind(state)
-        self.metrics.partitions_assigned.set(len(self.states))
-        return state
-
-    async def _load(self, partition: int, owner: str) -> PartitionState:
-        claimed = await self.store.claim(partition, owner)
-        state = PartitionState(partition, owner, claimed.seq, self.settings.dedupe_horizon_ms)
-        for code in (USES_CODE, TRACKS_CODE):
-            state.next_offset[code] = claimed.offsets.get(code, 0)
-            state.watermark[code] = claimed.watermarks.get(code, 0)
-        state.flushed_marks = (tuple(state.next_offset.values()), tuple(state.watermark.values()))
-        for track_id, encoded in (await self.store.load_pending(partition)).items():
-            state.pending[track_id.decode()] = {
-                (use, base): uses for use, base, uses in orjson.loads(encoded)
-            }
-        for code in (USES_CODE, TRACKS_CODE):
-            deduper = state.dedupe[code]
-            buckets = deduper.live_buckets(state.watermark[code])
-            for bucket, packed in (await self.store.load_dedupe(partition, code, buckets)).items():
-                deduper.load(bucket, packed)
-        log.info("claimed partition %d: offsets %s, %d pending tracks", partition,
-                 state.next_offset, len(state.pending))
-        return state
+        """Where Faust resumes each assigned input partition (``PartitionClaims``)."""
+        return await self.claims.stored_positions(assignment, generation)
 
     def _expect_rewind(self, state: PartitionState) -> None:
         """Drop records delivered before the claim's rewind until the rewound ones arrive.
@@ -287,12 +180,11 @@ class PipelineWorker:
             self._seen[key] = offset + 1
         state = self.states.get(partition)
         if state is None:
-            claim = self._claims.get(partition)
-            if claim is None:
-                return  # not ours (any more): the owner counts it from the Redis offset
-            state = await _claimed(claim)
-            if state is None or self.states.get(partition) is not state:
-                return  # revoked while we waited: the next owner counts it from Redis
+            # None: not ours (any more), or revoked while we waited for the claim: the
+            # owner counts the record from the Redis offset.
+            state = await self.claims.claimed(partition)
+            if state is None:
+                return
             if key in self._resync and offset > state.next_offset[code]:
                 return  # delivered before the claim's rewind; it comes again after it
         frontier = self._resync.get(key)
@@ -315,9 +207,8 @@ class PipelineWorker:
 
     async def _send_rejections(self, state: PartitionState) -> None:
         assert self._dead_letters is not None
-        rejections, state.rejections = state.rejections, []
-        for rejection in rejections:
-            state.dlq_pending.append(await self._dead_letters.send(rejection))
+        for rejection in state.take_rejections():
+            state.sent_to_dlq(await self._dead_letters.send(rejection))
 
     # -- flushing -----------------------------------------------------------------
 
@@ -338,10 +229,11 @@ class PipelineWorker:
         ticks = [[partition] for partition in sorted(self.states)] or [[]]
         share = interval_s / len(ticks)
         flushed: Offsets = {}
+        clock = self.clock
         for due in ticks:
-            started = time.monotonic()
+            started = clock()
             flushed.update(await self.flush_partitions(due, commit=False))
-            await sleep(max(0.0, share - (time.monotonic() - started)))
+            await sleep(max(0.0, share - (clock() - started)))
         await self._commit(flushed)
 
     async def flush_partitions(self, partitions: Iterable[int], commit: bool = True) -> Offsets:
@@ -377,13 +269,13 @@ class PipelineWorker:
         # counting while the flush awaits; a crash then skipped the gap (tests/faults).
         flushed_offsets = {(topic, state.partition): state.next_offset[code]
                            for topic, code in self._topic_codes.items()}
-        state.tracks_caught_up = self._caught_up(self.settings.tracks_topic, state)
+        state.note_tracks_caught_up(self._caught_up(self.settings.tracks_topic, state))
         try:
             await self.flusher.flush(state)
         except FlushRefused:
             await self._recover_refused(state)
             return None
-        self.last_flush_ok = time.monotonic()
+        self.last_flush_ok = self.clock()
         return flushed_offsets
 
     def _caught_up(self, topic: str, state: PartitionState) -> bool:
@@ -399,20 +291,8 @@ class PipelineWorker:
 
     async def _recover_refused(self, state: PartitionState) -> None:
         """Redis no longer matches our state: another owner, or Redis lost recent writes."""
-        partition = state.partition
-        if self.states.get(partition) is not state:
-            return
-        del self.states[partition]
-        owner = await self.store.owner(partition)
-        if owner != state.owner:
-            log.error("partition %d is owned by %s now; dropping it here", partition, owner)
-            self.assigned.discard(partition)
-            return
-        log.error("partition %d: Redis is behind our state (restarted without the last writes?);"
-                  " re-reading from the offsets stored in Redis", partition)
-        claim = self._claims[partition] = asyncio.ensure_future(self._claim(partition))
-        new_state = await _claimed(claim)  # sets the resync frontier
-        if new_state is not None and self.states.get(partition) is new_state:
+        new_state = await self.claims.reclaim(state)
+        if new_state is not None:
             await self._seek(new_state)
 
     async def _commit(self, offsets: Offsets) -> None:
@@ -427,9 +307,10 @@ class PipelineWorker:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         stale_after = max(10.0, 5 * self.settings.backlog_flush_interval_s)
-        stale = time.monotonic() - self.last_flush_ok > stale_after
+        now = self.clock()
+        stale = now - self.last_flush_ok > stale_after
         busy = any(state.unflushed_events for state in self.states.values())
-        stalled = self.watch.stalled(time.monotonic())
+        stalled = self.watch.stalled(now)
         healthy = not self.rebalancing and not (stale and busy) and not stalled
         partitions = {
             str(partition): {
@@ -448,46 +329,3 @@ class PipelineWorker:
             "delivery_stalled": stalled,
             "partitions": partitions,
         }
-
-
-async def _partition_counts(admin: Any, topics: list[str], wait_s: float = 10.0
-                            ) -> dict[str, int]:
-    """Partitions per topic; a topic created a moment ago may show none until its
-    metadata has spread (a first ``streamer load`` then divided by zero)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        described = await admin.describe_topics(topics)
-        counts = {item["topic"]: len(item["partitions"]) for item in described}
-        if all(counts.get(topic) for topic in topics) or time.monotonic() > deadline:
-            return counts
-        await asyncio.sleep(0.1)
-
-
-async def ensure_topics(settings: Settings) -> int:
-    """Create missing input and dead-letter topics; return the inputs' partition count."""
-    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, settings.partitions, settings.replication_factor)
-            for name in (settings.tracks_topic, settings.uses_topic)
-            if name not in existing
-        ]
-        if settings.dlq_topic not in existing:
-            # The DLQ takes any rejected record whole, even one over the input limit.
-            wanted.append(NewTopic(settings.dlq_topic, settings.partitions,
-                                   settings.replication_factor,
-                                   topic_configs={"max.message.bytes": str(DLQ_MAX_RECORD_BYTES)}))
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent worker won
-                await admin.create_topics(wanted)
-        counts = await _partition_counts(admin, [settings.tracks_topic, settings.uses_topic])
-        if len(set(counts.values())) != 1:
-            raise RuntimeError(
-                f"{settings.tracks_topic} and {settings.uses_topic} must have the same number of "
-                f"partitions (co-partitioned by track_id), found {counts}"
-            )
-        return counts[settings.uses_topic]
-    finally:
-        await admin.close()

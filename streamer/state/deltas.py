@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-# Kinds of counter hashes, as used in key names (see keys.py).
-TRACKS = "t"
-HOLDERS = "h"
-GENRES = "g"
+from streamer.state.keys import GENRE_COUNTS, HOLDER_COUNTS, TRACK_COUNTS
+
+# Kinds of counter hashes, as used in key names.
+TRACKS = TRACK_COUNTS
+HOLDERS = HOLDER_COUNTS
+GENRES = GENRE_COUNTS
 
 
 class CounterDeltas:
@@ -34,7 +36,7 @@ class CounterDeltas:
             target = self.hashes[key]
             for name, value in fields.items():
                 target[name] += value
-        for key, members in other.trending.items():
-            target = self.trending[key]
+        for window, members in other.trending.items():
+            ranked = self.trending[window]
             for name, value in members.items():
-                target[name] += value
+                ranked[name] += value

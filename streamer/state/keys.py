@@ -9,8 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Short codes used inside keys and fields.
-TOPIC_CODES = {"uses": "u", "tracks": "t"}
+# The single-letter codes inside keys and fields, defined here only.
+# Input topics, in meta fields (``off:u``) and dedupe keys (``:dd:u:``):
+USES_CODE = "u"
+TRACKS_CODE = "t"
+TOPIC_CODES = {"uses": USES_CODE, "tracks": TRACKS_CODE}
+# Kinds of counter keys (``{prefix:N}:<kind>:<window>:<start>``):
+TRACK_COUNTS = "t"
+HOLDER_COUNTS = "h"
+GENRE_COUNTS = "g"
+TRENDING = "z"
+# A holder's two measures (``<right>|<use>|<measure>|<holder>``): uses, uses x micro-share.
+USES_MEASURE = "u"
+WEIGHT_MEASURE = "w"
+HOLDER_MEASURES = (USES_MEASURE, WEIGHT_MEASURE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,19 +38,19 @@ class KeyLayout:
 
     def track_counts(self, partition: int, window: str, start: int) -> str:
         """HASH ``<use>|<track_id>`` -> uses."""
-        return f"{self.tag(partition)}:t:{window}:{start}"
+        return f"{self.tag(partition)}:{TRACK_COUNTS}:{window}:{start}"
 
     def holder_counts(self, partition: int, window: str, start: int) -> str:
         """HASH ``<right>|<use>|u|<holder>`` -> uses, ``<right>|<use>|w|<holder>`` -> micro."""
-        return f"{self.tag(partition)}:h:{window}:{start}"
+        return f"{self.tag(partition)}:{HOLDER_COUNTS}:{window}:{start}"
 
     def genre_counts(self, partition: int, window: str, start: int) -> str:
         """HASH ``<ai_origin>|<use>|<genre>`` -> uses."""
-        return f"{self.tag(partition)}:g:{window}:{start}"
+        return f"{self.tag(partition)}:{GENRE_COUNTS}:{window}:{start}"
 
     def trending(self, partition: int, window: str, start: int) -> str:
         """ZSET track_id -> creates."""
-        return f"{self.tag(partition)}:z:{window}:{start}"
+        return f"{self.tag(partition)}:{TRENDING}:{window}:{start}"
 
     def pending(self, partition: int) -> str:
         """HASH track_id -> JSON ``[[use, base_start, count], ...]`` awaiting attribution."""

@@ -3,24 +3,48 @@
 Partition N of ``sounds.used`` and partition N of ``tracks.created`` share one state:
 Faust assigns co-partitioned topics together, and one atomic flush per partition
 number covers both topics' offsets.
+
+The state changes only through its methods (tests/unit/test_state_ownership.py checks
+that no other module assigns its fields), in three phases:
+
+* claim: ``load`` restores what Redis holds for the partition;
+* the record path (the processor, synchronously): ``take_offset``, ``count_uses`` /
+  ``count_use``, ``advance_watermark``, ``take_cells_of``, ``seal``, ``write_catalog``,
+  ``reject``; the worker moves rejections to the DLQ (``take_rejections``,
+  ``sent_to_dlq``);
+* a flush (pipeline/flusher.py, under ``flush_lock``): ``take_counts``, the pending
+  attributions' ``add_pending`` / ``resolve_pending`` / ``expire_pending`` /
+  ``take_pending_changes``, ``take_dedupe_changes``, ``close_interval``, and once Redis
+  applied it, ``confirm_flush``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import _count_elements  # type: ignore[attr-defined]  # C helper of Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streamer.events.validation import TrackMeta
+import orjson
+
+from streamer.events.validation import USES, TrackMeta
 from streamer.state.dedupe import Deduper
 from streamer.state.deltas import CounterDeltas
+from streamer.state.keys import TRACKS_CODE, USES_CODE
 
-# Topic codes, as used in Redis meta fields and dedupe keys.
-USES_CODE = "u"
-TRACKS_CODE = "t"
+if TYPE_CHECKING:
+    from streamer.state.store import RedisStore
+
+__all__ = ["TRACKS_CODE", "USES_CODE", "CellKey", "Cells", "ClosedInterval", "PartitionState",
+           "Rejection", "TakenCounts"]
+
+TOPIC_CODES = (USES_CODE, TRACKS_CODE)
 
 # (use, base window start) -> uses, for pending attributions of one track
 Cells = dict[tuple[str, int], int]
+# (track_id, use, base window start): one counter cell of the hot path
+CellKey = tuple[str, str, int]
 
 
 @dataclass(slots=True)
@@ -34,6 +58,26 @@ class Rejection:
 
 
 @dataclass(slots=True)
+class TakenCounts:
+    """What a flush swaps out of the state first: counted, not yet attributed uses."""
+
+    cells: dict[CellKey, int]
+    sealed: CounterDeltas
+    needs_old_meta: dict[str, tuple[dict[CellKey, int], TrackMeta]]
+
+
+@dataclass(slots=True)
+class ClosedInterval:
+    """What a flush swaps out last, once it has something to write."""
+
+    offsets: dict[str, int]
+    watermarks: dict[str, int]
+    catalog_writes: dict[str, TrackMeta]
+    dlq_pending: list[Any]
+    events: int
+
+
+@dataclass(slots=True)
 class PartitionState:
     partition: int
     owner: str
@@ -44,7 +88,7 @@ class PartitionState:
     # Largest occurred_at accepted per topic code.
     watermark: dict[str, int] = field(default_factory=dict)
     # (track_id, use, base window start) -> uses counted since the last flush.
-    cells: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    cells: dict[CellKey, int] = field(default_factory=dict)
     # Base window starts present in ``cells`` (usually one or two).
     bases: set[int] = field(default_factory=set)
     # Increments already attributed (e.g. sealed before a metadata replacement).
@@ -58,10 +102,11 @@ class PartitionState:
     # Cells of tracks whose metadata arrived while no earlier metadata was known here
     # (not cached, or never seen), with that new metadata: the flusher asks Redis for
     # an older entry; without one, the cells take the new metadata.
-    needs_old_meta: dict[str, tuple[dict[tuple[str, str, int], int], TrackMeta]] = field(
+    needs_old_meta: dict[str, tuple[dict[CellKey, int], TrackMeta]] = field(
         default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
-    # Rejections handed to the DLQ producer, confirmed by the next flush.
+    # Rejections handed to the DLQ producer (pipeline/dlq.py's PendingRejection),
+    # confirmed by the next flush.
     dlq_pending: list[Any] = field(default_factory=list)
     unflushed_events: int = 0
     # False while this partition of tracks.created is known to lag behind its end (a
@@ -73,18 +118,189 @@ class PartitionState:
     dedupe: dict[str, Deduper] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for code in (USES_CODE, TRACKS_CODE):
+        for code in TOPIC_CODES:
             self.dedupe.setdefault(code, Deduper(self.dedupe_horizon_ms))
             self.next_offset.setdefault(code, 0)
             self.watermark.setdefault(code, 0)
 
+    # -- claim ---------------------------------------------------------------------
+
+    @classmethod
+    async def load(cls, store: RedisStore, partition: int, owner: str,
+                   dedupe_horizon_ms: int) -> PartitionState:
+        """Claim the partition in Redis for ``owner`` and restore what Redis holds of it:
+        offsets, watermarks, pending attributions and the live dedupe hashes."""
+        claimed = await store.claim(partition, owner)
+        state = cls(partition, owner, claimed.seq, dedupe_horizon_ms)
+        for code in TOPIC_CODES:
+            state.next_offset[code] = claimed.offsets.get(code, 0)
+            state.watermark[code] = claimed.watermarks.get(code, 0)
+        state.flushed_marks = state._marks()
+        for track_id, encoded in (await store.load_pending(partition)).items():
+            state.pending[track_id.decode()] = {
+                (use, base): uses for use, base, uses in orjson.loads(encoded)
+            }
+        for code in TOPIC_CODES:
+            deduper = state.dedupe[code]
+            buckets = deduper.live_buckets(state.watermark[code])
+            for bucket, packed in (await store.load_dedupe(partition, code, buckets)).items():
+                deduper.load(bucket, packed)
+        return state
+
+    def _marks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return tuple(self.next_offset.values()), tuple(self.watermark.values())
+
+    # -- the record path ---------------------------------------------------------------
+
+    def take_offset(self, code: str, offset: int) -> bool:
+        """Move past a record; False if it was counted before (below the next offset)."""
+        next_offset = self.next_offset
+        if offset < next_offset[code]:
+            return False
+        next_offset[code] = offset + 1
+        return True
+
+    def advance_watermark(self, code: str, occurred_at: int) -> None:
+        """The topic's watermark moves forward only; its dedupe horizon follows it."""
+        if occurred_at > self.watermark[code]:
+            self.watermark[code] = occurred_at
+            self.dedupe[code].advance(occurred_at)
+
+    def count_uses(self, keys: Sequence[CellKey], bases: Iterable[int], newest: int) -> None:
+        """Count one use per cell key (fresh events of one record); ``bases``: the base
+        windows of the record's events, ``newest``: its newest event's time."""
+        _count_elements(self.cells, keys)
+        self.bases.update(bases)
+        self.advance_watermark(USES_CODE, newest)
+        self.unflushed_events += len(keys)
+
+    def count_use(self, key: CellKey, occurred_at: int) -> None:
+        """``count_uses`` for one event (a single-event record), without the lists."""
+        cells = self.cells
+        cells[key] = cells.get(key, 0) + 1
+        self.bases.add(key[2])
+        if occurred_at > self.watermark[USES_CODE]:
+            self.watermark[USES_CODE] = occurred_at
+            self.dedupe[USES_CODE].advance(occurred_at)
+        self.unflushed_events += 1
+
+    def take_cells_of(self, track_id: str) -> dict[CellKey, int]:
+        """Remove and return the track's unflushed cells (its metadata changed)."""
+        cells = self.cells
+        keys = [key for base in self.bases for use in USES
+                if (key := (track_id, use, base)) in cells]
+        return {key: cells.pop(key) for key in keys}
+
+    def wait_for_old_meta(self, track_id: str, cells: dict[CellKey, int],
+                          arrived: TrackMeta) -> None:
+        """Cells counted before ``arrived`` with no earlier metadata known here: the
+        flush asks Redis for an older entry (see ``needs_old_meta``)."""
+        self.needs_old_meta[track_id] = (cells, arrived)
+
+    def seal(self, deltas: CounterDeltas) -> None:
+        """Add increments already attributed (under metadata that is being replaced)."""
+        self.sealed.merge(deltas)
+
+    def take_pending(self, track_id: str) -> Cells | None:
+        """Remove the track's pending uses (its metadata arrived); None if it had none."""
+        cells = self.pending.pop(track_id, None)
+        if cells is not None:
+            self.pending_dirty.add(track_id)
+        return cells
+
+    def write_catalog(self, track_id: str, meta: TrackMeta) -> None:
+        """A TrackCreated applied: its metadata goes to the catalog with the next flush."""
+        self.catalog_writes[track_id] = meta
+        self.unflushed_events += 1
+
+    def reject(self, rejection: Rejection) -> None:
+        self.rejections.append(rejection)
+
+    def take_rejections(self) -> list[Rejection]:
+        rejections, self.rejections = self.rejections, []
+        return rejections
+
+    def sent_to_dlq(self, pending: Any) -> None:
+        """A rejection handed to the DLQ producer; the next flush confirms it arrived."""
+        self.dlq_pending.append(pending)
+
+    # -- a flush -----------------------------------------------------------------------
+
+    def note_tracks_caught_up(self, caught_up: bool) -> None:
+        self.tracks_caught_up = caught_up
+
+    def take_counts(self) -> TakenCounts:
+        """Swap out the cells, their base windows, the sealed increments and the cells
+        waiting for old metadata: the agent counts into fresh ones meanwhile."""
+        taken = TakenCounts(self.cells, self.sealed, self.needs_old_meta)
+        self.cells = {}
+        self.bases = set()
+        self.sealed = CounterDeltas()
+        self.needs_old_meta = {}
+        return taken
+
     def add_pending(self, track_id: str, use: str, base_start: int, uses: int) -> None:
+        """Uses whose track has no known metadata wait (persisted) for it."""
         cells = self.pending.get(track_id)
         if cells is None:
             cells = self.pending[track_id] = {}
         key = (use, base_start)
         cells[key] = cells.get(key, 0) + uses
         self.pending_dirty.add(track_id)
+
+    def resolve_pending(self, track_id: str) -> Cells:
+        """Remove the track's pending uses: the flush attributes them now."""
+        self.pending_dirty.add(track_id)
+        return self.pending.pop(track_id)
+
+    def expire_pending(self, track_id: str, window_end: int) -> list[tuple[str, int, int]]:
+        """Remove and return (use, base start, uses) of the track's pending uses of base
+        windows starting at or before ``window_end``: they go unattributed."""
+        track_cells = self.pending[track_id]
+        expired = [(use, base_start, track_cells.pop((use, base_start)))
+                   for use, base_start in list(track_cells) if base_start <= window_end]
+        if expired:
+            self.pending_dirty.add(track_id)
+        if not track_cells:
+            del self.pending[track_id]
+        return expired
+
+    def take_pending_changes(self) -> dict[str, Cells | None]:
+        """Pending tracks changed since the last flush, with their cells (None or empty:
+        none left)."""
+        if not self.pending_dirty:
+            return {}
+        pending = self.pending
+        changed = {track_id: pending.get(track_id) for track_id in self.pending_dirty}
+        self.pending_dirty = set()
+        return changed
+
+    def take_dedupe_changes(self, code: str) -> tuple[dict[int, bytes], set[int]]:
+        """Hashes added since the last flush per bucket, and the buckets expired since."""
+        deduper = self.dedupe[code]
+        new_hashes = deduper.take_new()
+        return new_hashes, set(deduper.evict(self.watermark[code]))
+
+    def close_interval(self, writes_anything: bool) -> ClosedInterval | None:
+        """End the interval since the last flush: None if nothing moved (no writes, the
+        same offsets and watermarks), else its marks, catalog writes, DLQ sends and
+        events, swapped out."""
+        marks = self._marks()
+        if not writes_anything and marks == self.flushed_marks:
+            return None
+        self.flushed_marks = marks
+        closed = ClosedInterval(dict(self.next_offset), dict(self.watermark),
+                                self.catalog_writes, self.dlq_pending, self.unflushed_events)
+        self.catalog_writes = {}
+        self.dlq_pending = []
+        self.unflushed_events = 0
+        return closed
+
+    def confirm_flush(self) -> None:
+        """Redis applied the flush: the next one carries the next sequence number."""
+        self.seq += 1
+
+    # -- reporting ---------------------------------------------------------------------
 
     @property
     def pending_uses(self) -> int:

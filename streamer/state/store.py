@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -287,19 +288,20 @@ class RedisStore:
         return ClaimedPartition(int(values.get("seq", 0)), offsets, watermarks)
 
     async def owner(self, partition: int) -> str | None:
-        value = await self.client.hget(self.layout.meta(partition), "owner")
+        value = cast("bytes | None", await self.client.hget(self.layout.meta(partition), "owner"))
         return value.decode() if value is not None else None
 
     async def flush(self, partition: int, owner: str, seq: int, payload: FlushPayload) -> bool:
         """Apply the payload; True if applied now, False if it had been applied already."""
-        args = [owner, seq, payload.encode(), *payload.blobs]
+        args: list[str | int | bytes] = [owner, seq, payload.encode(), *payload.blobs]
         result = await self._flush(keys=[self.layout.meta(partition), *payload.keys], args=args)
         if result == 0:
             raise FlushRefused(f"partition {partition}: owner or sequence changed in Redis")
-        return result == 1
+        return bool(result == 1)
 
     async def load_pending(self, partition: int) -> dict[bytes, bytes]:
-        return await self.client.hgetall(self.layout.pending(partition))
+        return cast("dict[bytes, bytes]",
+                    await self.client.hgetall(self.layout.pending(partition)))
 
     async def load_dedupe(
         self, partition: int, topic_code: str, buckets: range
@@ -307,9 +309,9 @@ class RedisStore:
         keys = [self.layout.dedupe(partition, topic_code, bucket) for bucket in buckets]
         if not keys:
             return {}
-        values = await self.client.mget(keys) if not isinstance(self.client, RedisCluster) else (
-            await self.client.mget_nonatomic(keys)
-        )
+        values = cast("list[bytes | None]", await self.client.mget(keys)
+                      if not isinstance(self.client, RedisCluster)
+                      else await self.client.mget_nonatomic(keys))
         return {bucket: value for bucket, value in zip(buckets, values, strict=True) if value}
 
     async def get_catalog(self, track_ids: list[str]) -> dict[str, TrackMeta]:

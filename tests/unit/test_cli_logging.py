@@ -30,7 +30,7 @@ def test_worker_root_logger_level_follows_loglevel(monkeypatch: pytest.MonkeyPat
                                                    loglevel: str, expected: int) -> None:
     import uvloop
 
-    import streamer.pipeline.worker as worker_module
+    import streamer.pipeline.topics as worker_module
     from streamer.cli import run_worker
 
     async def topics_exist(settings: Settings) -> int:
@@ -60,7 +60,7 @@ def test_worker_sets_the_gc_threshold_before_it_runs(monkeypatch: pytest.MonkeyP
                                                      threshold: int) -> None:
     import uvloop
 
-    import streamer.pipeline.worker as worker_module
+    import streamer.pipeline.topics as worker_module
     from streamer.cli import run_worker
 
     async def topics_exist(settings: Settings) -> int:

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.state import dedupe
-from streamer.state.dedupe import MAX_LOAD, MIN_LEVEL, SLOTS, Deduper, _BlockTable, event_hash
+from streamer.state import dedupe_table
+from streamer.state.dedupe import Deduper, event_hash
+from streamer.state.dedupe_table import MAX_LOAD, MIN_LEVEL, SLOTS, BlockTable
 
 SETTINGS = settings(max_examples=300, deadline=None)
 HORIZON = 5 * 60_000  # the default: 5 minutes, buckets of 1 minute
@@ -193,7 +194,7 @@ def _crowded(count: int, level: int = 14) -> list[int]:
     are among the first 32, which the first step of each doubling splits, and the mix's
     address bits 10-13 are mixed, so a split moves some words of the second block."""
     highs = np.arange(1, 1 << 22, dtype=np.uint64)
-    mixed = dedupe._mix(highs) & np.uint64((1 << level) - 1)
+    mixed = dedupe_table._mix(highs) & np.uint64((1 << level) - 1)
     low = mixed & np.uint64(0x3FF)
     upper = mixed >> np.uint64(10)
     target = mixed[(low > 0) & (low < 32) & ((upper == 5) | (upper == 10))][0]
@@ -319,7 +320,7 @@ def test_hashes_with_both_blocks_full_are_kept_aside_found_and_expired(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A table that may not grow: 24 hashes with the same two blocks of 8 slots; 16
     words fit, the rest overflow."""
-    monkeypatch.setattr(_BlockTable, "grow", lambda self, wanted: None)
+    monkeypatch.setattr(BlockTable, "grow", lambda self, wanted: None)
     d = Deduper(60_000)  # buckets of 12 s
     early, late = CROWDED[:12], CROWDED[12:]
     assert all(d.add_batch(early, [0] * 12))
@@ -337,7 +338,7 @@ def test_a_full_pair_of_blocks_makes_room_by_moving_a_resident() -> None:
     """When both blocks of a hash are full, a resident whose other block has room moves
     there (its word re-keyed for that block, its code kept), and every hash is still
     found."""
-    table = _BlockTable()
+    table = BlockTable()
     crowded = CROWDED[:9]
     (block_a, _), (block_b, _) = table.places_one(crowded[0])
     # Fill block A with hashes whose second block is elsewhere, block B with crowded ones.
@@ -367,7 +368,7 @@ def test_a_full_pair_of_blocks_makes_room_by_moving_a_resident() -> None:
 def test_a_large_table_doubles_in_place() -> None:
     """From 2**14 blocks the table's array is reserved ahead: a doubling copies
     nothing, so it never holds an old and a new table at once."""
-    table = _BlockTable(level=12)
+    table = BlockTable(level=12)
     assert len(table.words) == 2 << 12  # small tables are exact
     table.grow(int(MAX_LOAD * SLOTS * (1 << 12)) + 1)
     while table.split:
@@ -384,6 +385,6 @@ def test_a_large_table_doubles_in_place() -> None:
 
 
 def test_strict_overcommit_reserves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dedupe, "_CAN_RESERVE", False)
-    table = _BlockTable(level=13)
+    monkeypatch.setattr(dedupe_table, "_CAN_RESERVE", False)
+    table = BlockTable(level=13)
     assert len(table.words) == 2 << 13

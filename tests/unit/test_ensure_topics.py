@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import streamer.pipeline.worker as worker_module
+import streamer.pipeline.topics as worker_module
 from streamer.config import load_settings
 
 

@@ -31,6 +31,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from redis.asyncio import SSLConnection
 from redis.asyncio.cluster import RedisCluster
 
+import streamer.events.decoding as decoding_module
 import streamer.pipeline.processor as processor_module
 from streamer.config import ConfigError, KafkaSettings, Settings, load_settings
 from streamer.metrics import Metrics
@@ -290,7 +291,7 @@ def test_record_size_limit_before_parsing(monkeypatch: pytest.MonkeyPatch) -> No
         parsed.append(len(value))
         return fast(value)
 
-    monkeypatch.setattr(processor_module, "orjson", types.SimpleNamespace(
+    monkeypatch.setattr(decoding_module, "orjson", types.SimpleNamespace(
         loads=counting_loads, dumps=orjson.dumps, JSONDecodeError=orjson.JSONDecodeError))
     monkeypatch.setattr(processor_module, "decode_uses", counting_decode)
     body = b",".join(orjson.dumps(_use(i)) for i in range(20_000))
@@ -309,13 +310,13 @@ def test_record_size_limit_before_parsing(monkeypatch: pytest.MonkeyPatch) -> No
 def test_batch_size_limit_before_validating_events(monkeypatch: pytest.MonkeyPatch) -> None:
     processor, state, settings = _processor()
     validated: list[object] = []
-    real = processor_module.sound_used_of
+    real = decoding_module.sound_used_of
 
     def counting_parse(event: object) -> object:
         validated.append(event)
         return real(event)
 
-    monkeypatch.setattr(processor_module, "sound_used_of", counting_parse)
+    monkeypatch.setattr(decoding_module, "sound_used_of", counting_parse)
     value = b"[" + b",".join([b"{}"] * (settings.max_batch_events + 1)) + b"]"
     assert len(value) < settings.max_record_bytes
     processor.handle_uses(state, 0, value, 1_700_000_000_000)

@@ -333,3 +333,49 @@ def test_retention_needs_window_equals_duration(value: str) -> None:
 def test_retention_bad_duration_is_named() -> None:
     with pytest.raises(ConfigError, match="STREAMER_RETENTION"):
         load_settings({"STREAMER_RETENTION": "1m=3 hours"})
+
+
+# -- spread_over_windows ----------------------------------------------------------------
+
+WINDOWS = (("1m", MINUTE), ("1h", HOUR), ("1d", DAY))
+_fields = st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(1, 1_000), max_size=3)
+
+
+@SETTINGS
+@given(bases=st.dictionaries(st.integers(0, 3 * DAY // MINUTE).map(lambda m: m * MINUTE),
+                             _fields, max_size=6),
+       extra=st.dictionaries(st.tuples(st.sampled_from([w for w, _ in WINDOWS]),
+                                       st.integers(0, 3 * DAY // MINUTE).map(
+                                           lambda m: m * MINUTE)),
+                             _fields, max_size=4))
+def test_spreading_sums_every_base_window_into_each_size(
+        bases: dict[int, dict[str, int]],
+        extra: dict[tuple[str, int], dict[str, int]]) -> None:
+    from collections import Counter
+
+    from streamer.windows import spread_over_windows
+
+    before = {base: dict(fields) for base, fields in bases.items()}
+    extra_before = {key: dict(fields) for key, fields in extra.items()}
+    expected: dict[tuple[str, int], Counter[str]] = {}
+    for base, fields in bases.items():
+        for name, size in WINDOWS:
+            if fields:  # floor division, not the code's modulo
+                expected.setdefault((name, base // size * size), Counter()).update(fields)
+    for key, fields in extra.items():
+        expected.setdefault(key, Counter()).update(fields)
+
+    spread = spread_over_windows(bases, WINDOWS, extra)
+    assert {key: dict(fields) for key, fields in spread.items()} == {
+        key: dict(fields) for key, fields in expected.items()}
+    assert bases == before and extra == extra_before  # shared dicts are never summed into
+
+
+def test_one_base_window_shares_its_fields_with_every_size() -> None:
+    from streamer.windows import spread_over_windows
+
+    fields = {"play|trk-1": 3}
+    spread = spread_over_windows({ms(2024, 3, 1, 10, 7): fields}, WINDOWS, {})
+    assert spread == {("1m", ms(2024, 3, 1, 10, 7)): fields, ("1h", ms(2024, 3, 1, 10)): fields,
+                      ("1d", ms(2024, 3, 1)): fields}
+    assert all(value is fields for value in spread.values())  # no copy when nothing meets

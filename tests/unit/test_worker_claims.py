@@ -68,9 +68,9 @@ async def test_cancelling_the_fetch_loop_itself_still_cancels_handle() -> None:
     handling.cancel()
     with pytest.raises(asyncio.CancelledError):
         await handling
-    assert 0 in worker._claims, "the shielded claim goes on for the next record"
+    assert 0 in worker.claims.in_flight, "the shielded claim goes on for the next record"
     assigning.cancel()
-    worker._claims[0].cancel()
+    worker.claims.in_flight[0].cancel()
 
 
 @dataclass
@@ -148,7 +148,7 @@ async def test_a_seek_for_a_revoked_generation_claims_nothing() -> None:
     stale = worker.stored_positions(_tps(settings, [0, 1, 2, 3]), 1)
     assert await asyncio.wait_for(stale, 1) == {}
     assert len(store.owners) == claims_before, "a revoked generation starts no claim"
-    assert worker.assigned == set() and worker.states == {}
+    assert worker.claims.assigned == set() and worker.states == {}
 
     # Generation 2 gives this worker partitions 2 and 3 only: it keeps no other.
     resuming = asyncio.ensure_future(worker.stored_positions(_tps(settings, [2, 3]), 2))
@@ -173,4 +173,4 @@ async def test_a_revoked_claim_that_answers_late_does_not_replace_the_new_one() 
     store.gates[0].set()
     await asyncio.wait_for(asyncio.gather(first, second), 1)
     assert worker.states[0].owner == store.owners[1][1], "the newer claim's owner token"
-    assert worker._claims == {}
+    assert worker.claims.in_flight == {}
