@@ -94,7 +94,10 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
     async def trending(request: Request) -> dict[str, Any]:
         window = _window(request, settings, default_small)
         limit = _int_param(request, "limit", 20, 1, 100)
-        return await queries.trending(window, limit)
+        genre = request.query.get("genre") or None
+        if genre is not None:
+            genre = _path_id(genre, _GENRE, "genre")
+        return await queries.trending(window, limit, genre)
 
     series = SeriesQueries(queries.client, queries.layout, queries.partitions)
 
@@ -125,8 +128,10 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
         genre = _path_id(genre, _GENRE, "genre")
         windows = window_range(request)
         top = _int_param(request, "top", 20, 1, 100)
-        # No per-genre trending sets yet: trending_ai_share is null for a genre.
-        return await series.ai_share(genre, windows, top, None)
+        def genre_trending(partition: int, window: str, start: int) -> str:
+            return queries.layout.genre_trending(partition, window, start, genre)
+
+        return await series.ai_share(genre, windows, top, genre_trending)
 
     app.page("/v1/ai-share")(guarded(catalog_ai_share))
     app.page("/v1/genres/{genre}/ai-share")(guarded(genre_ai_share))

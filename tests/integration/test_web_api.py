@@ -47,8 +47,9 @@ async def test_ai_share_series_per_genre_and_catalog(make_pipeline: Any,
             for point in body["series"]:
                 assert point["uses_by_origin"] == data.uses_by_origin(point["start_ms"], HOUR,
                                                                       genre)
-                # No per-genre trending sets on this build: said as null, never made up.
-                assert point["trending_ai_share"] is None
+                # Among the genre's own top 3 by creates (a track without metadata in none).
+                assert point["trending_ai_share"] == pytest.approx(
+                    data.trending_ai_share(point["start_ms"], HOUR, 3, genre))
 
     for top in (1, 3, 20):
         status, body = await worker.get("/v1/ai-share", {"window": "1h", "top": top,

@@ -184,6 +184,18 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
     assert [r["track_id"] for r in table(view, "trending")] == [
         i["track_id"] for i in api["items"]]
 
+    # Trending of one genre: its own ranking, from its own sorted sets.
+    view = await in_thread(open_view, browser, base, f"trending?window=1h&genre=lofi&at={last}")
+    rows = table(view, "trending")
+    assert [(r["track_id"], int(r["creates"])) for r in rows] == data.top(last, HOUR, 20,
+                                                                          "lofi")
+    assert {r["genre"] for r in rows} == {"lofi"}
+    assert "does not rank trending per genre" not in view.text
+    status, api = await worker.get("/v1/trending", {"window": "1h", "at": last,
+                                                    "genre": "lofi"})
+    assert float(str(view.find_element(By.CSS_SELECTOR, ".ai-share").get_attribute(
+        "data-value"))) == pytest.approx(api["ai_share"])
+
     # AI share over time: three genres at once, one point per hour, the numbers table.
     first = data.hour_starts[0]
     fragment = (f"ai-share?genres=lofi,hyperpop,ambient&window=1h&from={_iso_minute(first)}"
@@ -191,7 +203,8 @@ async def test_every_view_shows_the_apis_numbers_then_the_worker_stopping(
     view = await in_thread(open_view, browser, base, fragment)
     assert view.get_attribute("data-state") == "ready", view.text
     assert chart_points(view, "#chart-ai-share") == [HOURS]
-    assert view.find_element(By.ID, "chart-ai-share").get_attribute("data-series") == "3"
+    # Per genre: the AI share of uses and (dashed) of its top trending tracks.
+    assert view.find_element(By.ID, "chart-ai-share").get_attribute("data-series") == "6"
     assert chart_points(view, ".chart.stacked") == [HOURS] * 3
     await in_thread(screenshot, browser, "ai-share")
     view.find_element(By.CSS_SELECTOR, "details.numbers summary").click()
