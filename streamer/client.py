@@ -56,9 +56,10 @@ class TrendingItem(msgspec.Struct, frozen=True):
     ai_origin: str
 
 
-class Trending(UsageWindow, frozen=True):
+class Trending(UsageWindow, frozen=True, omit_defaults=True):
     items: list[TrendingItem]
     ai_share: float
+    genre: str | None = None  # only with ?genre=
 
 
 class AiSharePoint(msgspec.Struct, frozen=True):

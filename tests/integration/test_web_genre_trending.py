@@ -9,12 +9,15 @@ no genre.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
 from support.pipeline import MINUTE, WINDOWS, Pipeline, past_hour_start, track_event, use_event
+
+from streamer.cli import main as cli_main
 
 AI = ("ai_assisted", "ai_generated")
 GENRES = ("lofi", "hyperpop", "ambient")
@@ -78,7 +81,8 @@ async def genre_sets(pipe: Pipeline, window: str, start: int, genre: str) -> dic
         await client.aclose()
 
 
-async def test_trending_per_genre_is_exact(make_pipeline: Any) -> None:
+async def test_trending_per_genre_is_exact(make_pipeline: Any,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     pipe: Pipeline = await make_pipeline()
     worker = await pipe.start_worker()
     truth = GenreTruth()
@@ -142,6 +146,14 @@ async def test_trending_per_genre_is_exact(make_pipeline: Any) -> None:
             total = sum(n for _, n in top)
             ai = sum(n for t, n in top if truth.meta[t][1] in AI)
             assert point["trending_ai_share"] == pytest.approx(ai / total if total else 0.0)
+
+    # streamer query trending --genre prints the same answer.
+    code = cli_main(["query", "trending", "--genre", "hyperpop", "--window", "1h", "--at",
+                     str(hour), "--url", worker.base_url])
+    assert code == 0
+    status, body = await worker.get("/v1/trending", {"window": "1h", "at": hour,
+                                                     "genre": "hyperpop"})
+    assert json.loads(capsys.readouterr().out) == body
 
     # A bad genre is refused by name.
     status, body = await worker.get("/v1/trending", {"genre": "Lo Fi"})
