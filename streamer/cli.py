@@ -166,7 +166,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     worker.log_format = settings.log_format.lower()
     # At --loglevel warn or error, Faust's terminal spinner would set the root logger to
     # DEBUG (to spin on every record): every debug call of aiokafka, one per Kafka
-    # request, would then build a log record for nothing (2 % of the worker's time).
+    # request, would then build a log record for nothing (measured: docs/BENCHMARKS.md).
     worker.spinner = None
     tune_gc(settings.gc_gen0_threshold)
     worker.execute_from_commandline()
