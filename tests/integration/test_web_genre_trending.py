@@ -74,7 +74,9 @@ async def genre_sets(pipe: Pipeline, window: str, start: int, genre: str) -> dic
         total: Counter[str] = Counter()
         for partition in range(pipe.partitions):
             key = f"{{{pipe.key_prefix}:{partition}}}:zg:{window}:{start}:{genre}"
-            for member, score in await client.zrange(key, 0, -1, withscores=True):
+            ranked: list[tuple[bytes, float]] = await client.zrange(key, 0, -1,
+                                                                    withscores=True)
+            for member, score in ranked:
                 total[member.decode()] += int(score)
         return dict(total)
     finally:
