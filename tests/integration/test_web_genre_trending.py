@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from support.pipeline import MINUTE, WINDOWS, Pipeline, past_hour_start, track_event, use_event
@@ -74,9 +74,10 @@ async def genre_sets(pipe: Pipeline, window: str, start: int, genre: str) -> dic
         total: Counter[str] = Counter()
         for partition in range(pipe.partitions):
             key = f"{{{pipe.key_prefix}:{partition}}}:zg:{window}:{start}:{genre}"
-            ranked: list[tuple[bytes, float]] = await client.zrange(key, 0, -1,
-                                                                    withscores=True)
-            for member, score in ranked:
+            # redis-py types ZRANGE's reply as every shape it can take; with scores it is:
+            rows = cast(list[tuple[bytes, float]],
+                        await client.zrange(key, 0, -1, withscores=True))
+            for member, score in rows:
                 total[member.decode()] += int(score)
         return dict(total)
     finally:
