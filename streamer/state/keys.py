@@ -21,6 +21,10 @@ GENRE_COUNTS = "g"
 TRENDING = "z"
 # Trending per genre: ``{prefix:N}:<kind>:<window>:<start>:<genre>``, one sorted set a genre.
 GENRE_TRENDING = "zg"
+# Territory counters: the same three families with the use's country in every field.
+TERRITORY_TRACK_COUNTS = "tt"
+TERRITORY_HOLDER_COUNTS = "th"
+TERRITORY_GENRE_COUNTS = "tg"
 # A holder's two measures (``<right>|<use>|<measure>|<holder>``): uses, uses x micro-share.
 USES_MEASURE = "u"
 WEIGHT_MEASURE = "w"
@@ -57,6 +61,17 @@ class KeyLayout:
     def genre_trending(self, partition: int, window: str, start: int, genre: str) -> str:
         """ZSET track_id -> creates of the tracks attributed to ``genre``."""
         return f"{self.tag(partition)}:{GENRE_TRENDING}:{window}:{start}:{genre}"
+    def territory_track_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<use>|<country>|<track_id>`` -> uses."""
+        return f"{self.tag(partition)}:{TERRITORY_TRACK_COUNTS}:{window}:{start}"
+
+    def territory_holder_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<right>|<use>|<country>|u|<holder>`` -> uses, ``...|w|<holder>`` -> micro."""
+        return f"{self.tag(partition)}:{TERRITORY_HOLDER_COUNTS}:{window}:{start}"
+
+    def territory_genre_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<ai_origin>|<use>|<country>|<genre>`` -> uses."""
+        return f"{self.tag(partition)}:{TERRITORY_GENRE_COUNTS}:{window}:{start}"
 
     def pending(self, partition: int) -> str:
         """HASH track_id -> JSON ``[[use, base_start, count], ...]`` awaiting attribution."""

@@ -132,6 +132,25 @@
 
   S.token = () => sessionStorage.getItem(TOKEN_KEY);
 
+  /* The answer with by=territory, or a note saying why there is none: a worker without
+   * territory counters for this window (400 naming `by`) or one that does not know
+   * `by` at all (an answer without `territories`). */
+  S.territories = async function (path, params) {
+    try {
+      const body = await S.api(path, {...params, by: "territory"});
+      if (!body.territories) {
+        return {note: "This worker does not count territories (the API answered without " +
+                      "'territories' for by=territory)."};
+      }
+      return {body};
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 400) {
+        return {note: "No territories here: " + err.message.replace(/^.*?: (?=by)/, "")};
+      }
+      throw err;
+    }
+  };
+
   S.api = async function (path, params = {}) {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(params)) {

@@ -75,7 +75,10 @@
       const dayWindow = S.windows.includes("1d") ? "1d" : null;
 
       S.loader(ctx, frame, async () => {
-        const range = await S.api(path, {from: p.from, to: p.to, by: "territory"});
+        const range = await S.api(path, {from: p.from, to: p.to});
+        const byTerritory = "from" in range
+          ? await S.territories(path, {from: p.from, to: p.to})
+          : {note: "Territories need a worker with date ranges (this one has none yet)."};
         const rangesSupported = "from" in range;
         const days = [];
         for (let ms = first; ms <= last && days.length < MAX_DAYS_CHARTED; ms += DAY_MS) {
@@ -111,13 +114,11 @@
 
         const where = S.el("section", {class: "territories"}, S.el("h3", {}, "By territory"));
         frame.result.append(where);
-        if (!range.territories) {
-          where.append(S.el("p", {class: "message info", role: "status"},
-            "This worker does not count territories yet (the API answered without " +
-            "'territories' for by=territory)."));
+        if (byTerritory.note) {
+          where.append(S.el("p", {class: "message info", role: "status"}, byTerritory.note));
         } else {
           const territoryRows = [];
-          for (const [territory, rights] of Object.entries(range.territories)) {
+          for (const [territory, rights] of Object.entries(byTerritory.body.territories)) {
             for (const row of rightRows(rights)) {
               if (row.uses) territoryRows.push({territory, ...row});
             }
@@ -130,7 +131,8 @@
             S.downloadButton("Download CSV", csvName + "-territories.csv",
                              () => S.csv(columns, territoryRows)),
             territoryRows.length ? S.table(columns, territoryRows, {class: "territory"})
-              : S.el("p", {class: "message empty", role: "status"}, "No uses in this range."));
+              : S.el("p", {class: "message empty", role: "status"},
+                     "No territory counts in this range."));
         }
 
         if (daily.length) {

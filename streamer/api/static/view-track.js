@@ -50,7 +50,8 @@
         const starts = Array.from({length: count}, (_, i) => last - (count - 1 - i) * size);
         const answers = await S.mapLimit(starts, 6, (start) => S.api(path,
           {window: p.window, at: start}));
-        const latest = await S.api(path, {window: p.window, by: "territory"});
+        const latest = answers[answers.length - 1];
+        const byTerritory = await S.territories(path, {window: p.window, at: latest.start_ms});
         ctx.disposeCharts();
         frame.result.replaceChildren();
         const total = answers.reduce((sum, a) => sum + a.uses.create + a.uses.play, 0);
@@ -78,12 +79,10 @@
         const where = S.el("section", {class: "territories"},
           S.el("h3", {}, "By territory, window of " + S.fmtTime(latest.start_ms)));
         frame.result.append(where);
-        if (!latest.territories) {
-          where.append(S.el("p", {class: "message info", role: "status"},
-            "This worker does not count territories yet (the API answered without " +
-            "'territories' for by=territory)."));
+        if (byTerritory.note) {
+          where.append(S.el("p", {class: "message info", role: "status"}, byTerritory.note));
         } else {
-          const territoryRows = Object.entries(latest.territories).map(([code, value]) => {
+          const territoryRows = Object.entries(byTerritory.body.territories).map(([code, value]) => {
             const uses = territoryUses(value);
             return {territory: code, create: uses.create || 0, play: uses.play || 0,
                     total: (uses.create || 0) + (uses.play || 0)};
