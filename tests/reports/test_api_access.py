@@ -20,8 +20,10 @@ from tests.reports.test_api_statement import get, serving
 
 ADMIN, ADMIN_FROM_FILE, PUB_X = "tok-admin-7f3a", "tok-admin-file-91c2", "tok-pub-x-5d8e"
 OWN, OTHER = "pub-x", "label-a"  # both have figures in the month
-PUBLIC = {"/v1/health", "/v1/live", "/v1/ready", "/metrics"}
-"""Routes without a token: they say whether the worker is up, nothing about a holder."""
+PUBLIC = {"/v1/health", "/v1/live", "/v1/ready", "/metrics", "/", "/static/{name}",
+          "/static/vendor/{name}"}
+"""Routes without a token: whether the worker is up, and the page's files (it holds no
+data: it reads the data routes with the user's token)."""
 
 
 def sha(token: str) -> str:
@@ -36,7 +38,8 @@ def tokens_file(tmp_path: Path) -> Path:
 
 
 def _url(route: str, holder: str) -> str:
-    values = {"holder_id": holder, "track_id": "trk-001", "genre": "pop"}
+    values = {"holder_id": holder, "track_id": "trk-001", "genre": "pop",
+              "name": "uPlot.min.css" if "/vendor/" in route else "app.js"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m[1]], route)
 
 
@@ -53,7 +56,8 @@ async def test_a_holder_token_reads_only_its_own_holders(
                 "/v1/tracks/{track_id}/usage", "/v1/trending"} <= set(routes)
         for route in sorted(routes):
             if route in PUBLIC:
-                status, body, raw, _ = await get(base, route, token=PUB_X)
+                status, body, raw, _ = await get(base, _url(route, OTHER), token=PUB_X)
+                assert status == 200, (route, raw[:200])
                 assert OTHER not in raw.decode() and OWN not in raw.decode(), route
                 continue
             other = _url(route, OTHER)

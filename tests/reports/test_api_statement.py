@@ -36,8 +36,12 @@ class _Web:
     def json(self, body: Any, status: int = 200) -> web.Response:
         return web.json_response(body, status=status, dumps=lambda v: orjson.dumps(v).decode())
 
-    def bytes(self, body: bytes, content_type: str) -> web.Response:
-        return web.Response(body=body, content_type=content_type)
+    def bytes(self, body: bytes, content_type: str | None = None,
+              headers: dict[str, str] | None = None) -> web.Response:
+        response = web.Response(body=body, headers=headers)
+        if content_type:
+            response.content_type = content_type
+        return response
 
 
 class _Routes:
