@@ -28,6 +28,7 @@ from streamer.config.kinds import (
     Flag,
     HostPorts,
     Int,
+    JsonObject,
     Retention,
     Seconds,
     Text,
@@ -247,6 +248,16 @@ class Settings:
     web_token: str | None = setting(
         "STREAMER_WEB_TOKEN", None, Text(),
         "If set, queries need `Authorization: Bearer <token>`.", secret=True)
+    # Closed days (docs/LEDGER.md). A local folder for make run; an object store in
+    # production, where the storage options carry the region and, often, credentials.
+    ledger_url: str = setting(
+        "STREAMER_LEDGER_URL", ".local/ledger",
+        Text(means="a folder path or an object store URL (s3://, az://, gs://)"),
+        "Where the Delta Lake ledger of closed days lives (one folder per table).")
+    ledger_storage_options: Mapping[str, str] | None = setting(
+        "STREAMER_LEDGER_STORAGE_OPTIONS", None, JsonObject(),
+        "deltalake storage options for the ledger URL, e.g. `{\"AWS_REGION\": \"eu-west-1\"}`.",
+        secret=True)
     max_record_bytes: int = MAX_RECORD_BYTES
     max_batch_events: int = 10_000
     # Allocations between two young-generation collections (CPython's default is 700).
