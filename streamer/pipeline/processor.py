@@ -56,6 +56,7 @@ class RecordProcessor:
         self.cache = cache
         self.metrics = metrics
         self.windows = settings.windows
+        self.territory = settings.territory
         self.base_ms = settings.windows[0][1]
         self.lateness_ms = settings.allowed_lateness_ms
         self.future_ms = settings.future_tolerance_ms
@@ -145,12 +146,14 @@ class RecordProcessor:
         dedupe = state.dedupe[USES_CODE]
         fresh = dedupe.add_batch([_hash64(event.event_id.encode()) for event in events], times)
         base_ms = self.base_ms
-        keys = [(event.track_id, event.use, event.occurred_at - event.occurred_at % base_ms)
-                for event in compress(events, fresh)]
+        keys = [(event.track_id, event.use, event.occurred_at - event.occurred_at % base_ms,
+                 event.country) for event in compress(events, fresh)]
+        countries = {key[3] for key in keys}
         if oldest // base_ms == newest // base_ms:
-            state.count_uses(keys, (oldest - oldest % base_ms,), newest)
+            state.count_uses(keys, (oldest - oldest % base_ms,), countries, newest)
         else:
-            state.count_uses(keys, {time - time % base_ms for time in times}, newest)
+            state.count_uses(keys, {time - time % base_ms for time in times}, countries,
+                             newest)
         counted = len(keys)
         hot = self.metrics.hot
         hot.events_counted += counted
@@ -169,8 +172,8 @@ class RecordProcessor:
         if not dedupe.add_digest(_hash64(event.event_id.encode()), occurred_at):
             hot.duplicates += 1
             return
-        state.count_use((event.track_id, event.use, occurred_at - occurred_at % self.base_ms),
-                        occurred_at)
+        state.count_use((event.track_id, event.use, occurred_at - occurred_at % self.base_ms,
+                         event.country), occurred_at)
         hot.events_counted += 1
 
     def _drop_late_and_future(
@@ -246,9 +249,11 @@ class RecordProcessor:
     def _seal(self, state: PartitionState, track_id: str, previous: Plan) -> None:
         """Attribute this track's unflushed uses with the metadata they were counted under."""
         sealed = CounterDeltas()
-        for (_, use, base_start), uses in state.take_cells_of(track_id).items():
-            count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
-            attribute_uses(sealed, self.windows, previous, use, base_start, uses)
+        for (_, use, base_start, country), uses in state.take_cells_of(track_id).items():
+            count_track_uses(sealed, self.windows, track_id, use, base_start, uses,
+                             country=country, territory=self.territory)
+            attribute_uses(sealed, self.windows, previous, use, base_start, uses,
+                           track_id=track_id, country=country, territory=self.territory)
         state.seal(sealed)
 
     def _resolve(self, state: PartitionState, track_id: str, plan: Plan) -> None:
@@ -258,8 +263,9 @@ class RecordProcessor:
         pending uses would expire to ``_unattributed`` although their track came in time.
         """
         resolved = CounterDeltas()
-        for (use, base_start), uses in (state.take_pending(track_id) or {}).items():
-            attribute_uses(resolved, self.windows, plan, use, base_start, uses)
+        for (use, base_start, country), uses in (state.take_pending(track_id) or {}).items():
+            attribute_uses(resolved, self.windows, plan, use, base_start, uses,
+                           track_id=track_id, country=country, territory=self.territory)
         state.seal(resolved)
 
     def _reject(self, state: PartitionState, topic: str, offset: int, value: bytes,

@@ -19,6 +19,16 @@ TRACK_COUNTS = "t"
 HOLDER_COUNTS = "h"
 GENRE_COUNTS = "g"
 TRENDING = "z"
+# Territory counters: the same three families with the use's country in every field.
+TERRITORY_TRACK_COUNTS = "tt"
+TERRITORY_HOLDER_COUNTS = "th"
+TERRITORY_GENRE_COUNTS = "tg"
+# What the ledger closes per UTC day (docs/LEDGER.md): uses per attributing catalog
+# version, and those versions' entries.
+ATTRIBUTIONS = "a"
+ATTRIBUTION_ENTRIES = "av"
+DAY_WINDOW = "1d"
+DAY_MS = 86_400_000
 # A holder's two measures (``<right>|<use>|<measure>|<holder>``): uses, uses x micro-share.
 USES_MEASURE = "u"
 WEIGHT_MEASURE = "w"
@@ -52,6 +62,26 @@ class KeyLayout:
         """ZSET track_id -> creates."""
         return f"{self.tag(partition)}:{TRENDING}:{window}:{start}"
 
+    def territory_track_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<use>|<country>|<track_id>`` -> uses."""
+        return f"{self.tag(partition)}:{TERRITORY_TRACK_COUNTS}:{window}:{start}"
+
+    def territory_holder_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<right>|<use>|<country>|u|<holder>`` -> uses, ``...|w|<holder>`` -> micro."""
+        return f"{self.tag(partition)}:{TERRITORY_HOLDER_COUNTS}:{window}:{start}"
+
+    def territory_genre_counts(self, partition: int, window: str, start: int) -> str:
+        """HASH ``<ai_origin>|<use>|<country>|<genre>`` -> uses."""
+        return f"{self.tag(partition)}:{TERRITORY_GENRE_COUNTS}:{window}:{start}"
+
+    def attributions(self, partition: int, day_start: int) -> str:
+        """HASH ``<track_id>|<country>|<use>|<catalog version>`` -> uses of one UTC day."""
+        return f"{self.tag(partition)}:{ATTRIBUTIONS}:{DAY_WINDOW}:{day_start}"
+
+    def attribution_entries(self, partition: int, day_start: int) -> str:
+        """HASH ``<track_id>|<catalog version>`` -> the catalog entry JSON of that version."""
+        return f"{self.tag(partition)}:{ATTRIBUTION_ENTRIES}:{DAY_WINDOW}:{day_start}"
+
     def pending(self, partition: int) -> str:
         """HASH track_id -> JSON ``[[use, base_start, count], ...]`` awaiting attribution."""
         return f"{self.tag(partition)}:pending"
@@ -75,3 +105,27 @@ def holder_field(right: str, use: str, kind: str, holder_id: str) -> str:
 
 def genre_field(ai_origin: str, use: str, genre: str) -> str:
     return f"{ai_origin}|{use}|{genre}"
+
+
+def territory_track_field(use: str, country: str, track_id: str) -> str:
+    return f"{use}|{country}|{track_id}"
+
+
+def territory_holder_field(holder_field_name: str, country: str) -> str:
+    """``<right>|<use>|<measure>|<holder>`` -> ``<right>|<use>|<country>|<measure>|<holder>``."""
+    right, use, rest = holder_field_name.split("|", 2)
+    return f"{right}|{use}|{country}|{rest}"
+
+
+def territory_genre_field(genre_field_name: str, country: str) -> str:
+    """``<ai_origin>|<use>|<genre>`` -> ``<ai_origin>|<use>|<country>|<genre>``."""
+    ai_origin, use, genre = genre_field_name.split("|", 2)
+    return f"{ai_origin}|{use}|{country}|{genre}"
+
+
+def attribution_field(track_id: str, country: str, use: str, version: str) -> str:
+    return f"{track_id}|{country}|{use}|{version}"
+
+
+def attribution_entry_field(track_id: str, version: str) -> str:
+    return f"{track_id}|{version}"

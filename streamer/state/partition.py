@@ -41,10 +41,14 @@ __all__ = ["TRACKS_CODE", "USES_CODE", "CellKey", "Cells", "ClosedInterval", "Pa
 
 TOPIC_CODES = (USES_CODE, TRACKS_CODE)
 
-# (use, base window start) -> uses, for pending attributions of one track
-Cells = dict[tuple[str, int], int]
-# (track_id, use, base window start): one counter cell of the hot path
-CellKey = tuple[str, str, int]
+# (use, base window start, country) -> uses, for pending attributions of one track
+Cells = dict[tuple[str, int, str], int]
+# (track_id, use, base window start, country): one counter cell of the hot path. The
+# country is always there (the schema requires it); the plain counters sum over it.
+CellKey = tuple[str, str, int, str]
+# The country of pending uses persisted before cells had one (ISO 3166 user-assigned
+# "unknown"), so an upgrade neither loses them nor invents a real country.
+UNKNOWN_COUNTRY = "ZZ"
 
 
 @dataclass(slots=True)
@@ -91,6 +95,8 @@ class PartitionState:
     cells: dict[CellKey, int] = field(default_factory=dict)
     # Base window starts present in ``cells`` (usually one or two).
     bases: set[int] = field(default_factory=set)
+    # Countries present in ``cells``, so a track's cells are found without a scan.
+    countries: set[str] = field(default_factory=set)
     # Increments already attributed (e.g. sealed before a metadata replacement).
     sealed: CounterDeltas = field(default_factory=CounterDeltas)
     # Uses whose track metadata has not arrived yet, persisted in Redis.
@@ -138,7 +144,8 @@ class PartitionState:
         state.flushed_marks = state._marks()
         for track_id, encoded in (await store.load_pending(partition)).items():
             state.pending[track_id.decode()] = {
-                (use, base): uses for use, base, uses in orjson.loads(encoded)
+                (use, base, rest[0] if rest else UNKNOWN_COUNTRY): uses
+                for use, base, uses, *rest in orjson.loads(encoded)
             }
         for code in TOPIC_CODES:
             deduper = state.dedupe[code]
@@ -166,11 +173,13 @@ class PartitionState:
             self.watermark[code] = occurred_at
             self.dedupe[code].advance(occurred_at)
 
-    def count_uses(self, keys: Sequence[CellKey], bases: Iterable[int], newest: int) -> None:
-        """Count one use per cell key (fresh events of one record); ``bases``: the base
-        windows of the record's events, ``newest``: its newest event's time."""
+    def count_uses(self, keys: Sequence[CellKey], bases: Iterable[int],
+                   countries: Iterable[str], newest: int) -> None:
+        """Count one use per cell key (fresh events of one record); ``bases`` and
+        ``countries``: those of the record's events, ``newest``: its newest event's time."""
         _count_elements(self.cells, keys)
         self.bases.update(bases)
+        self.countries.update(countries)
         self.advance_watermark(USES_CODE, newest)
         self.unflushed_events += len(keys)
 
@@ -179,6 +188,7 @@ class PartitionState:
         cells = self.cells
         cells[key] = cells.get(key, 0) + 1
         self.bases.add(key[2])
+        self.countries.add(key[3])
         if occurred_at > self.watermark[USES_CODE]:
             self.watermark[USES_CODE] = occurred_at
             self.dedupe[USES_CODE].advance(occurred_at)
@@ -187,8 +197,8 @@ class PartitionState:
     def take_cells_of(self, track_id: str) -> dict[CellKey, int]:
         """Remove and return the track's unflushed cells (its metadata changed)."""
         cells = self.cells
-        keys = [key for base in self.bases for use in USES
-                if (key := (track_id, use, base)) in cells]
+        keys = [key for base in self.bases for use in USES for country in self.countries
+                if (key := (track_id, use, base, country)) in cells]
         return {key: cells.pop(key) for key in keys}
 
     def wait_for_old_meta(self, track_id: str, cells: dict[CellKey, int],
@@ -235,16 +245,18 @@ class PartitionState:
         taken = TakenCounts(self.cells, self.sealed, self.needs_old_meta)
         self.cells = {}
         self.bases = set()
+        self.countries = set()
         self.sealed = CounterDeltas()
         self.needs_old_meta = {}
         return taken
 
-    def add_pending(self, track_id: str, use: str, base_start: int, uses: int) -> None:
+    def add_pending(self, track_id: str, use: str, base_start: int, country: str,
+                    uses: int) -> None:
         """Uses whose track has no known metadata wait (persisted) for it."""
         cells = self.pending.get(track_id)
         if cells is None:
             cells = self.pending[track_id] = {}
-        key = (use, base_start)
+        key = (use, base_start, country)
         cells[key] = cells.get(key, 0) + uses
         self.pending_dirty.add(track_id)
 
@@ -253,12 +265,14 @@ class PartitionState:
         self.pending_dirty.add(track_id)
         return self.pending.pop(track_id)
 
-    def expire_pending(self, track_id: str, window_end: int) -> list[tuple[str, int, int]]:
-        """Remove and return (use, base start, uses) of the track's pending uses of base
-        windows starting at or before ``window_end``: they go unattributed."""
+    def expire_pending(self, track_id: str,
+                       window_end: int) -> list[tuple[str, int, str, int]]:
+        """Remove and return (use, base start, country, uses) of the track's pending uses
+        of base windows starting at or before ``window_end``: they go unattributed."""
         track_cells = self.pending[track_id]
-        expired = [(use, base_start, track_cells.pop((use, base_start)))
-                   for use, base_start in list(track_cells) if base_start <= window_end]
+        expired = [(use, base_start, country, track_cells.pop((use, base_start, country)))
+                   for use, base_start, country in list(track_cells)
+                   if base_start <= window_end]
         if expired:
             self.pending_dirty.add(track_id)
         if not track_cells:
