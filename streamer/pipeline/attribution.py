@@ -149,22 +149,22 @@ def known_plan(catalog_writes: Mapping[str, TrackMeta], cache: CatalogCache,
     return plan_for(written) if written is not None else cache.get(track_id)
 
 
-# (holder or genre field, country) -> its territory field; shared like _FIELDS.
-_TERRITORY_FIELDS: dict[tuple[str, str], str] = {}
-_TERRITORY_LIMIT = 400_000
+# Per country: holder or genre field -> its territory field; shared like _FIELDS.
+_TERRITORY_FIELDS: dict[str, dict[str, str]] = {}
+_TERRITORY_LIMIT = 100_000
 
 
 def territory_fields(fields: dict[str, int], country: str, is_holder: bool) -> dict[str, int]:
     """Holder or genre increments of one country, their fields given the country."""
-    known = _TERRITORY_FIELDS
-    if len(known) >= _TERRITORY_LIMIT:
-        known.clear()
-    make = territory_holder_field if is_holder else territory_genre_field
+    known = _TERRITORY_FIELDS.get(country)
+    if known is None or len(known) >= _TERRITORY_LIMIT:
+        known = _TERRITORY_FIELDS[country] = {}
     result = {}
     for name, value in fields.items():
-        territory = known.get((name, country))
+        territory = known.get(name)
         if territory is None:
-            territory = known[(name, country)] = intern(make(name, country))
+            make = territory_holder_field if is_holder else territory_genre_field
+            territory = known[name] = intern(make(name, country))
         result[territory] = value
     return result
 

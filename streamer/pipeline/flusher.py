@@ -34,6 +34,7 @@ from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import CounterDeltas
 from streamer.state.keys import (
     ATTRIBUTIONS,
+    CLOSED_BEFORE_FIELD,
     DAY_MS,
     DAY_WINDOW,
     GENRE_COUNTS,
@@ -159,6 +160,10 @@ class Flusher:
         an outage) the uses run ahead, so the tracks topic's own watermark is the clock.
         """
         clock = state.watermark[USES_CODE]
+        if state.uses_caught_up and state.tracks_caught_up and self.territory:
+            # Idle: the clock days close by (PartitionState.closable_before), so that a
+            # day whose uses wait for a TrackCreated that never comes still closes.
+            clock = max(clock, int(time.time() * 1000) - self.settings.future_tolerance_ms)
         if not state.tracks_caught_up:
             clock = min(clock, state.watermark[TRACKS_CODE])
         return clock - self.settings.allowed_lateness_ms
@@ -262,6 +267,8 @@ class Flusher:
         for code in TOPIC_CODES:
             payload.meta[f"off:{code}"] = closed.offsets[code]
             payload.meta[f"wm:{code}"] = closed.watermarks[code]
+        if state.closed_before:
+            payload.meta[CLOSED_BEFORE_FIELD] = state.closed_before
         catalog_writes = {track_id: meta.to_json()
                           for track_id, meta in closed.catalog_writes.items()}
         newest = closed.watermarks[USES_CODE] if closed.events else None
@@ -344,6 +351,7 @@ class Flusher:
         by_base: dict[int, dict[str, dict[str, int]]] = {}
         per_country: dict[int, dict[str, tuple[dict[str, int], dict[str, int]]]] = {}
         entries: dict[int, dict[str, str]] = {}
+        versions: dict[str, str] = {}
         territory = bool(self.territory)
         cache_get = self.cache.get
         plans_get = plans.get
@@ -375,13 +383,18 @@ class Flusher:
             if sums is None:
                 sums = countries[country] = ({}, {})
             add_attribution(sums[0], sums[1], plan, use, uses)
-            version, entry = plan_version(plan)
+            version = versions.get(track_id)
+            if version is None:  # once per track and flush (a track has one plan here)
+                version, entry = plan_version(plan)
+                versions[track_id] = version
+                day = base_start - base_start % DAY_MS
+                day_entries = entries.get(day)
+                if day_entries is None:
+                    day_entries = entries[day] = {}
+                day_entries[track_id + "|" + version] = entry
+                if len(by_base) > 1:  # cells of other days may name the track too
+                    versions.pop(track_id)
             parts[ATTRIBUTIONS][track_id + "|" + country + "|" + use + "|" + version] = uses
-            day = base_start - base_start % DAY_MS
-            day_entries = entries.get(day)
-            if day_entries is None:
-                day_entries = entries[day] = {}
-            day_entries[track_id + "|" + version] = entry
         for base_start, countries in per_country.items():
             parts = by_base[base_start]
             for kind, territory_kind, at in ((HOLDER_COUNTS, TERRITORY_HOLDER_COUNTS, 0),

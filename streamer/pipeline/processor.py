@@ -135,7 +135,7 @@ class RecordProcessor:
         # In time if the oldest event is within the lateness of the largest watermark any
         # event of the batch can see; otherwise check event by event, in order.
         if (oldest < max(watermark, newest) - self.lateness_ms
-                or newest > now_ms + self.future_ms):
+                or newest > now_ms + self.future_ms or oldest < state.closed_before):
             if raws is None:
                 raws = RAW_ELEMENTS.decode(value)
             events, times = self._drop_late_and_future(state, offset, events, raws, now_ms)
@@ -164,7 +164,8 @@ class RecordProcessor:
         """``_count`` for a single-event record, without a batch's lists and numpy probe."""
         occurred_at = event.occurred_at
         watermark = state.watermark[USES_CODE]
-        if occurred_at < watermark - self.lateness_ms or occurred_at > now_ms + self.future_ms:
+        if (occurred_at < watermark - self.lateness_ms or occurred_at > now_ms + self.future_ms
+                or occurred_at < state.closed_before):
             self._drop_late_and_future(state, offset, [event], [value], now_ms)
             return
         dedupe = state.dedupe[USES_CODE]
@@ -184,10 +185,14 @@ class RecordProcessor:
         topic = self.settings.uses_topic
         watermark = state.watermark[USES_CODE]
         future_after = now_ms + self.future_ms
+        closed_before = state.closed_before
         kept: list[SoundUsed] = []
         for event, raw in zip(events, raws, strict=True):
             occurred_at = event.occurred_at
-            if occurred_at < watermark - self.lateness_ms:
+            if occurred_at < closed_before:
+                rejected = Rejected("late", "occurred_at", f"{occurred_at} is in a day this "
+                                    f"partition has closed (before {closed_before})")
+            elif occurred_at < watermark - self.lateness_ms:
                 rejected = Rejected("late", "occurred_at", f"{occurred_at} is older than the "
                                     f"watermark {watermark} minus the allowed lateness")
             elif occurred_at > future_after:

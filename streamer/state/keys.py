@@ -28,6 +28,8 @@ TERRITORY_GENRE_COUNTS = "tg"
 ATTRIBUTIONS = "a"
 ATTRIBUTION_ENTRIES = "av"
 DAY_WINDOW = "1d"
+# Meta field: epoch ms before which every day is closed for the ledger.
+CLOSED_BEFORE_FIELD = "cl"
 DAY_MS = 86_400_000
 # A holder's two measures (``<right>|<use>|<measure>|<holder>``): uses, uses x micro-share.
 USES_MEASURE = "u"
@@ -43,7 +45,7 @@ class KeyLayout:
         return f"{{{self.prefix}:{partition}}}"
 
     def meta(self, partition: int) -> str:
-        """HASH owner, seq, off:<topic>, wm:<topic>: the partition's commit record."""
+        """HASH owner, seq, off:<topic>, wm:<topic>, cl: the partition's commit record."""
         return f"{self.tag(partition)}:meta"
 
     def track_counts(self, partition: int, window: str, start: int) -> str:

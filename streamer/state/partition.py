@@ -31,7 +31,7 @@ import orjson
 from streamer.events.validation import USES, TrackMeta
 from streamer.state.dedupe import Deduper
 from streamer.state.deltas import CounterDeltas
-from streamer.state.keys import TRACKS_CODE, USES_CODE
+from streamer.state.keys import DAY_MS, TRACKS_CODE, USES_CODE
 
 if TYPE_CHECKING:
     from streamer.state.store import RedisStore
@@ -118,6 +118,12 @@ class PartitionState:
     # False while this partition of tracks.created is known to lag behind its end (a
     # backlog): pending attributions then expire by its watermark, not the uses' one.
     tracks_caught_up: bool = True
+    # The same for sounds.used: with both read to their ends the partition is idle, and
+    # the wall clock stands in for its watermarks when closing days (docs/ARCHITECTURE.md).
+    uses_caught_up: bool = False
+    # Epoch ms: every day before it is closed (sealed for the ledger) for this partition;
+    # a use older than it goes to the DLQ as late. Persisted in the meta hash (``cl``).
+    closed_before: int = 0
     # Offsets and watermarks of the last flush, to skip flushes with nothing new.
     flushed_marks: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -141,6 +147,7 @@ class PartitionState:
         for code in TOPIC_CODES:
             state.next_offset[code] = claimed.offsets.get(code, 0)
             state.watermark[code] = claimed.watermarks.get(code, 0)
+        state.closed_before = claimed.closed_before
         state.flushed_marks = state._marks()
         for track_id, encoded in (await store.load_pending(partition)).items():
             state.pending[track_id.decode()] = {
@@ -155,7 +162,8 @@ class PartitionState:
         return state
 
     def _marks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return tuple(self.next_offset.values()), tuple(self.watermark.values())
+        return (tuple(self.next_offset.values()),
+                (*self.watermark.values(), self.closed_before))
 
     # -- the record path ---------------------------------------------------------------
 
@@ -238,6 +246,37 @@ class PartitionState:
 
     def note_tracks_caught_up(self, caught_up: bool) -> None:
         self.tracks_caught_up = caught_up
+
+    def note_uses_caught_up(self, caught_up: bool) -> None:
+        self.uses_caught_up = caught_up
+
+    def closable_before(self, lateness_ms: int, wall_clock_ms: int) -> int:
+        """The end (epoch ms, a UTC midnight) of the last day this partition may close now;
+        at most ``closed_before`` never moves back.
+
+        A day may close once both topics' clocks are past its end plus the lateness and no
+        pending use of it (or earlier) waits for its TrackCreated. A topic's clock is its
+        watermark, or the wall clock (given minus the future tolerance) once this worker
+        has read it to its end: an idle partition closes its days, a lagging one keeps
+        the watermarks of what it read.
+        """
+        clocks = []
+        for code, caught_up in ((USES_CODE, self.uses_caught_up),
+                                (TRACKS_CODE, self.tracks_caught_up)):
+            clock = self.watermark[code]
+            clocks.append(max(clock, wall_clock_ms) if caught_up else clock)
+        limit = min(clocks) - lateness_ms
+        limit -= limit % DAY_MS
+        if self.pending:
+            waiting = min(base for cells in self.pending.values() for _, base, _ in cells)
+            limit = min(limit, waiting - waiting % DAY_MS)
+        return max(limit, self.closed_before)
+
+    def seal_days_before(self, day_end: int) -> None:
+        """Days before ``day_end`` are closed here: their uses are late from now on (the
+        next flush persists this with everything counted before it)."""
+        if day_end > self.closed_before:
+            self.closed_before = day_end
 
     def take_counts(self) -> TakenCounts:
         """Swap out the cells, their base windows, the sealed increments and the cells

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from streamer.events.validation import TrackMeta
-from streamer.state.keys import KeyLayout
+from streamer.state.keys import CLOSED_BEFORE_FIELD, KeyLayout
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,8 @@ class ClaimedPartition:
     seq: int
     offsets: dict[str, int]
     watermarks: dict[str, int]
+    # Days before this (epoch ms) are closed for the ledger: uses of them are late.
+    closed_before: int = 0
 
 
 def connect(url: str) -> Redis:
@@ -290,7 +292,8 @@ class RedisStore:
         values = {raw[i].decode(): raw[i + 1].decode() for i in range(0, len(raw), 2)}
         offsets = {k[4:]: int(v) for k, v in values.items() if k.startswith("off:")}
         watermarks = {k[3:]: int(v) for k, v in values.items() if k.startswith("wm:")}
-        return ClaimedPartition(int(values.get("seq", 0)), offsets, watermarks)
+        return ClaimedPartition(int(values.get("seq", 0)), offsets, watermarks,
+                                int(values.get(CLOSED_BEFORE_FIELD, 0)))
 
     async def owner(self, partition: int) -> str | None:
         value = cast("bytes | None", await self.client.hget(self.layout.meta(partition), "owner"))
