@@ -133,6 +133,7 @@ class Claimed:
     seq: int
     offsets: dict[str, int]
     watermarks: dict[str, int]
+    closed_before: int = 0
 
 
 class FakeStore:
@@ -167,3 +168,40 @@ async def test_load_restores_a_claimed_partition_as_redis_holds_it() -> None:
     assert state.dedupe[USES_CODE].add_digest(event_hash("ev-2"), T0)
     assert [code for code, _ in store.dedupe_reads] == [USES_CODE, TRACKS_CODE]
     assert state.close_interval(writes_anything=False) is None  # as flushed: nothing new
+
+
+DAY_MS = 86_400_000
+LATENESS = 3_600_000
+
+
+def test_a_day_closes_when_both_clocks_are_past_its_end_plus_the_lateness() -> None:
+    state = _state()
+    day = T0 - T0 % DAY_MS
+    state.note_uses_caught_up(False)
+    state.note_tracks_caught_up(False)
+    state.advance_watermark(USES_CODE, day + DAY_MS + LATENESS + 1)
+    state.advance_watermark(TRACKS_CODE, day + DAY_MS + LATENESS - 1)
+    # The tracks topic lags: its watermark holds the day open, whatever the wall clock.
+    assert state.closable_before(LATENESS, day + 10 * DAY_MS) == day
+    state.advance_watermark(TRACKS_CODE, day + DAY_MS + LATENESS)
+    assert state.closable_before(LATENESS, 0) == day + DAY_MS
+    # A use of the day still waiting for its TrackCreated holds it open.
+    state.add_pending("trk", "play", day + 5_000, "DE", 1)
+    assert state.closable_before(LATENESS, 0) == day
+    state.resolve_pending("trk")
+    state.seal_days_before(day + DAY_MS)
+    assert state.closed_before == day + DAY_MS
+    state.seal_days_before(day)  # never moves back
+    assert state.closed_before == day + DAY_MS
+
+
+def test_an_idle_partition_closes_by_the_wall_clock_and_never_early() -> None:
+    state = _state()
+    day = T0 - T0 % DAY_MS
+    state.advance_watermark(USES_CODE, day + 1_000)
+    state.note_uses_caught_up(True)
+    state.note_tracks_caught_up(True)
+    assert state.closable_before(LATENESS, day + DAY_MS + LATENESS - 1) < day + DAY_MS
+    assert state.closable_before(LATENESS, day + DAY_MS + LATENESS) == day + DAY_MS
+    state.note_uses_caught_up(False)  # lag again: its own watermark counts
+    assert state.closable_before(LATENESS, day + DAY_MS + LATENESS) < day + DAY_MS
