@@ -159,14 +159,18 @@ class Flusher:
         window plus the lateness. Live, both topics move together; in a backlog (after
         an outage) the uses run ahead, so the tracks topic's own watermark is the clock.
         """
+        lateness = self.settings.allowed_lateness_ms
         clock = state.watermark[USES_CODE]
-        if state.uses_caught_up and state.tracks_caught_up and self.territory:
-            # Idle: the clock days close by (PartitionState.closable_before), so that a
-            # day whose uses wait for a TrackCreated that never comes still closes.
-            clock = max(clock, int(time.time() * 1000) - self.settings.future_tolerance_ms)
         if not state.tracks_caught_up:
             clock = min(clock, state.watermark[TRACKS_CODE])
-        return clock - self.settings.allowed_lateness_ms
+        expire_before = clock - lateness
+        if state.uses_caught_up and state.tracks_caught_up and self.territory:
+            # Idle: whole days the wall clock closes (PartitionState.closable_before) give
+            # up on their pending uses too, or a TrackCreated that never comes would hold
+            # the day open. Only whole past days: recent uses keep the watermark's rule.
+            wall = int(time.time() * 1000) - self.settings.future_tolerance_ms - lateness
+            expire_before = max(expire_before, wall - wall % DAY_MS)
+        return expire_before
 
     async def _fetch_metadata(self, state: PartitionState) -> MetadataLookup:
         """Read the metadata this flush needs from Redis, once, before the snapshot.
