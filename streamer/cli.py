@@ -1,4 +1,4 @@
-"""``streamer`` command line: ``worker``, ``produce``, ``query``, ``load``.
+"""``streamer`` command line: ``worker``, ``produce``, ``query``, ``load``, ``ledger``.
 
 Every failure a user can act on ends in one line, ``streamer: <what failed and what to
 do>``, and an exit code from streamer/exit_codes.py (listed in ``--help``); Ctrl-C ends
@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import IO, Any
+from datetime import date
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -23,6 +25,9 @@ from streamer.build_info import version_line
 from streamer.config import ConfigError, Settings, load_settings
 from streamer.events.validation import Rejected
 from streamer.exit_codes import CommandFailed, ExitCode, exit_code_table
+
+if TYPE_CHECKING:
+    from streamer.ledger.audit import RedisDay
 
 _EPILOG = f"""\
 exit codes:
@@ -73,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--window", help="window name (default: the API's, see docs/openapi.yaml)")
     query.add_argument("--at", type=int, help="epoch ms inside the window (default now)")
     query.add_argument("--limit", type=int, help="trending: how many tracks (API default 20)")
+    query.add_argument("--from", dest="first", metavar="YYYY-MM-DD",
+                       help="track, holder, genre: first UTC day of a range (with --to; "
+                            "not with --window or --at)")
+    query.add_argument("--to", dest="last", metavar="YYYY-MM-DD",
+                       help="last UTC day of the range, inclusive (at most 400 days)")
+    query.add_argument("--by", choices=["territory"],
+                       help="track, holder, genre: the counts per country as well")
+    query.add_argument("--format", dest="output", choices=["json", "csv"], default="json",
+                       help="csv (track, holder, genre): one row per count; with --by "
+                            "territory one per country, else the totals with an empty "
+                            "territory")
     query.add_argument("--url", default=None,
                        help="worker base URL (default http://STREAMER_WEB_HOST:STREAMER_WEB_PORT)")
 
@@ -80,7 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     from streamer.loadgen.cli import add_arguments as add_load_arguments
 
     add_load_arguments(load)
+
+    from streamer.ledger.cli import register as register_ledger
+
+    # close needs the pipeline's DaySource over Redis (issue 20, territory counters);
+    # without it, close says so in one line (docs/LEDGER.md).
+    register_ledger(sub, redis_days=_ledger_redis_days)
     return parser
+
+
+def _ledger_redis_days(day: date) -> Mapping[int, RedisDay]:
+    """``ledger verify``'s Redis side: the day's plain 1d counters per partition."""
+    from redis.exceptions import RedisError
+
+    from streamer.ledger.redis_day import redis_days_from_settings
+
+    try:
+        return redis_days_from_settings(day)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise CommandFailed(ExitCode.UNREACHABLE, f"ledger verify: Redis did not answer "
+                            f"({_describe(exc)}); check STREAMER_REDIS_URL") from None
 
 
 def _positive_int(text: str) -> int:
@@ -134,6 +169,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "produce":
         return asyncio.run(produce_file(settings, args.file, args.kind, args.batch_events,
                                         progress=args.progress))
+    if args.command == "ledger":
+        code: int = args.ledger_run(args)
+        return code
     return run_query(settings, args)
 
 
@@ -162,7 +200,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     worker.log_format = settings.log_format.lower()
     # At --loglevel warn or error, Faust's terminal spinner would set the root logger to
     # DEBUG (to spin on every record): every debug call of aiokafka, one per Kafka
-    # request, would then build a log record for nothing (2 % of the worker's time).
+    # request, would then build a log record for nothing (measured: docs/BENCHMARKS.md).
     worker.spinner = None
     tune_gc(settings.gc_gen0_threshold)
     worker.execute_from_commandline()
@@ -350,14 +388,26 @@ def run_query(settings: Settings, args: argparse.Namespace) -> int:
     if what in ("track", "holder", "genre") and not args.id:
         raise CommandFailed(ExitCode.USAGE, f"query {what}: give the {what} id, "
                             f"e.g. streamer query {what} ID")
+    usage = what in ("track", "holder", "genre")
+    ranged = args.first is not None or args.last is not None
+    if not usage and (ranged or args.by or args.output != "json"):
+        raise CommandFailed(ExitCode.USAGE, f"query {what}: --from, --to, --by and --format "
+                            "csv are for track, holder and genre")
+    if ranged and (args.first is None or args.last is None):
+        raise CommandFailed(ExitCode.USAGE, f"query {what}: a range needs both --from and "
+                            "--to (UTC days YYYY-MM-DD)")
     try:
         client = QueryClient(base, token=settings.web_token, timeout_s=settings.query_timeout_s)
     except InvalidURL as exc:
         raise CommandFailed(ExitCode.USAGE, str(exc)) from None
+    window = {"window": args.window, "at": args.at, "by": args.by}
     calls: dict[str, Callable[[], Any]] = {
-        "track": lambda: client.track_usage(args.id, window=args.window, at=args.at),
-        "holder": lambda: client.holder_usage(args.id, window=args.window, at=args.at),
-        "genre": lambda: client.genre_usage(args.id, window=args.window, at=args.at),
+        "track": lambda: (client.track_range(args.id, args.first, args.last, by=args.by)
+                          if ranged else client.track_usage(args.id, **window)),
+        "holder": lambda: (client.holder_range(args.id, args.first, args.last, by=args.by)
+                           if ranged else client.holder_usage(args.id, **window)),
+        "genre": lambda: (client.genre_range(args.id, args.first, args.last, by=args.by)
+                          if ranged else client.genre_usage(args.id, **window)),
         "trending": lambda: client.trending(window=args.window, at=args.at, limit=args.limit),
         "health": client.health, "live": client.live, "ready": client.ready,
     }
@@ -370,6 +420,9 @@ def run_query(settings: Settings, args: argparse.Namespace) -> int:
                 "token", 404: "; is this URL a streamer worker of this version?"}
         raise CommandFailed(ExitCode.WORKER_ERROR,
                             f"{exc}{hint.get(exc.status, '')}") from None
+    if args.output == "csv":
+        write_usage_csv(what, msgspec.to_builtins(answer), sys.stdout)
+        return ExitCode.OK
     print(msgspec.json.format(msgspec.json.encode(answer), indent=2).decode())
     status = getattr(answer, "status", "ok")
     if status != "ok":
@@ -377,6 +430,42 @@ def run_query(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandFailed(ExitCode.WORKER_ERROR, f"query {what}: the worker at {base} "
                             f"answered HTTP 503, status {status!r}: {reason}")
     return ExitCode.OK
+
+
+_CSV_DIMENSIONS = {"track": ("use",), "holder": ("right", "use"), "genre": ("ai_origin", "use")}
+
+
+def write_usage_csv(what: str, body: dict[str, Any], out: IO[str]) -> None:
+    """A usage answer as CSV: one row per count; per country with ``territories``
+    (their sum is the total), else the totals with an empty ``territory``."""
+    key_name = {"track": "track_id", "holder": "holder_id", "genre": "genre"}[what]
+    period = (["from", "to", "closed_days"] if "from" in body else ["window"])
+    values = ["uses", "weighted_micro"] if what == "holder" else ["uses"]
+    columns = [key_name, *period, "start_ms", "end_ms", "territory",
+               *_CSV_DIMENSIONS[what], *values]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    head = [body[key_name], *(body[name] for name in period), body["start_ms"], body["end_ms"]]
+    counts_name = {"track": "uses", "holder": "rights", "genre": "uses_by_origin"}[what]
+    scopes = (sorted(body["territories"].items()) if body.get("territories") is not None
+              else [("", body[counts_name])])
+    for territory, counts in scopes:
+        for dims, row_values in _count_rows(what, counts):
+            writer.writerow([*head, territory, *dims, *row_values])
+
+
+def _count_rows(what: str, counts: dict[str, Any]) -> Iterator[tuple[list[str], list[int]]]:
+    if what == "track":
+        for use, uses in counts.items():
+            yield [use], [uses]
+    elif what == "holder":
+        for right, measures in counts.items():
+            for use, uses in measures["uses"].items():
+                yield [right, use], [uses, measures["weighted_micro"][use]]
+    else:
+        for origin, by_use in counts.items():
+            for use, uses in by_use.items():
+                yield [origin, use], [uses]
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
     client = QueryClient("http://127.0.0.1:6066", token=None, timeout_s=10)
     usage = client.track_usage("T1", window="1h")      # -> TrackUsage
     usage.uses["play"]
+    month = client.holder_range("H1", "2026-11-01", "2026-11-30", by="territory")
+    month.territories["DE"]["master"].weighted_micro["play"]   # -> HolderRangeUsage
 
 Every failure is a :class:`QueryError` whose message says what happened and what to do:
 :class:`WorkerUnreachable` (nothing answered, or not within the timeout) and
@@ -16,6 +18,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import date
 from typing import Any, TypeVar
 
 import msgspec
@@ -23,15 +26,35 @@ import msgspec
 T = TypeVar("T")
 
 
-class UsageWindow(msgspec.Struct, frozen=True):
+class UsageWindow(msgspec.Struct, frozen=True, omit_defaults=True):
     window: str
     start_ms: int
     end_ms: int
 
 
+class UsageRange(msgspec.Struct, frozen=True, omit_defaults=True,
+                 rename={"first": "from", "last": "to"}):
+    """A range of whole UTC days, ``from`` to ``to`` inclusive; ``closed_days`` of them
+    were read from the ledger."""
+
+    first: str
+    last: str
+    start_ms: int
+    end_ms: int
+    closed_days: int
+
+
 class TrackUsage(UsageWindow, frozen=True):
     track_id: str
     uses: dict[str, int]
+    territories: dict[str, dict[str, int]] | None = None
+    """With ``by="territory"``: ``uses`` per country."""
+
+
+class TrackRangeUsage(UsageRange, frozen=True):
+    track_id: str
+    uses: dict[str, int]
+    territories: dict[str, dict[str, int]] | None = None
 
 
 class RightUsage(msgspec.Struct, frozen=True):
@@ -42,11 +65,25 @@ class RightUsage(msgspec.Struct, frozen=True):
 class HolderUsage(UsageWindow, frozen=True):
     holder_id: str
     rights: dict[str, RightUsage]
+    territories: dict[str, dict[str, RightUsage]] | None = None
+
+
+class HolderRangeUsage(UsageRange, frozen=True):
+    holder_id: str
+    rights: dict[str, RightUsage]
+    territories: dict[str, dict[str, RightUsage]] | None = None
 
 
 class GenreUsage(UsageWindow, frozen=True):
     genre: str
     uses_by_origin: dict[str, dict[str, int]]
+    territories: dict[str, dict[str, dict[str, int]]] | None = None
+
+
+class GenreRangeUsage(UsageRange, frozen=True):
+    genre: str
+    uses_by_origin: dict[str, dict[str, int]]
+    territories: dict[str, dict[str, dict[str, int]]] | None = None
 
 
 class TrendingItem(msgspec.Struct, frozen=True):
@@ -135,19 +172,35 @@ class QueryClient:
     # -- endpoints -----------------------------------------------------------------
 
     def track_usage(self, track_id: str, *, window: str | None = None,
-                    at: int | None = None) -> TrackUsage:
+                    at: int | None = None, by: str | None = None) -> TrackUsage:
         return self._get(f"/v1/tracks/{_segment(track_id)}/usage", TrackUsage,
-                         window=window, at=at)
+                         window=window, at=at, by=by)
 
     def holder_usage(self, holder_id: str, *, window: str | None = None,
-                     at: int | None = None) -> HolderUsage:
+                     at: int | None = None, by: str | None = None) -> HolderUsage:
         return self._get(f"/v1/holders/{_segment(holder_id)}/usage", HolderUsage,
-                         window=window, at=at)
+                         window=window, at=at, by=by)
 
     def genre_usage(self, genre: str, *, window: str | None = None,
-                    at: int | None = None) -> GenreUsage:
+                    at: int | None = None, by: str | None = None) -> GenreUsage:
         return self._get(f"/v1/genres/{_segment(genre)}/usage", GenreUsage,
-                         window=window, at=at)
+                         window=window, at=at, by=by)
+
+    def track_range(self, track_id: str, first: date | str, last: date | str, *,
+                    by: str | None = None) -> TrackRangeUsage:
+        """Uses over the UTC days ``first`` to ``last`` (inclusive, at most 400)."""
+        return self._get(f"/v1/tracks/{_segment(track_id)}/usage", TrackRangeUsage,
+                         query=_range_params(first, last, by))
+
+    def holder_range(self, holder_id: str, first: date | str, last: date | str, *,
+                     by: str | None = None) -> HolderRangeUsage:
+        return self._get(f"/v1/holders/{_segment(holder_id)}/usage", HolderRangeUsage,
+                         query=_range_params(first, last, by))
+
+    def genre_range(self, genre: str, first: date | str, last: date | str, *,
+                    by: str | None = None) -> GenreRangeUsage:
+        return self._get(f"/v1/genres/{_segment(genre)}/usage", GenreRangeUsage,
+                         query=_range_params(first, last, by))
 
     def trending(self, *, window: str | None = None, at: int | None = None,
                  limit: int | None = None) -> Trending:
@@ -166,8 +219,10 @@ class QueryClient:
     # -- transport -----------------------------------------------------------------
 
     def _get(self, path: str, kind: type[T], *, accept_statuses: tuple[int, ...] = (),
-             **params: object) -> T:
-        query = {k: v for k, v in params.items() if v is not None}
+             query: dict[str, object] | None = None, **params: object) -> T:
+        """GET ``path`` with the non-None ``query`` and ``params`` (``query`` for names
+        that are Python keywords, like ``from``)."""
+        query = {k: v for k, v in {**(query or {}), **params}.items() if v is not None}
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         if self.token:
@@ -207,6 +262,10 @@ class QueryClient:
                                     ) from None
         except (ConnectionError, OSError) as exc:
             raise WorkerUnreachable(f"{where} ({exc}); is the worker running?") from None
+
+
+def _range_params(first: date | str, last: date | str, by: str | None) -> dict[str, object]:
+    return {"from": str(first), "to": str(last), "by": by}
 
 
 def _segment(value: str) -> str:

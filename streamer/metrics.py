@@ -40,9 +40,9 @@ _FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 class HotCounts:
     """Per-record counts of the hot path, kept as plain ints.
 
-    A prometheus-client ``inc`` takes a lock; several per record cost ~5 % of a
-    single-event record's time. ``Metrics.publish`` adds these to the counters once
-    per flush pass and before every scrape.
+    A prometheus-client ``inc`` takes a lock; several per record cost a measurable
+    share of a single-event record's time (docs/BENCHMARKS.md). ``Metrics.publish``
+    adds these to the counters once per flush pass and before every scrape.
     """
 
     records_uses: int = 0

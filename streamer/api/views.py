@@ -1,7 +1,7 @@
 """HTTP routes of the query API, mounted on the Faust web server of every worker.
 
-Parameters are checked before Redis is touched: a bad window, ``at`` or ``limit``
-is a 400 with a JSON error that names it.
+Parameters are checked before Redis is touched: a bad window, ``at``, ``limit``,
+``from``, ``to`` or ``by`` is a 400 with a JSON error that names it.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
 from streamer.api.queries import UsageQueries, WindowRef
+from streamer.api.ranges import RANGE_WINDOW, DayRange, Kind, RangeQueries
 from streamer.config import Settings
+from streamer.ledger.reader import RangeError
 from streamer.metrics import CONTENT_TYPE_LATEST, Metrics
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
@@ -26,6 +29,8 @@ _ID = re.compile(r"[^\x00-\x1f]{1,128}")
 _TRACK_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _GENRE = re.compile(r"[a-z0-9_][a-z0-9_-]{0,63}")
 _MAX_EPOCH_MS = 2**53 - 1
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+BY_VALUES = ("territory",)
 
 
 class BadRequest(ValueError):
@@ -52,6 +57,41 @@ def _window(request: Request, settings: Settings, default: str) -> WindowRef:
     return WindowRef.containing(name, settings.window_size(name), at)
 
 
+def _day_param(name: str, raw: str) -> date:
+    try:
+        if _DAY.fullmatch(raw):
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise BadRequest(f"{name}: expected a UTC day YYYY-MM-DD, got {raw[:40]!r}")
+
+
+def _days(request: Request) -> DayRange | None:
+    """The ``from``/``to`` range, None when neither is given."""
+    first, last = request.query.get("from"), request.query.get("to")
+    if first is None and last is None:
+        return None
+    for name in ("window", "at"):
+        if request.query.get(name) is not None:
+            raise BadRequest(f"{name}: not together with from/to (a range is whole UTC days)")
+    if first is None or last is None:
+        missing = "from" if first is None else "to"
+        raise BadRequest(f"{missing}: missing; a range needs both from and to")
+    try:
+        return DayRange(_day_param("from", first), _day_param("to", last))
+    except RangeError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _by_territory(request: Request) -> bool:
+    by = request.query.get("by")
+    if by is None:
+        return False
+    if by not in BY_VALUES:
+        raise BadRequest(f"by: unknown value {by[:20]!r}; use one of {list(BY_VALUES)}")
+    return True
+
+
 def _path_id(value: str, pattern: re.Pattern[str], what: str) -> str:
     if not pattern.fullmatch(value):
         raise BadRequest(f"invalid {what}")
@@ -59,9 +99,35 @@ def _path_id(value: str, pattern: re.Pattern[str], what: str) -> str:
 
 
 def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
-                    worker_health: Health, metrics: Metrics) -> None:
+                    worker_health: Health, metrics: Metrics,
+                    ranges: RangeQueries | None = None,
+                    territory_windows: tuple[str, ...] = (RANGE_WINDOW,)) -> None:
+    """``ranges`` answers from/to and by=territory (without one, every day from Redis);
+    ``territory_windows`` are the windows with territory counters."""
     default_small = settings.window_names[min(1, len(settings.window_names) - 1)]
     default_large = settings.window_names[-1]
+    spans = ranges or RangeQueries(queries.client, queries.layout, queries.partitions, None)
+    plain = {"track": queries.track_usage, "holder": queries.holder_usage,
+             "genre": queries.genre_usage}
+
+    async def usage(kind: Kind, key: str, request: Request, default: str) -> dict[str, Any]:
+        days = _days(request)
+        by_territory = _by_territory(request)
+        if days is not None:
+            if RANGE_WINDOW not in settings.window_names:
+                raise BadRequest(f"from: ranges need the {RANGE_WINDOW} window, which "
+                                 "STREAMER_WINDOWS does not have")
+            if by_territory and RANGE_WINDOW not in territory_windows:
+                raise BadRequest(f"by: territory ranges need {RANGE_WINDOW} territory "
+                                 "counters, which STREAMER_TERRITORY_WINDOWS does not have")
+            return await spans.range_usage(kind, key, days, by_territory)
+        window = _window(request, settings, default)
+        if by_territory:
+            if window.name not in territory_windows:
+                raise BadRequest(f"by: territory counters exist for windows "
+                                 f"{list(territory_windows)} only, not {window.name!r}")
+            return await spans.window_by_territory(kind, key, window)
+        return await plain[kind](key, window)
 
     def guarded(handler: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
         async def view(web: View, request: Request, **kwargs: str) -> Response:
@@ -79,15 +145,15 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
 
     async def track_usage(request: Request, track_id: str) -> dict[str, Any]:
         track_id = _path_id(track_id, _TRACK_ID, "track_id")
-        return await queries.track_usage(track_id, _window(request, settings, default_small))
+        return await usage("track", track_id, request, default_small)
 
     async def holder_usage(request: Request, holder_id: str) -> dict[str, Any]:
         holder_id = _path_id(holder_id, _ID, "holder_id")
-        return await queries.holder_usage(holder_id, _window(request, settings, default_large))
+        return await usage("holder", holder_id, request, default_large)
 
     async def genre_usage(request: Request, genre: str) -> dict[str, Any]:
         genre = _path_id(genre, _GENRE, "genre")
-        return await queries.genre_usage(genre, _window(request, settings, default_large))
+        return await usage("genre", genre, request, default_large)
 
     async def trending(request: Request) -> dict[str, Any]:
         window = _window(request, settings, default_small)

@@ -177,17 +177,16 @@ class Settings:
     kafka_session_timeout_s: float = setting(
         "STREAMER_KAFKA_SESSION_TIMEOUT", 10.0, DurationSeconds(min_ms=2_000, max_ms=1_800_000),
         "How soon a dead worker's partitions move to the others.")
-    # Per partition and fetch. Faust's 1 MiB default holds ~15 batch records: the worker
-    # then idled half the time waiting for fetches (54k events/s at 50 % CPU, 105k at 8 MiB).
-    # 2 MiB (twice the largest record counted) drained a 75M backlog as fast as 4 MiB
-    # (314,000 against 315,000 events/s) with 68 MB less RSS, and 8 MiB no faster.
+    # Per partition and fetch. Faust's 1 MiB default holds ~15 batch records and left the
+    # worker waiting for fetches; 2 MiB (twice the largest record counted) drains a backlog
+    # as fast as larger fetches with less RSS (docs/BENCHMARKS.md).
     kafka_max_partition_fetch_bytes: int = setting(
         "STREAMER_KAFKA_MAX_PARTITION_FETCH_BYTES", 2 << 20, Int(min=MAX_RECORD_BYTES),
         "Bytes fetched per partition and request; at least the largest record.")
     # A fetch returns once this much data is there (all partitions together), or after
-    # the wait. With one byte (Kafka's default) a live worker fetched every few records:
-    # at 105,000 events/s it took 68 % of a core; with these, 53 %. The wait bounds
-    # what a quiet stream adds to latency.
+    # the wait. With one byte (Kafka's default) a live worker fetched every few records and
+    # spent more CPU fetching (docs/BENCHMARKS.md). The wait bounds what a quiet stream adds
+    # to latency.
     kafka_fetch_min_bytes: int = setting(
         "STREAMER_KAFKA_FETCH_MIN_BYTES", 512 << 10, Int(min=1),
         "A fetch returns once this many bytes are there (all partitions), or after the wait.")
@@ -195,8 +194,8 @@ class Settings:
         "STREAMER_KAFKA_FETCH_MAX_WAIT_MS", 100, Int(min=0, max=30_000),
         "The longest a fetch waits for that minimum: what a quiet stream adds to latency.")
     # Records parsed per poll, all partitions together. Unbounded, a poll parsed every
-    # buffered record at once: ~300k small TrackCreated (~250 MB of objects) in a backlog.
-    # Each parsed value is a copy of the fetched bytes: 1,000 batch records are ~50 MB.
+    # buffered record of a backlog at once, hundreds of MB of objects; each parsed value is
+    # a copy of the fetched bytes (docs/BENCHMARKS.md).
     kafka_max_poll_records: int = setting(
         "STREAMER_KAFKA_MAX_POLL_RECORDS", 1_000, Int(min=1),
         "Records parsed per poll, all partitions together (bounds the parsed prefetch).")
@@ -258,7 +257,8 @@ class Settings:
         shown_default="`1`, or STREAMER_FLUSH_INTERVAL_S if larger")
     # Unflushed events per partition beyond which the agent waits for a flush (backpressure).
     # It bounds the cells held, and the flush's temporaries, while flushes lag behind (a
-    # Redis AOF rewrite): 500,000 let a 1M-track backlog hold 1.37M events, 49 MB more RSS.
+    # Redis AOF rewrite): a larger bound let a 1M-track backlog hold over twice the events,
+    # and more RSS (docs/BENCHMARKS.md).
     max_unflushed_events: int = setting(
         "STREAMER_MAX_UNFLUSHED_EVENTS", 100_000, Int(min=1),
         "Per partition; beyond it the worker waits for its flush (backpressure).")
@@ -287,8 +287,8 @@ class Settings:
     max_record_bytes: int = MAX_RECORD_BYTES
     max_batch_events: int = 10_000
     # Allocations between two young-generation collections (CPython's default is 700).
-    # The hot path allocates many short-lived tuples; at 700 the collector took ~9 % of
-    # its time (python -m benchmarks.hotpath --gc-threshold 0).
+    # The hot path allocates many short-lived tuples; at 700 the collector took a measurable
+    # share of its time (docs/BENCHMARKS.md; python -m benchmarks.hotpath --gc-threshold 0).
     gc_gen0_threshold: int = setting(
         "STREAMER_GC_GEN0_THRESHOLD", 50_000, Int(min=0, zero="keep CPython's 700"),
         "Allocations between young-generation GC runs; start-up objects are frozen out of "
@@ -305,8 +305,8 @@ class Settings:
         "Seconds between returns of freed heap memory to the OS (glibc `malloc_trim`).")
     # glibc's allocator (pipeline/heap.py): blocks from this size get their own mapping,
     # returned when freed (glibc's threshold rises to 32 MiB as large blocks are freed);
-    # and at most this many arenas. At 131072 and 2, a 1M-track backlog peaked 100 MB
-    # lower and drained 17-20 % slower, so both are off by default.
+    # and at most this many arenas. Both set lowered a 1M-track backlog's peak RSS but
+    # slowed its drain (docs/BENCHMARKS.md), so both are off by default.
     malloc_mmap_threshold_bytes: int = setting(
         "STREAMER_MALLOC_MMAP_THRESHOLD", 0,
         Int(min=4096, max=32 << 20, zero="glibc's dynamic threshold"),

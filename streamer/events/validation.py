@@ -259,7 +259,8 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
 
 def _split_ok(holders: list[tuple[str, int]]) -> bool:
     """No holder twice, and the shares add up to at most one (a plain loop: a right has
-    a few holders, and a set comprehension cost a fifth of the fast path)."""
+    a few holders, and a set comprehension cost a measurable share of the fast path;
+    docs/BENCHMARKS.md)."""
     total = 0
     seen: list[str] = []
     for holder, micro in holders:

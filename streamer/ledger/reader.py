@@ -5,10 +5,14 @@ DuckDB over their pyarrow datasets (the ``day`` partition filter is pushed down,
 only the range's files are read); the API runs these in a thread
 (``asyncio.to_thread``), never on the event loop.
 
-Only *complete* days are summed: days that every partition has closed. A day some
-partitions have not closed yet is still Redis' (it keeps a day's counters until the
-day is in the ledger plus a grace), so the caller adds Redis' answer for the days not
-in ``RangeAnswer.closed`` and the sum is the same whoever serves a day.
+By default only *complete* days are summed: days that every partition has closed. A
+day some partitions have not closed yet is still Redis' (it keeps a day's counters
+until the day is in the ledger plus a grace), so the caller adds Redis' answer for the
+days not in ``RangeAnswer.closed`` and the sum is the same whoever serves a day. With
+``partial=True`` the closed partitions of the other days are summed too
+(``RangeAnswer.cells``): Redis drops a partition's territory counters a grace after
+that partition closed the day, whether or not the others have, so a caller that needs
+them for a day one partition is late to close reads those partitions here.
 """
 
 from __future__ import annotations
@@ -59,7 +63,10 @@ class RangeAnswer:
     the counts (``uses`` / ``rights`` / ``uses_by_origin``) over the closed days, and
     ``territories`` when asked for."""
     closed: tuple[date, ...] = field(default=())
-    """The days summed (complete in the ledger); the others are Redis'."""
+    """The complete days; the others are Redis' (but for ``cells``)."""
+    cells: tuple[tuple[date, int], ...] = field(default=())
+    """Every (day, partition) summed: the complete days' and, with ``partial``, those
+    of the days only some partitions closed."""
 
 
 def _zero_uses() -> dict[str, int]:
@@ -84,33 +91,48 @@ class LedgerReader:
 
     def complete_days(self, first: date, last: date) -> tuple[date, ...]:
         """Days in [first, last] that every partition has closed."""
+        return self._closed(first, last, False)[0]
+
+    def _closed(self, first: date, last: date, partial: bool
+                ) -> tuple[tuple[date, ...], tuple[tuple[date, int], ...]]:
+        """The complete days in [first, last], and the (day, partition) cells to sum:
+        the complete days' or, with ``partial``, every closed one."""
         if not self.location.exists(s.CLOSES):
-            return ()
+            return (), ()
         con = duckdb.connect()
         con.register("closes", _dataset(self.location.open(s.CLOSES),
                                         [(s.DAY, ">=", first.isoformat()),
                                          (s.DAY, "<=", last.isoformat())]))
         rows = con.execute(
-            "SELECT day FROM closes WHERE day BETWEEN ? AND ? AND partition < ? "
-            "GROUP BY day HAVING count(DISTINCT partition) = ? ORDER BY day",
-            [first, last, self.partitions, self.partitions]).fetchall()
-        return tuple(row[0] for row in rows)
+            "SELECT DISTINCT day, partition FROM closes WHERE day BETWEEN ? AND ? "
+            "AND partition < ? ORDER BY day, partition",
+            [first, last, self.partitions]).fetchall()
+        by_day: dict[date, list[int]] = {}
+        for day, partition in rows:
+            by_day.setdefault(day, []).append(partition)
+        complete = tuple(day for day, have in by_day.items() if len(have) == self.partitions)
+        cells = tuple((day, p) for day, have in by_day.items()
+                      if partial or len(have) == self.partitions for p in have)
+        return complete, cells
 
     def _rows(self, table: str, key_column: str, key: str, columns: str,
-              days: tuple[date, ...]) -> list[tuple[Any, ...]]:
-        if not days:
+              cells: tuple[tuple[date, int], ...]) -> list[tuple[Any, ...]]:
+        if not cells:
             return []
+        days = sorted({day for day, _ in cells})
         con = duckdb.connect()
         con.register("t", _dataset(self.location.open(table),
                                    [(s.DAY, "in", [day.isoformat() for day in days])]))
-        con.register("d", pa.table({"day": pa.array(days, pa.date32())}))
+        con.register("d", pa.table({"day": pa.array([d for d, _ in cells], pa.date32()),
+                                    "p": pa.array([p for _, p in cells], pa.int32())}))
         # Files of other days are not even listed (building a dataset's fragments costs
         # ~10 ms a file); DuckDB pushes the key filter to Parquet row-group statistics.
         sql = (f"SELECT {columns}, country, sum(uses)::HUGEINT"
                + (", sum(weighted_micro)::HUGEINT" if table == s.HOLDERS else "")
                + f" FROM t WHERE {key_column} = ? AND day BETWEEN ? AND ? "
-               "AND partition < ? AND day IN (SELECT day FROM d) GROUP BY ALL")
-        return con.execute(sql, [key, min(days), max(days), self.partitions]).fetchall()
+               "AND partition < ? AND (day, partition) IN (SELECT (day, p) FROM d) "
+               "GROUP BY ALL")
+        return con.execute(sql, [key, days[0], days[-1], self.partitions]).fetchall()
 
     def _envelope(self, key_name: str, key: str, first: date, last: date,
                   closed: tuple[date, ...]) -> dict[str, Any]:
@@ -120,50 +142,50 @@ class LedgerReader:
                 "closed_days": len(closed)}
 
     def track_usage(self, track_id: str, first: date, last: date,
-                    by_territory: bool = False) -> RangeAnswer:
+                    by_territory: bool = False, partial: bool = False) -> RangeAnswer:
         check_range(first, last)
-        closed = self.complete_days(first, last)
+        closed, cells = self._closed(first, last, partial)
         uses = _zero_uses()
         territories: dict[str, dict[str, int]] = {}
-        for use, country, count in self._rows(s.TRACKS, "track_id", track_id, "use", closed):
+        for use, country, count in self._rows(s.TRACKS, "track_id", track_id, "use", cells):
             uses[use] += int(count)
             territories.setdefault(country, _zero_uses())[use] += int(count)
         body = {**self._envelope("track_id", track_id, first, last, closed), "uses": uses}
         if by_territory:
             body["territories"] = dict(sorted(territories.items()))
-        return RangeAnswer(body, closed)
+        return RangeAnswer(body, closed, cells)
 
     def holder_usage(self, holder_id: str, first: date, last: date,
-                     by_territory: bool = False) -> RangeAnswer:
+                     by_territory: bool = False, partial: bool = False) -> RangeAnswer:
         check_range(first, last)
-        closed = self.complete_days(first, last)
+        closed, cells = self._closed(first, last, partial)
         rights = _zero_rights()
         territories: dict[str, dict[str, Any]] = {}
         for right, use, country, count, weight in self._rows(
-                s.HOLDERS, "holder_id", holder_id, '"right", use', closed):
+                s.HOLDERS, "holder_id", holder_id, '"right", use', cells):
             for target in (rights, territories.setdefault(country, _zero_rights())):
                 target[right]["uses"][use] += int(count)
                 target[right]["weighted_micro"][use] += int(weight)
         body = {**self._envelope("holder_id", holder_id, first, last, closed), "rights": rights}
         if by_territory:
             body["territories"] = dict(sorted(territories.items()))
-        return RangeAnswer(body, closed)
+        return RangeAnswer(body, closed, cells)
 
     def genre_usage(self, genre: str, first: date, last: date,
-                    by_territory: bool = False) -> RangeAnswer:
+                    by_territory: bool = False, partial: bool = False) -> RangeAnswer:
         check_range(first, last)
-        closed = self.complete_days(first, last)
+        closed, cells = self._closed(first, last, partial)
         by_origin = _zero_origins()
         territories: dict[str, dict[str, dict[str, int]]] = {}
         for origin, use, country, count in self._rows(s.GENRES, "genre", genre,
-                                                      "ai_origin, use", closed):
+                                                      "ai_origin, use", cells):
             for target in (by_origin, territories.setdefault(country, _zero_origins())):
                 target[origin][use] += int(count)
         body = {**self._envelope("genre", genre, first, last, closed),
                 "uses_by_origin": by_origin}
         if by_territory:
             body["territories"] = dict(sorted(territories.items()))
-        return RangeAnswer(body, closed)
+        return RangeAnswer(body, closed, cells)
 
 
 def _dataset(table: DeltaTable, days: list[tuple[str, str, Any]]) -> pads.Dataset:

@@ -23,8 +23,11 @@ from faust.sensors import Monitor
 
 from streamer.api.probes import register_probes
 from streamer.api.queries import UsageQueries
+from streamer.api.ranges import RangeQueries
 from streamer.api.views import register_routes
 from streamer.config import Settings
+from streamer.ledger.reader import LedgerReader
+from streamer.ledger.writer import LedgerLocation
 from streamer.metrics import Metrics
 from streamer.pipeline.cadence import FlushCadence
 from streamer.pipeline.faust_compat import (
@@ -61,7 +64,8 @@ class PerRecordQuietMonitor(Monitor):
     """Faust's monitor without its bookkeeping per record and per event.
 
     Those figures feed Faust's web stats, which are off (the worker's own are in
-    streamer/metrics.py); the hooks cost ~3 % of a worker reading single-event records.
+    streamer/metrics.py); the hooks are a measurable cost for a worker reading
+    single-event records (docs/BENCHMARKS.md).
     Faust reads ``stream_inbound_time`` only for topics with acks, and ours have none.
     """
 
@@ -85,7 +89,8 @@ def tune_gc(gen0_threshold: int) -> None:
 
     The hot path allocates many short-lived tuples and strings that reference counting
     frees at once; the cyclic collector finds nothing there, but at CPython's default
-    of 700 it ran often enough to cost ~9 % of the hot path's time.
+    of 700 it ran often enough to cost a noticeable share of the hot path's time
+    (docs/BENCHMARKS.md).
     """
     if gen0_threshold <= 0:
         return
@@ -141,7 +146,11 @@ def create_app(settings: Settings) -> faust.App:
     store = RedisStore(connect(settings.redis_url), KeyLayout(settings.key_prefix))
     worker = PipelineWorker(settings, store, metrics)
     queries = UsageQueries(store.client, store.layout, settings.partitions)
-    register_routes(app, settings, queries, worker.health, metrics)
+    ledger = LedgerReader(LedgerLocation(settings.ledger_url, settings.ledger_storage_options),
+                          settings.partitions)
+    ranges = RangeQueries(store.client, store.layout, settings.partitions, ledger)
+    register_routes(app, settings, queries, worker.health, metrics, ranges,
+                    settings.territory_windows)
     register_probes(app, store.client.ping, lambda: (
         worker.watch.stalled_for(now) if worker.watch.stalled(now := time.monotonic()) else None))
     inputs = app.topic(
@@ -185,7 +194,7 @@ def create_app(settings: Settings) -> faust.App:
         """Flush rounds (``PipelineWorker.flush_round``), then the delivery checks.
 
         Not ``app.timer``: mode's timer corrects its drift by at most 0.1 s a round, so
-        a pass of 0.7 s made the cadence 1.6 s and end-to-end latency with it.
+        a long pass stretched the cadence, and latency with it (docs/BENCHMARKS.md).
         """
 
         @mode.Service.task

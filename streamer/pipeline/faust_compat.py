@@ -137,7 +137,8 @@ def highwater(faust_consumer: Any, topic: str, partition: int) -> int | None:
 RecordHandler = Callable[[str, int, int, "bytes | None"], Awaitable[None]]
 
 # The drain loop lets other tasks (flush loop, web server, rebalance signals) run at
-# least this often; a batch record takes ~2 ms, a single-event one ~20 us.
+# least this often; a batch record takes well under it, a single-event one a small
+# fraction of it (docs/BENCHMARKS.md).
 _YIELD_EVERY_S = 0.005
 
 
@@ -154,7 +155,7 @@ def deliver_directly(faust_consumer: Any, topics: set[str],
 
     Faust's drain loop wraps every record in ``wait_first(callback(message), ...)``
     (four tasks and an ``asyncio.wait``), then a conductor, a queue and the stream's
-    Event: ~65 us per record here, three quarters of a single-event record's cost.
+    Event: most of a single-event record's cost (docs/BENCHMARKS.md).
     This loop keeps Faust's ``getmany`` (assignment, flow control, generation checks,
     read offsets) and replaces only the per-record dispatch for our input topics.
     Records of other topics take Faust's own path. The fetch position is Faust's, so

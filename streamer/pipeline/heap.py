@@ -2,21 +2,19 @@
 
 glibc keeps memory that Python freed inside its arenas: a backlog's Kafka fetch
 buffers (several MiB each, allocated in the consumer's thread) and the records parsed
-from them leave hundreds of MB free but resident. In a full simulated day the worker's
-RSS was 1,148 MB after draining and 821 MB right after one ``malloc_trim(0)``
-(gdb on the live worker), which returns every free page of every arena.
+from them leave hundreds of MB free but resident. One ``malloc_trim(0)``, which returns
+every free page of every arena, brought a drained worker's RSS down by over a quarter
+(docs/BENCHMARKS.md).
 
 Two glibc settings can keep such memory from piling up between trims
 (``configure_malloc``, applied before the worker starts its threads; off by default).
 Faust runs the Kafka consumer in a thread of its own, so fetch buffers and parsed
-records come from a thread arena: in a 1M-track backlog the worker's thread arenas held
-~220 MB and its main heap ~90 MB, beside 450 MB of dedupe tables. And glibc raises its
-mmap threshold to the size of each large block freed (up to 32 MiB), so after the first
-fetch buffer is freed, later ones are carved from the arenas too. A fixed threshold
-keeps large blocks in mappings of their own, unmapped when freed. Measured on a 40M
-backlog over 1M tracks: with a 128 KiB threshold and 2 arenas the worker peaked at
-979 MB instead of 1,077, but drained at 117,600 events/s instead of 142,500 (mapping
-and faulting in every large block); 2 arenas alone peaked at 1,158 MB.
+records come from a thread arena (in a 1M-track backlog the thread arenas held more
+than the main heap). And glibc raises its mmap threshold to the size of each large block
+freed (up to 32 MiB), so after the first fetch buffer is freed, later ones are carved
+from the arenas too. A fixed threshold keeps large blocks in mappings of their own,
+unmapped when freed; with 2 arenas it gives a lower peak but a slower drain (mapping and
+faulting in every large block); measured in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations

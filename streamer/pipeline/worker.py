@@ -224,8 +224,8 @@ class PipelineWorker:
         tick, start to start.
 
         Spread rather than all at once: an event waits for its own partition's flush,
-        not for a pass over every partition (a 0.4 s pass of all of them put p99
-        latency at the interval plus 0.4 s), and Redis gets the writes evenly. A tick
+        not for a pass over every partition (one pass over all of them put p99 at the
+        interval plus the pass; docs/BENCHMARKS.md), and Redis gets the writes evenly. A tick
         that overruns its share shortens the next waits, down to none. One offset
         commit covers the round (a cross-thread call and a request each).
         """

@@ -7,8 +7,8 @@ block). A probe reads two cache lines whatever the number of hashes or buckets, 
 batch record probes and inserts its 500 hashes with a few vectorised numpy operations.
 The design it replaced kept a sorted array per bucket behind a filter: five filters
 and a binary search per event once the horizon filled, and each freeze copied the
-whole bucket (2.5x slower per batch at 9.4M hashes, the state of one of 8 partitions
-at 250k events/s).
+whole bucket (several times slower per batch once the horizon filled;
+docs/BENCHMARKS.md).
 
 A word holds its whole hash, in 64 bits beside the bucket's code, because it leaves
 out what its block's address says (quotienting): the low ``width`` bits of the hash

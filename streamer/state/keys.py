@@ -85,7 +85,8 @@ class KeyLayout:
         return f"{self.tag(partition)}:{ATTRIBUTION_ENTRIES}:{DAY_WINDOW}:{day_start}"
 
     def pending(self, partition: int) -> str:
-        """HASH track_id -> JSON ``[[use, base_start, count], ...]`` awaiting attribution."""
+        """HASH track_id -> JSON ``[[use, base_start, count, country], ...]`` awaiting
+        attribution (entries without a country, from before territory: ``ZZ``)."""
         return f"{self.tag(partition)}:pending"
 
     def dedupe(self, partition: int, topic_code: str, bucket: int) -> str:

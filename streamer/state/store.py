@@ -163,8 +163,9 @@ return 1
 
 
 # KEYS = catalog keys; ARGV[1] = TTL in ms, ARGV[i + 1] = the value of KEYS[i].
-# One command for many entries: redis-py spends ~15-20 us of client CPU per pipelined
-# command (queueing, packing, parsing each reply), ~1 us per entry of one script call.
+# One command for many entries: redis-py's client CPU per pipelined command (queueing,
+# packing, parsing each reply) is over ten times that per entry of one script call
+# (docs/BENCHMARKS.md).
 _PUT_CATALOG = """
 for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1]) end
 return #KEYS

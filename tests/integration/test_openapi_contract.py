@@ -78,15 +78,19 @@ def test_the_spec_lists_exactly_the_routes_the_worker_serves(tmp_path: Path) -> 
 def test_the_client_structs_have_the_spec_fields() -> None:
     schemas = SPEC["components"]["schemas"]
     for struct, schema in ((api_client.TrackUsage, "TrackUsage"),
+                           (api_client.TrackRangeUsage, "TrackRangeUsage"),
                            (api_client.HolderUsage, "HolderUsage"),
+                           (api_client.HolderRangeUsage, "HolderRangeUsage"),
                            (api_client.GenreUsage, "GenreUsage"),
+                           (api_client.GenreRangeUsage, "GenreRangeUsage"),
                            (api_client.Trending, "Trending"),
                            (api_client.TrendingItem, "TrendingItem"),
                            (api_client.RightUsage, "RightUsage"),
                            (api_client.Health, "Health"),
                            (api_client.PartitionHealth, "PartitionHealth"),
                            (api_client.Probe, "Probe")):
-        assert set(struct.__struct_fields__) == set(schemas[schema]["properties"]), schema
+        fields = struct.__struct_encode_fields__  # the JSON names ("from", not "first")
+        assert set(fields) == set(schemas[schema]["properties"]), schema
 
 
 @pytest.fixture
@@ -158,6 +162,21 @@ async def test_every_route_and_status_against_a_running_worker(  # type: ignore[
             assert str(got) == status, (route, url, got, body[:200])
             answers[(route, status)] = validate(route, status, content_type, body)
 
+    # Ranges and territories: the other shapes of the usage routes' 200.
+    today = time.strftime("%Y-%m-%d", time.gmtime(at / 1000))
+    async with aiohttp.ClientSession() as session:
+        for route, url in list(usage.items())[:3]:
+            for query in (f"from={today}&to={today}&by=territory", f"from={today}&to={today}",
+                          f"window=1d&at={at}&by=territory"):
+                async with session.get(f"{worker.base_url}{url}?{query}",
+                                       headers=auth) as response:
+                    assert response.status == 200, (url, query, await response.read())
+                    answers[(route, query)] = validate(route, "200", response.content_type,
+                                                       await response.read())
+    ranged = answers[("/v1/tracks/{track_id}/usage", f"from={today}&to={today}")]
+    assert ranged["uses"] == {"create": 2, "play": 1} and ranged["closed_days"] == 0
+    assert "window" not in ranged and ranged["from"] == today
+
     # The answers carry the events sent (the contract is not met by empty shells).
     track = answers[("/v1/tracks/{track_id}/usage", "200")]
     assert track["uses"] == {"create": 2, "play": 1}
@@ -174,6 +193,7 @@ async def test_every_route_and_status_against_a_running_worker(  # type: ignore[
     assert typed.holder_usage("H-contract", at=at).rights["master"].uses["play"] == 1
     assert typed.genre_usage("lofi", at=at).uses_by_origin["ai_assisted"]["create"] == 2
     assert typed.trending(at=at, limit=5).items[0].creates == 2
+    assert typed.holder_range("H-contract", today, today).rights["master"].uses["play"] == 1
     assert typed.health().status == "ok" and typed.ready().status == "ok"
     assert typed.live().status == "ok"
     with pytest.raises(api_client.WorkerHTTPError) as refused:
