@@ -355,7 +355,7 @@ class Flusher:
         by_base: dict[int, dict[str, dict[str, int]]] = {}
         per_country: dict[int, dict[str, tuple[dict[str, int], dict[str, int]]]] = {}
         entries: dict[int, dict[str, str]] = {}
-        versions: dict[str, str] = {}
+        versions: dict[int, dict[str, str]] = {}  # per base window: track -> version
         territory = bool(self.territory)
         cache_get = self.cache.get
         plans_get = plans.get
@@ -367,6 +367,7 @@ class Flusher:
                     TERRITORY_TRACK_COUNTS: {}, TERRITORY_HOLDER_COUNTS: {},
                     TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}}
                 per_country[base_start] = {}
+                versions[base_start] = {}
             tracks = parts[TRACK_COUNTS]
             field = use + "|" + track_id
             tracks[field] = tracks.get(field, 0) + uses
@@ -387,17 +388,16 @@ class Flusher:
             if sums is None:
                 sums = countries[country] = ({}, {})
             add_attribution(sums[0], sums[1], plan, use, uses)
-            version = versions.get(track_id)
-            if version is None:  # once per track and flush (a track has one plan here)
+            base_versions = versions[base_start]
+            version = base_versions.get(track_id)
+            if version is None:  # once per track and base window (one plan per flush)
                 version, entry = plan_version(plan)
-                versions[track_id] = version
+                base_versions[track_id] = version
                 day = base_start - base_start % DAY_MS
                 day_entries = entries.get(day)
                 if day_entries is None:
                     day_entries = entries[day] = {}
                 day_entries[track_id + "|" + version] = entry
-                if len(by_base) > 1:  # cells of other days may name the track too
-                    versions.pop(track_id)
             parts[ATTRIBUTIONS][track_id + "|" + country + "|" + use + "|" + version] = uses
         for base_start, countries in per_country.items():
             parts = by_base[base_start]
