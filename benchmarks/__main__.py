@@ -33,9 +33,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    "default 20000; max: event-time density of the backlog, default 250000)")
     g.add_argument("--duration", type=float, help="seconds (sustained: default 300)")
     g.add_argument("--events", type=int, help="usage events in a backlog (max: 3M, "
-                   "peers batch topic: 2M, generator: 1M)")
-    g.add_argument("--events-single", type=int, default=100_000,
-                   help="peers: usage events on the single-record topic (100000)")
+                   "peers batch topic: 1M, generator: 1M)")
+    g.add_argument("--events-single", type=int, default=1_000_000,
+                   help="peers: usage events on the single-record topic (1000000)")
+    g.add_argument("--events-single-small", type=int, default=30_000,
+                   help="peers: usage events on the small single-record topic, for the "
+                        "consumers not in --large-single-peers (30000; 0: none, all "
+                        "read the large one)")
     g.add_argument("--batch-events", type=int, default=500, help="events per batch record")
     g.add_argument("--single", action="store_true", help="single-event records")
     g.add_argument("--catalog", type=int, default=20_000, help="tracks before the run")
@@ -69,10 +73,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="day: SoundUsed per day (20M)")
     g.add_argument("--replay", choices=["backlog", "live"], default="backlog",
                    help="day: produce first then drain (backlog) or both at once (live)")
-    g.add_argument("--peers", default="streamer,aiokafka,faust_bare,faust_table,quix",
-                   help="peers to run (comma-separated)")
+    g.add_argument("--peers", default=("streamer,streamer_nodirect,ceiling,quix_windowed,"
+                                       "quix_preagg,faust_bare,faust_take,faust_table"),
+                   help="peers: consumers to run, in this order each round (comma-separated)")
     g.add_argument("--skip-batch-peers", default="faust_table",
                    help="peers not run on the batch topic (faust_table: ~4k updates/s)")
+    g.add_argument("--large-single-peers", default="streamer,ceiling,quix_preagg",
+                   help="peers: consumers that read the large single-record topic")
+    g.add_argument("--rounds", type=int, default=3,
+                   help="peers: rounds, each running every consumer once (3)")
     g.add_argument("--peer-timeout", type=float, default=900.0)
     g.add_argument("--probe-interval", type=float, default=0.2, help="sustained: s between probes")
     g.add_argument("--timeout", type=float, default=1800.0, help="drain timeout, s")

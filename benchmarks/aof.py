@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -220,15 +220,18 @@ async def dump(client: aioredis.Redis, path: Path) -> None:
     ``--start-ms`` must write identical files whatever the flush script."""
     lines: list[bytes] = []
     async for key in client.scan_iter(count=1000):
-        kind = await client.type(key)
+        # This client does not decode replies: every value is bytes.
+        kind = cast(bytes, await client.type(key))
         if kind == b"hash":
-            items = sorted((await client.hgetall(key)).items())
-            value = b" ".join(f + b"=" + v for f, v in items)
+            fields = cast(dict[bytes, bytes], await client.hgetall(key))
+            value = b" ".join(f + b"=" + v for f, v in sorted(fields.items()))
         elif kind == b"zset":
-            value = b" ".join(m + b"=" + repr(s).encode()
-                              for m, s in await client.zrange(key, 0, -1, withscores=True))
+            members = cast(list[tuple[bytes, float]],
+                           await client.zrange(key, 0, -1, withscores=True))
+            value = b" ".join(m + b"=" + repr(s).encode() for m, s in members)
         else:
-            value = (await client.get(key) or b"").hex().encode()
+            raw = cast(bytes | None, await client.get(key))
+            value = (raw or b"").hex().encode()
         lines.append(key + b" " + kind + b" " + value)
     path.write_bytes(b"\n".join(sorted(lines)) + b"\n")
 

@@ -52,15 +52,15 @@ def main(argv: list[str]) -> int:
     elif kind == "pyinstrument":
         from pyinstrument import Profiler
 
-        profiler = Profiler(interval=0.001, async_mode="disabled")
-        profiler.start()
+        sampling = Profiler(interval=0.001, async_mode="disabled")
+        sampling.start()
         try:
             _run_worker()
         finally:
-            profiler.stop()
+            sampling.stop()
             (out / "worker-pyinstrument.txt").write_text(
-                profiler.output_text(unicode=False, color=False, show_all=False))
-            (out / "worker-pyinstrument.html").write_text(profiler.output_html())
+                sampling.output_text(unicode=False, color=False, show_all=False))
+            (out / "worker-pyinstrument.html").write_text(sampling.output_html())
     elif kind == "tracemalloc":
         import threading
         import tracemalloc

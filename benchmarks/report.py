@@ -73,7 +73,7 @@ def machine_info(redis_url: str | None = None) -> dict[str, Any]:
         info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("faust-streaming", "aiokafka", "quixstreams", "confluent-kafka", "orjson",
                     "redis", "uvloop", "xxhash", "mode-streaming"):
         try:

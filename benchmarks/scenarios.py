@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,14 +54,15 @@ def worker_settings(opts: argparse.Namespace) -> Settings:
 
 def base_config(opts: argparse.Namespace, settings: Settings, **overrides: Any) -> LoadConfig:
     """The load of a scenario. Its ground truth must follow the worker's rules, so the
-    windows and the allowed lateness come from the worker's ``settings`` (usually
-    ``run.settings``), never from defaults."""
+    windows, the allowed lateness and the dedupe horizon come from the worker's
+    ``settings`` (usually ``run.settings``), never from defaults."""
     cfg = LoadConfig(
         seed=opts.seed, catalog=opts.catalog, zipf=opts.zipf, ai_share=opts.ai_share,
         create_share=opts.create_share, duplicate_rate=opts.duplicates, late_rate=opts.late,
         early_rate=opts.early, invalid_rate=opts.invalid,
         batch_events=1 if opts.single else opts.batch_events,
-        windows=settings.windows, allowed_lateness_ms=settings.allowed_lateness_ms)
+        windows=settings.windows, allowed_lateness_ms=settings.allowed_lateness_ms,
+        dedupe_horizon_ms=settings.dedupe_horizon_ms)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     cfg.validate()
@@ -397,7 +396,7 @@ async def _ramp(opts: argparse.Namespace, report: Report, rates: list[float]) ->
         await sampler.stop()
         assert result.truth is not None
         reconcile = await run.reconcile(result.truth)
-        steps = []
+        steps: list[dict[str, Any]] = []
         for i, rate in enumerate(rates):
             lo, hi = go_t + i * step_s, go_t + (i + 1) * step_s
             if lo >= end_t:
@@ -488,7 +487,7 @@ async def scenario_sustained(opts: argparse.Namespace, report: Report,
         lag_points = [(s["t"], s["sent_events"] - s["consumed_u"]) for s in window]
         lag_records = [s["lag_records_u"] for s in window if s.get("lag_records_u") is not None]
         processed = _slope([(s["t"], s["consumed_u"]) for s in window])
-        out = {
+        out: dict[str, Any] = {
             "target_events_per_s": rate, "duration_s": duration,
             "sent_events": result.events, "sent_events_per_s": round(result.events_per_s, 1),
             "processed_events_per_s": round(processed, 1) if processed else None,
@@ -610,64 +609,12 @@ async def scenario_day(opts: argparse.Namespace, report: Report) -> dict[str, An
 
 # -- peers --------------------------------------------------------------------------------
 
-PEERS = {
-    "aiokafka": "benchmarks.peers.aiokafka_ceiling",
-    "faust_bare": "benchmarks.peers.faust_bare",
-    "faust_table": "benchmarks.peers.faust_table",
-    "quix": "benchmarks.peers.quix_app",
-}
 
+async def scenario_peers(opts: argparse.Namespace, report: Report) -> dict[str, Any]:
+    """streamer and its peers on the same events, interleaved (benchmarks.peers_scenario)."""
+    from benchmarks.peers_scenario import scenario_peers as run_peers
 
-async def run_peer(peer: str, run: BenchRun, topic: str, records: int, batch: bool,
-                   timeout_s: float) -> dict[str, Any]:
-    """Run one peer process to completion; its events/s from its own first/last times."""
-    import os
-
-    group = f"{run.id}-{peer}-{'batch' if batch else 'single'}"
-    args = [sys.executable, "-m", PEERS[peer], "--bootstrap", run.stack.bootstrap,
-            "--topic", topic, "--group", group, "--partitions", str(run.partitions),
-            "--records", str(records), "--redis-url", run.stack.redis_url,
-            "--prefix", run.prefix]
-    if batch:
-        args.append("--batch")
-    log_path = run.out_dir / f"peer-{peer}-{'batch' if batch else 'single'}.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent),
-                                                      env.get("PYTHONPATH", "")]))
-    with open(log_path, "wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=stderr, env=env)
-        watch = _ProcessWatch(proc.pid)
-        watch_task = asyncio.ensure_future(watch.run())
-        final: dict[str, Any] | None = None
-        progress: list[dict[str, Any]] = []
-        try:
-            async with asyncio.timeout(timeout_s):
-                assert proc.stdout is not None
-                async for raw in proc.stdout:
-                    with contextlib.suppress(ValueError):
-                        line = json.loads(raw)
-                        if line.get("done"):
-                            final = line
-                            break
-                        progress.append(line)
-        except TimeoutError:
-            pass
-        finally:
-            watch_task.cancel()
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-    if final is None:
-        last = progress[-1] if progress else {}
-        return {"peer": peer, "batch": batch, "error": f"did not finish in {timeout_s}s",
-                "records": last.get("records"), "log": log_path.name}
-    seconds = final["last"] - final["first"]
-    return {"peer": peer, "batch": batch, "records": final["records"], "events": final["events"],
-            "seconds": round(seconds, 3), "events_per_s": round(final["events"] / seconds, 1),
-            "records_per_s": round(final["records"] / seconds, 1),
-            "cpu_pct_mean": watch.cpu_mean(), "rss_mb_max": watch.rss_max(),
-            "extra": {k: v for k, v in final.items() if k not in ("first", "last", "done")}}
+    return await run_peers(opts, report)
 
 
 class _ProcessWatch:
@@ -696,109 +643,6 @@ class _ProcessWatch:
         return round(max(self.rss), 1) if self.rss else None
 
 
-async def scenario_peers(opts: argparse.Namespace, report: Report) -> dict[str, Any]:
-    """streamer and its peers on the same events, the same broker, one after the other."""
-    events_single = opts.events_single
-    events_batch = opts.events or 2_000_000
-    rate = 50_000.0
-    results: dict[str, Any] = {"runs": []}
-    runs = {"single": new_run(opts, "peers-single", report.out_dir),
-            "batch": new_run(opts, "peers-batch", report.out_dir)}
-    truths: dict[str, PartitionedTruth] = {}
-    loads: dict[str, LoadResult] = {}
-    try:
-        start_ms = int(time.time() * 1000) - int(events_batch / rate * 1000) - 120_000
-        for mode, run in runs.items():
-            await run.create_topics()
-            count = events_single if mode == "single" else events_batch
-            cfg = base_config(opts, run.settings, use_rate=rate, duration_s=count / rate,
-                              batch_events=1 if mode == "single" else opts.batch_events,
-                              start_ms=start_ms)
-            loads[mode] = await produce_backlog(run, cfg, opts.processes, opts.progress)
-            truth = loads[mode].truth
-            assert truth is not None
-            truths[mode] = truth
-        wanted = [p.strip() for p in opts.peers.split(",") if p.strip()]
-        for mode, run in runs.items():
-            load = loads[mode]
-            if "streamer" in wanted:
-                log(f"peers: streamer on {mode} records ({load.events:,} events)")
-                measured, _ = await drain(run, load.events, timeout_s=opts.timeout)
-                measured["reconcile"] = await run.reconcile(truths[mode])
-                await run.stop_worker()
-                # Peers time their first to last record; the streamer's comparable figure
-                # is its steady rate (10-90 % of the backlog), without start-up and the
-                # last flush. The end-to-end rate (first record -> all in Redis) is kept.
-                rate = measured["steady_events_per_s"] or measured["events_per_s"]
-                records_rate = measured["steady_records_per_s"] or round(
-                    (load.records + load.tracks_records) / measured["drain_s"], 1)
-                results["runs"].append({
-                    "peer": "streamer", "batch": mode == "batch", "events": load.events,
-                    "records": load.records, "seconds": measured["drain_s"],
-                    "events_per_s": rate,
-                    # uses and tracks.created records: the worker consumes both topics
-                    "records_per_s": records_rate,
-                    "end_to_end_events_per_s": measured["events_per_s"],
-                    "cpu_pct_mean": measured["resources"]["worker_cpu_pct_mean"],
-                    "rss_mb_max": measured["resources"]["worker_rss_mb_max"],
-                    "reconcile": measured["reconcile"],
-                    "track_records_also_consumed": load.tracks_records})
-            for peer in wanted:
-                if peer == "streamer":
-                    continue
-                if mode == "batch" and peer in opts.skip_batch_peers.split(","):
-                    continue
-                log(f"peers: {peer} on {mode} records")
-                outcome = await run_peer(peer, run, run.uses_topic, load.records,
-                                         batch=mode == "batch", timeout_s=opts.peer_timeout)
-                log(f"peers: {peer} {mode}: {outcome.get('events_per_s', outcome.get('error'))}"
-                    " events/s")
-                results["runs"].append(outcome)
-        results["same_events"] = (truths["single"].expected() == truths["batch"].expected())
-    finally:
-        for run in runs.values():
-            await run.stop_worker()
-            await run.cleanup()
-    by = {(r["peer"], r["batch"]): r for r in results["runs"] if "events_per_s" in r}
-
-    def ratio(a: tuple[str, bool], b: tuple[str, bool], key: str = "events_per_s") -> float | None:
-        if a in by and b in by and by[b][key]:
-            return round(by[a][key] / by[b][key], 3)
-        return None
-
-    results["ratios"] = {
-        "single: streamer / faust_bare (records/s, target >= 0.9)":
-            ratio(("streamer", False), ("faust_bare", False), "records_per_s"),
-        "single: streamer / faust_table (target >= 2.5)":
-            ratio(("streamer", False), ("faust_table", False)),
-        "single: streamer / quix (target >= 1.5)": ratio(("streamer", False), ("quix", False)),
-        "batch: streamer / quix (target >= 1.5)": ratio(("streamer", True), ("quix", True)),
-        "single: streamer / aiokafka ceiling": ratio(("streamer", False), ("aiokafka", False)),
-        "batch: streamer / aiokafka ceiling": ratio(("streamer", True), ("aiokafka", True)),
-        "batch: streamer / faust_bare": ratio(("streamer", True), ("faust_bare", True)),
-        "batch: streamer / faust_table": ratio(("streamer", True), ("faust_table", True)),
-    }
-    report.set("peers", results)
-    report.line("## Peers on the same events")
-    report.line(f"Same generated events (seed {opts.seed}) as single-event records "
-                f"({events_single:,}) and as batch records of {opts.batch_events} "
-                f"({events_batch:,}); each consumer alone on the backlog, timed from its "
-                f"first record to done; streamer: steady rate while it consumed 10 % to 90 % of "
-                f"the backlog; it also consumes the catalog's TrackCreated records, counted in "
-                f"its records/s (end-to-end rates incl. start-up and the last flush in "
-                f"result.json).")
-    report.line("")
-    report.table(["consumer", "records", "events", "seconds", "events/s", "records/s",
-                  "CPU %", "RSS MB", "reconcile"],
-                 [[r["peer"], "batch" if r["batch"] else "single", r.get("events"),
-                   r.get("seconds"), r.get("events_per_s", r.get("error")),
-                   r.get("records_per_s"), r.get("cpu_pct_mean"), r.get("rss_mb_max"),
-                   (f"lost {r['reconcile']['lost']}, double {r['reconcile']['double']}"
-                    if "reconcile" in r else "")] for r in results["runs"]])
-    report.table(["ratio", "value"], [[k, v] for k, v in results["ratios"].items()])
-    return results
-
-
 # -- suite --------------------------------------------------------------------------------
 
 
@@ -813,8 +657,10 @@ async def scenario_suite(opts: argparse.Namespace, report: Report) -> dict[str, 
     half = round(out["max"]["capacity"]["events_per_s"] / 2, -2)
     sus_opts = replace_ns(opts, duration=30.0 if quick else (opts.duration or 300.0))
     out["sustained"] = await scenario_sustained(sus_opts, report, rate=half)
-    peer_opts = replace_ns(opts, events=500_000 if quick else 2_000_000,
-                           events_single=30_000 if quick else opts.events_single)
+    peer_opts = replace_ns(opts, events=300_000 if quick else 1_000_000,
+                           events_single=30_000 if quick else opts.events_single,
+                           events_single_small=10_000 if quick else opts.events_single_small,
+                           rounds=1 if quick else opts.rounds)
     out["peers"] = await scenario_peers(peer_opts, report)
     day_opts = replace_ns(opts, day_fraction=0.02 if quick else opts.day_fraction)
     out["day"] = await scenario_day(day_opts, report)

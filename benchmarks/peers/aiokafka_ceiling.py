@@ -1,7 +1,8 @@
 """The Python ceiling: aiokafka ``getmany`` + ``orjson.loads`` + a Counter per track.
 
 No validation, no dedupe, no windows, no output: what reading and decoding the records
-costs in Python on this machine, the upper bound any Python pipeline can reach.
+costs in Python on this machine, the upper bound any Python pipeline can reach. Not a
+peer (it computes nothing reconcilable); its ratio tells how far from the bound streamer is.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import Counter
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from benchmarks.peers.common import Reporter, parse_args
+from benchmarks.peers.common import EndTracker, Reporter, parse_args
 
 
 async def main() -> None:
@@ -22,13 +23,14 @@ async def main() -> None:
         auto_offset_reset="earliest", enable_auto_commit=False,
         max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     await consumer.start()
-    counts: Counter[str] = Counter()
+    counts: Counter[object] = Counter()
     reporter = Reporter()
+    ends = EndTracker(args.end_offsets)
     loads = orjson.loads
     try:
-        while reporter.records < args.records:
+        while not ends.done:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for messages in batches.values():
+            for tp, messages in batches.items():
                 events = 0
                 for message in messages:
                     try:
@@ -44,8 +46,9 @@ async def main() -> None:
                         counts[value.get("track_id")] += 1
                         events += 1
                 reporter.seen(len(messages), events)
-        reporter.last = None
-        reporter.done(distinct_tracks=len(counts))
+                if messages:
+                    ends.processed(tp.partition, messages[-1].offset)
+        reporter.done(None, distinct_tracks=len(counts))
     finally:
         await consumer.stop()
 

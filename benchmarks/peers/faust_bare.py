@@ -1,46 +1,61 @@
-"""Faust's per-record ceiling: a bare agent, ``async for value in stream``, decode, count.
+"""Faust's per-record cost: a bare agent counting (track, use, minute) in a dict.
 
-Same settings as streamer's app where they matter (uvloop, raw serializers, earliest
-offsets, the same partitions); no table, no changelog, no output.
+``async for event in stream.events()``, decode, validate, count in memory; the counts
+go to Redis with one pipeline a second (the worker's backlog flush interval) and at
+the end. No dedupe, no lateness rule, no attribution, no exactly-once.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import faust
 import orjson
-import uvloop
 
-from benchmarks.peers.common import Reporter, events_in, hard_exit, parse_args
+from benchmarks.peers.common import (
+    EndTracker,
+    RedisCounts,
+    Reporter,
+    count_cells,
+    hard_exit,
+    now_ms,
+    parse_args,
+    valid_events,
+)
+from benchmarks.peers.faust_common import run, tuned_app
 
 
 def main() -> None:
     args = parse_args()
-    uvloop.install()
-    app = faust.App(args.group, broker=f"kafka://{args.bootstrap}", store="memory://",
-                    web_enabled=False, topic_partitions=args.partitions,
-                    consumer_auto_offset_reset="earliest", stream_buffer_maxsize=4096)
-    topic = app.topic(args.topic, key_serializer="raw", value_serializer="raw")
-    counts: Counter[str] = Counter()
+    app = tuned_app(args)
+    topic = app.topic(args.topic, key_serializer="raw", value_serializer="raw", acks=False)
     reporter = Reporter()
+    ends = EndTracker(args.end_offsets)
+    sink = RedisCounts(args.redis_url, args.prefix)
+    pending: Counter[tuple[int, str]] = Counter()
 
     @app.agent(topic)
     async def count(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
+        next_flush = time.monotonic() + 1.0
+        async for event in stream.events():
+            message = event.message
             try:
-                events = events_in(orjson.loads(value))
+                events = valid_events(orjson.loads(message.value), now_ms())
             except orjson.JSONDecodeError:
                 events = []
-            for event in events:
-                counts[event.get("track_id")] += 1
+            pending.update(count_cells(events))
             reporter.seen(1, len(events))
-            if reporter.records >= args.records:
-                reporter.done(distinct_tracks=len(counts))
+            finished = ends.processed(message.partition, message.offset)
+            if finished or time.monotonic() >= next_flush:
+                sink.add(pending.items())
+                pending.clear()
+                next_flush = time.monotonic() + 1.0
+            if finished:
+                reporter.done(sink.last_write)
                 hard_exit(0)
 
-    faust.Worker(app, loglevel="warning", quiet=True,
-                 redirect_stdouts=False).execute_from_commandline()
+    run(app)
 
 
 if __name__ == "__main__":

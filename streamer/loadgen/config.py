@@ -57,6 +57,11 @@ class LoadConfig:
     jitter_ms: int = 2_000
     # Lateness the worker is configured with (decides which 'late' events are really late).
     allowed_lateness_ms: int = 3_600_000
+    # The worker's dedupe horizon: duplicates are re-sent up to this much event time after
+    # their original (less when the allowed lateness is shorter; see ``duplicate_delay_max_ms``).
+    dedupe_horizon_ms: int = 300_000
+    # Share of the catalog whose TrackCreated is replaced mid-run with other splits.
+    replace_share: float = 0.002
     # Longest wait of an early track's TrackCreated behind its creation (None: 120 s, or
     # less so that it fits the allowed lateness; see ``early_delay_max_ms``).
     early_delay_ms: int | None = None
@@ -96,6 +101,18 @@ class LoadConfig:
         fits = self.allowed_lateness_ms // LATENESS_MARGIN - self.jitter_ms - TICK_MAX_MS
         return int(max(EARLY_DELAY_MIN_MS, min(EARLY_DELAY_MAX_MS, fits)))
 
+    @property
+    def duplicate_delay_max_ms(self) -> int:
+        """Longest wait of a duplicate behind its original's ``occurred_at``.
+
+        The duplicate is sent in a tick ending at most a tick after that, when the
+        partition's watermark can be at most that tick's end: still within the dedupe
+        horizon (so the worker surely remembers the id) and within the allowed lateness
+        (so it is a duplicate, not a late event).
+        """
+        span = min(self.dedupe_horizon_ms, self.allowed_lateness_ms)
+        return max(0, span - 2 * TICK_MAX_MS - self.jitter_ms)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["windows"] = [list(w) for w in self.windows]
@@ -104,7 +121,7 @@ class LoadConfig:
     def validate(self) -> None:
         """Raise ValueError, naming the field, for a config that cannot give exact truth."""
         fractions = ("duplicate_rate", "late_rate", "early_rate", "invalid_rate", "ai_share",
-                     "create_share", "trend_prob")
+                     "create_share", "trend_prob", "replace_share")
         for name in fractions:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -122,7 +139,7 @@ class LoadConfig:
         if self.initial_trending < 0:
             raise ValueError(f"initial_trending must not be negative, got {self.initial_trending}")
         for name in ("duration_s", "use_rate", "track_rate", "jitter_ms", "allowed_lateness_ms",
-                     "linger_ms"):
+                     "linger_ms", "dedupe_horizon_ms"):
             _check_amount(name, getattr(self, name))
         if self.schedule is not None:
             for number, segment in enumerate(self.schedule):
@@ -148,6 +165,13 @@ class LoadConfig:
                 EARLY_DELAY_MIN_MS <= self.early_delay_ms <= 86_400_000):
             raise ValueError(f"early_delay_ms must be within [{EARLY_DELAY_MIN_MS}, 86400000], "
                              f"got {self.early_delay_ms}")
+        if self.duplicate_rate > 0 and min(self.dedupe_horizon_ms, self.allowed_lateness_ms) < (
+                2 * TICK_MAX_MS + self.jitter_ms):
+            raise ValueError(
+                f"dedupe_horizon_ms ({self.dedupe_horizon_ms}) and allowed_lateness_ms must be "
+                f"at least 2 x tick {TICK_MAX_MS} + jitter_ms {self.jitter_ms}: a duplicate "
+                "sent in the next tick could otherwise be forgotten or late (or set "
+                "duplicate_rate to 0)")
         early = self.early_delay_max_ms if self.early_rate > 0 else 0
         need = LATENESS_MARGIN * (self.jitter_ms + TICK_MAX_MS + early)
         if self.allowed_lateness_ms < need:

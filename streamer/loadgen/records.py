@@ -4,14 +4,15 @@ Batch mode (``batch_events`` > 1): per partition, consecutive SoundUsed are pack
 one JSON array record of up to ``batch_events`` elements (key: the first event's track
 id, like ``streamer.producer.UsageProducer``); a partly filled batch goes out once it is
 ``linger_sim_ms`` of event time old. Single mode: one record per SoundUsed, key = its
-track id. TrackCreated are always single records.
+track id. TrackCreated are always single records; before a tick's replacing TrackCreated
+the partition's partly filled batch is cut, so the uses before it are sent before it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamer.loadgen.model import Tick
+from streamer.loadgen.ticks import Tick
 
 TRACKS = 0
 USES = 1
@@ -38,7 +39,9 @@ class RecordBuilder:
         self._started: dict[int, int] = {}
 
     def add(self, tick: Tick) -> list[Record]:
-        out = [Record(TRACKS, partition, key, value, 0) for partition, key, value in tick.tracks]
+        out = [self._cut(partition) for partition in sorted(tick.cut_before)
+               if partition in self._parts]
+        out += [Record(TRACKS, partition, key, value, 0) for partition, key, value in tick.tracks]
         if self.batch_events <= 1:
             for partition, items in tick.uses.items():
                 out.extend(Record(USES, partition, track_id.encode(), text.encode(), 1)

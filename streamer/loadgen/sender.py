@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import multiprocessing as mp
 import os
 import queue
@@ -32,14 +31,18 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from streamer.loadgen.config import LoadConfig
+from streamer.loadgen.kafka import KafkaUnreachable, check_kafka, make_producer
 from streamer.loadgen.model import ModelStats, TrafficModel
+from streamer.loadgen.plan import LoadResult, SendPlan
 from streamer.loadgen.records import TRACKS, RecordBuilder
 from streamer.verify.truth import PartitionedTruth
+
+__all__ = ["KafkaUnreachable", "LoadResult", "LoadRun", "SendPlan", "check_kafka",
+           "make_producer", "run_inline"]
 
 # Shared progress slots per process.
 # events/records: SoundUsed elements and the sounds.used records carrying them;
@@ -47,123 +50,6 @@ from streamer.verify.truth import PartitionedTruth
 _SLOTS = ("events", "records", "bytes", "tracks", "sim_ms", "phase", "counted")
 EVENTS, RECORDS, BYTES, TRACKS_SENT, SIM_MS, PHASE, COUNTED = range(len(_SLOTS))
 PHASE_STARTING, PHASE_CATALOG_SENT, PHASE_RUNNING, PHASE_DONE, PHASE_FAILED = 0, 1, 2, 3, -1
-
-
-class KafkaUnreachable(RuntimeError):
-    """No broker answered at the bootstrap address, or it refused the connection.
-
-    ``detail``: aiokafka's own reason when it logged one (a refused login, a TLS error),
-    else the exception; ``refused`` says the broker answered but would not let us in.
-    """
-
-    def __init__(self, message: str, detail: str = "", refused: bool = False) -> None:
-        super().__init__(message)
-        self.detail = detail
-        self.refused = refused
-
-
-class _ErrorsOf(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@dataclass(slots=True)
-class SendPlan:
-    cfg: LoadConfig
-    kafka: dict[str, Any]               # aiokafka connection kwargs
-    tracks_topic: str
-    uses_topic: str
-    partitions: int
-    processes: int = 1
-    speed: float = 1.0                  # sim seconds per wall second; 0 = flat out
-    catalog_ms: int | None = None
-    # Wait after the catalog until the parent says go (and gives the start time).
-    wait_for_go: bool = False
-    keep_truth: bool = True
-    # Stop sending after this many wall seconds (None: the whole schedule).
-    max_wall_s: float | None = None
-    # Build every record before go (needs cfg.start_ms and wait_for_go; see above).
-    pregenerate: bool = False
-
-
-@dataclass(slots=True)
-class LoadResult:
-    truth: PartitionedTruth | None
-    stats: ModelStats
-    events: int = 0
-    records: int = 0
-    bytes: int = 0
-    tracks_records: int = 0
-    wall_s: float = 0.0            # from go to the last acknowledgement
-    catalog_wall_s: float = 0.0
-    start_ms: int = 0
-    end_ms: int = 0
-    cpu_s: float = 0.0             # user+sys of the sending processes
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def events_per_s(self) -> float:
-        return self.events / self.wall_s if self.wall_s else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "events": self.events, "records": self.records, "bytes": self.bytes,
-            "tracks_records": self.tracks_records, "wall_s": round(self.wall_s, 3),
-            "catalog_wall_s": round(self.catalog_wall_s, 3),
-            "events_per_s": round(self.events_per_s, 1), "cpu_s": round(self.cpu_s, 2),
-            "start_ms": self.start_ms, "end_ms": self.end_ms, "stats": self.stats.to_dict(),
-            "errors": self.errors[:5],
-        }
-
-
-def make_producer(kafka: Mapping[str, Any], single: bool) -> Any:
-    from aiokafka import AIOKafkaProducer
-
-    return AIOKafkaProducer(
-        **kafka, acks="all", enable_idempotence=True,
-        linger_ms=5 if single else 2,
-        max_batch_size=256 * 1024 if single else 1 << 20,
-        max_request_size=2 << 20, request_timeout_ms=30_000,
-    )
-
-
-async def check_kafka(kafka: Mapping[str, Any], timeout_s: float = 10.0) -> None:
-    """Raise KafkaUnreachable with a clear message if no broker answers.
-
-    aiokafka's own lines are held back while probing (its "Unable connect to ..." would
-    only come before the caller's clearer message), and its error reason goes into that
-    message instead; with ``--loglevel debug`` (aiokafka's logger set to DEBUG) they are
-    logged as usual.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    aiokafka_log = logging.getLogger("aiokafka")
-    propagate = aiokafka_log.propagate
-    errors = _ErrorsOf()
-    aiokafka_log.addHandler(errors)
-    if aiokafka_log.level != logging.DEBUG:
-        aiokafka_log.propagate = False
-    try:
-        admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=int(timeout_s * 1000))
-        try:
-            await asyncio.wait_for(admin.start(), timeout_s)
-            await asyncio.wait_for(admin.list_topics(), timeout_s)
-        except Exception as exc:
-            detail = errors.messages[-1] if errors.messages else repr(exc)
-            refused = any(word in detail for word in ("Authentication", "SSL", "certificate"))
-            raise KafkaUnreachable(
-                f"Kafka unreachable at {kafka.get('bootstrap_servers')}: {detail}",
-                detail, refused) from None
-        finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
-    finally:
-        aiokafka_log.removeHandler(errors)
-        aiokafka_log.propagate = propagate
 
 
 class _Progress:

@@ -24,6 +24,7 @@ from streamer.pipeline.attribution import (
     add_attribution,
     attribute_uses,
     count_track_uses,
+    genre_of,
     known_plan,
     plan_for,
     plan_version,
@@ -38,6 +39,7 @@ from streamer.state.keys import (
     DAY_MS,
     DAY_WINDOW,
     GENRE_COUNTS,
+    GENRE_TRENDING,
     HOLDER_COUNTS,
     TERRITORY_GENRE_COUNTS,
     TERRITORY_HOLDER_COUNTS,
@@ -304,6 +306,19 @@ class Flusher:
             sealed.trending,
         ).items():
             payload.add_zset(layout.trending(partition, window, start), retention[window], members)
+        sealed_ranks = {hash_key[1:]: fields for hash_key, fields in sealed.hashes.items()
+                        if hash_key[0] == GENRE_TRENDING}
+        for (window, start), fields in spread_over_windows(
+            {base: parts[GENRE_TRENDING] for base, parts in by_base.items()}, self.windows,
+            sealed_ranks,
+        ).items():
+            per_genre: dict[str, dict[str, int]] = {}
+            for field, creates in fields.items():
+                genre, _, track_id = field.partition("|")
+                per_genre.setdefault(genre, {})[track_id] = creates
+            for genre, members in per_genre.items():
+                payload.add_zset(layout.genre_trending(partition, window, start, genre),
+                                 retention[window], members)
 
     def _add_ledger_input(self, payload: FlushPayload, partition: int,
                           by_base: dict[int, dict[str, dict[str, int]]],
@@ -365,7 +380,7 @@ class Flusher:
                 parts = by_base[base_start] = {
                     TRACK_COUNTS: {}, TRENDING: {}, HOLDER_COUNTS: {}, GENRE_COUNTS: {},
                     TERRITORY_TRACK_COUNTS: {}, TERRITORY_HOLDER_COUNTS: {},
-                    TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}}
+                    TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}, GENRE_TRENDING: {}}
                 per_country[base_start] = {}
                 versions[base_start] = {}
             tracks = parts[TRACK_COUNTS]
@@ -380,6 +395,13 @@ class Flusher:
             if plan is None:
                 state.add_pending(track_id, use, base_start, country, uses)
                 continue
+            if use == USE_CREATE:
+                genre = genre_of(plan)
+                if genre is not None:  # cells cannot be unattributed; kept for the type
+                    # keys.genre_trending_field, inline as the track field above
+                    ranked = parts[GENRE_TRENDING]
+                    field = genre + "|" + track_id
+                    ranked[field] = ranked.get(field, 0) + uses
             if not territory:
                 add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
                 continue

@@ -7,6 +7,7 @@ from collections import defaultdict
 from streamer.state.keys import (
     ATTRIBUTIONS,
     GENRE_COUNTS,
+    GENRE_TRENDING,
     HOLDER_COUNTS,
     TERRITORY_GENRE_COUNTS,
     TERRITORY_HOLDER_COUNTS,
@@ -23,10 +24,15 @@ TERRITORY_HOLDERS = TERRITORY_HOLDER_COUNTS
 TERRITORY_GENRES = TERRITORY_GENRE_COUNTS
 # Per UTC day start (window "1d"): ``<track>|<country>|<use>|<version>`` -> uses.
 LEDGER_ATTRIBUTIONS = ATTRIBUTIONS
+# Trending per genre, fields ``<genre>|<track_id>`` (keys.genre_trending_field) -> creates.
+GENRE_RANKS = GENRE_TRENDING
 
 
 class CounterDeltas:
-    """Increments per Redis hash (and trending sorted set), merged before they are written."""
+    """Increments per Redis hash (and trending sorted set), merged before they are written.
+
+    Trending per genre travels as a hash of kind ``GENRE_RANKS`` (fields
+    ``<genre>|<track_id>``); the flush writes it to one sorted set per genre."""
 
     __slots__ = ("entries", "hashes", "trending")
 

@@ -132,6 +132,11 @@ class GroundTruth:
         # track_id -> (use, grain start) -> uses not yet expanded into counters
         self._cells: dict[str, Counter[tuple[str, int]]] = {}
         self._tracks: dict[str, TrackInfo] = {}
+        # Uses the pipeline must not count, kept for peers without dedupe or lateness:
+        # (track, use, occurred_at) of each duplicate, and each late use with the
+        # partition's watermark when it was sent.
+        self.duplicates: Counter[tuple[str, str, int]] = Counter()
+        self.late: list[tuple[str, str, int, int]] = []
         self.uses_counted = 0
         self.tracks_created = 0
         self.finished = False
@@ -162,6 +167,16 @@ class GroundTruth:
             cells = self._cells[track_id] = Counter()
         cells[(use, occurred_at - occurred_at % self._grain)] += 1
         self.uses_counted += 1
+
+    def duplicate(self, event: Mapping[str, Any]) -> None:
+        """Note a duplicate of a counted use (not counted)."""
+        self.duplicates[(str(event["track_id"]), str(event["use"]),
+                         int(event["occurred_at"]))] += 1
+
+    def late_use(self, event: Mapping[str, Any], watermark: int) -> None:
+        """Note a use sent late, behind ``watermark`` minus the allowed lateness (not counted)."""
+        self.late.append((str(event["track_id"]), str(event["use"]),
+                          int(event["occurred_at"]), watermark))
 
     def finish(self) -> None:
         """No more TrackCreated will come: attribute what still waits to ``_unattributed``.
@@ -241,6 +256,12 @@ class PartitionedTruth:
     def use(self, event: Mapping[str, Any], partition: int) -> None:
         self.part(partition).use(event)
 
+    def duplicate(self, event: Mapping[str, Any], partition: int) -> None:
+        self.part(partition).duplicate(event)
+
+    def late(self, event: Mapping[str, Any], partition: int, watermark: int) -> None:
+        self.part(partition).late_use(event, watermark)
+
     def update(self, other: PartitionedTruth) -> None:
         """Take over the partitions of another sender's truth."""
         if other.windows != self.windows:
@@ -275,3 +296,30 @@ def merge_expected(parts: Iterable[Mapping[CounterKey, int]]) -> dict[CounterKey
         for key, value in part.items():
             total[key] += value
     return {key: value for key, value in total.items() if value}
+
+
+# Holders of tracks whose metadata the load generator replaces mid-run (see
+# streamer.loadgen.catalog): ``rpl-<track index>-<l0|l1|l2|p0|p1>``.
+REPLACED_HOLDER_PREFIX = "rpl-"
+
+
+def fold_replaced_holders(counters: Mapping[CounterKey, int]) -> dict[CounterKey, int]:
+    """Counters with the holders of replaced tracks folded into one per track and right.
+
+    A replaced track's uses are split between its old and new holders by when the
+    worker read the replacement, which it reads from another topic than the uses; so
+    only their sum is fixed. Folded, such a track has per window, right and use only its
+    ``weighted_micro`` (uses x 1e6 whichever holders took them, since both the old and
+    the new splits claim each right whole); its ``uses`` counters, which depend on the
+    split, are left out. Every other counter is kept as it is.
+    """
+    out: defaultdict[CounterKey, int] = defaultdict(int)
+    for key, value in counters.items():
+        if key[0] == "holder" and str(key[3]).startswith(REPLACED_HOLDER_PREFIX):
+            if key[6] != "weighted_micro":
+                continue
+            track_holder = str(key[3]).rsplit("-", 1)[0]
+            out[(*key[:3], track_holder, *key[4:])] += value
+        else:
+            out[key] += value
+    return dict(out)

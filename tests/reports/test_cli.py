@@ -1,0 +1,68 @@
+"""``streamer report``: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import pytest
+
+from streamer.reports.cli import register, run_report
+from tests.reports.conftest import PARTIES, RATES, ClosedMonth
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="streamer")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    code = run_report(args, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def ledger_env(closed_month: ClosedMonth, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_LEDGER_URL", closed_month.location.url)
+    monkeypatch.setenv("STREAMER_PARTITIONS", "1")
+
+
+COMMON = ["--period", "2026-11", "--rates", str(RATES), "--parties", str(PARTIES)]
+
+
+def test_statements_dsr_and_explain(ledger_env: None, tmp_path: Path) -> None:
+    code, out, err = run(["report", "statements", *COMMON, "--out", str(tmp_path / "s")])
+    assert code == 0 and out.startswith("wrote 10 statements for 2026-11")
+    assert "2 holders not in" in err and "'indie'" in err
+    code, out, _ = run(["report", "dsr", *COMMON, "--recipient", "pub-x", "--territory", "DE",
+                        "--created", "2026-12-01T00:00:00Z", "--out", str(tmp_path / "d")])
+    assert code == 0 and out.strip().endswith("_DE_1of1_20261201T000000.tsv")
+    code, out, _ = run(["report", "explain", *COMMON, "--holder", "_unattributed", "--track",
+                        "trk-003"])
+    assert code == 0 and "matches the statement's" in out
+
+
+def test_refusals_and_bad_input(ledger_env: None, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('currency = "EUR"\n[[rate]]\nperiod = "2026-13"\n')
+    code, _, err = run(["report", "statements", "--period", "2026-11", "--rates", str(bad),
+                        "--parties", str(PARTIES), "--out", str(tmp_path)])
+    assert code == 2 and err.count("\n") == 1
+    assert f"{bad}: [[rate]] #1: period: '2026-13' is not a month YYYY-MM" in err
+    code, _, err = run(["report", "dsr", *COMMON, "--recipient", "label-b", "--out",
+                        str(tmp_path)])
+    assert code == 2 and "not a party that receives DSR files" in err
+    code, _, err = run(["report", "statements", *COMMON, "--partitions", "2", "--out",
+                        str(tmp_path)])
+    assert code == 1 and "2026-11-01 partial (partitions 1 missing)" in err
+    assert "--provisional" in err
+    code, _, err = run(["report", "statements", *COMMON, "--ledger-versions", "tracks=x",
+                        "--out", str(tmp_path)])
+    assert code == 2 and "--ledger-versions" in err
+    monkeypatch.setenv("STREAMER_LEDGER_URL", str(tmp_path / "nowhere"))
+    code, _, err = run(["report", "statements", *COMMON, "--out", str(tmp_path)])
+    assert code == 2 and "no ledger table" in err
+    code, _, err = run(["report", "statements", "--period", "2026-12", "--rates", str(RATES),
+                        "--parties", str(PARTIES), "--out", str(tmp_path)])
+    assert code == 2
