@@ -56,6 +56,7 @@ class UsageProducer:
         self._batches: dict[int, _Batch] = {}
         self._inflight: set[asyncio.Future[Any]] = set()
         self._linger_task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self.records_sent = 0
         self.events_sent = 0
 
@@ -82,13 +83,17 @@ class UsageProducer:
             await asyncio.shield(producer.stop())
             raise
         self._partitions = sorted(partitions)
+        self._closing.clear()
         self._linger_task = asyncio.ensure_future(self._linger())
 
     async def stop(self) -> None:
         if self._linger_task is not None:
-            self._linger_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._linger_task
+            # Asked to end, not cancelled: a cancel while it awaits aiokafka's send (which
+            # waits for the partition's previous batch to drain) dropped the batch it had
+            # taken, and its events never reached Kafka.
+            self._closing.set()
+            task, self._linger_task = self._linger_task, None
+            await task
         await self.flush()
         if self._producer is not None:
             await self._producer.stop()
@@ -161,9 +166,12 @@ class UsageProducer:
         future.add_done_callback(self._inflight.discard)
 
     async def _linger(self) -> None:
+        """Send batches older than ``linger_ms`` until ``stop`` (which sends the rest)."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.linger_s / 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.linger_s / 2)
+                return
             now = loop.time()
             for partition, batch in list(self._batches.items()):
                 if now - batch.started >= self.linger_s:
