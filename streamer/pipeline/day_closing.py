@@ -30,7 +30,7 @@ import orjson
 
 from streamer.config import Settings
 from streamer.ledger import CatalogEntry, DayPartition, LedgerLocation, LedgerWriter, close_days
-from streamer.state.keys import DAY_MS, KeyLayout
+from streamer.state.keys import CLOSED_BEFORE_FIELD, DAY_MS, KeyLayout
 from streamer.state.partition import PartitionState
 from streamer.state.store import RedisStore
 
@@ -117,14 +117,17 @@ class ReadDays:
                                                                           ())
 
 
-async def close_partition(store: RedisStore, writer: LedgerWriter, partition: int,
-                          through: date, grace_ms: int,
-                          territory: tuple[tuple[str, int], ...]) -> tuple[date, ...]:
-    """Close the partition's sealed days through ``through``; return the days closed now.
-    Then the grace TTL on every closed day's Redis data that this call saw."""
-    last = await asyncio.to_thread(writer.last_closed_day, partition)
-    if last is not None and last >= through:
-        return ()
+async def sealed_through(store: RedisStore, partition: int) -> date | None:
+    """The last day the partition has sealed (meta ``cl``, persisted by a flush): its
+    Redis data no longer changes, so it may be closed. None: nothing sealed yet."""
+    raw = await store.client.hget(store.layout.meta(partition), CLOSED_BEFORE_FIELD)
+    return day_of(int(raw) - DAY_MS) if raw else None
+
+
+async def read_unclosed_days(store: RedisStore, partition: int, last: date | None,
+                             through: date) -> ReadDays:
+    """The sealed days after ``last`` (the ledger's last closed day) through ``through``,
+    read from Redis, as a ``DaySource``."""
     first = None
     if last is None:
         # Never closed: from the first day it counted, or (nothing counted) this day.
@@ -137,11 +140,60 @@ async def close_partition(store: RedisStore, writer: LedgerWriter, partition: in
     while day <= through:
         days[day] = await read_day(store, day, partition)
         day += timedelta(days=1)
-    source = ReadDays(partition, through, first, days)
+    return ReadDays(partition, through, first, days)
+
+
+async def close_partition(store: RedisStore, writer: LedgerWriter, partition: int,
+                          through: date, grace_ms: int,
+                          territory: tuple[tuple[str, int], ...]) -> tuple[date, ...]:
+    """Close the partition's sealed days through ``through``; return the days closed now.
+    Then the grace TTL on every closed day's Redis data that this call saw."""
+    last = await asyncio.to_thread(writer.last_closed_day, partition)
+    if last is not None and last >= through:
+        return ()
+    source = await read_unclosed_days(store, partition, last, through)
     run = await asyncio.to_thread(close_days, writer, source, partition)
     await expire_days(store.client, store.layout, partition, [r.day for r in run.results],
                       grace_ms, territory)
     return run.closed_now
+
+
+@dataclass(frozen=True, slots=True)
+class SealedDays:
+    """A ``ledger.DaySource`` over several partitions' sealed days, read beforehand
+    (``streamer ledger close``)."""
+
+    partitions: Mapping[int, ReadDays]
+
+    def closable_through(self, partition: int) -> date | None:
+        days = self.partitions.get(partition)
+        return days.through if days is not None else None
+
+    def first_day(self, partition: int) -> date | None:
+        days = self.partitions.get(partition)
+        return days.first if days is not None else None
+
+    def read_day(self, day: date, partition: int) -> DayPartition:
+        return self.partitions[partition].read_day(day, partition)
+
+
+async def read_sealed_days(store: RedisStore, writer: LedgerWriter, partitions: int,
+                           limit: date | None = None) -> SealedDays:
+    """Every partition's sealed, not yet closed days (up to ``limit``), read from Redis:
+    what ``streamer ledger close`` closes. A partition that sealed nothing is left out."""
+    found = {}
+    for partition in range(partitions):
+        through = await sealed_through(store, partition)
+        if through is None:
+            continue
+        if limit is not None:
+            through = min(through, limit)  # days after it are not read, so not closable
+        last = await asyncio.to_thread(writer.last_closed_day, partition)
+        if last is not None and last >= through:
+            found[partition] = ReadDays(partition, through, None, {})
+            continue
+        found[partition] = await read_unclosed_days(store, partition, last, through)
+    return SealedDays(found)
 
 
 async def expire_days(client: object, layout: KeyLayout, partition: int, days: list[date],
