@@ -225,15 +225,13 @@ async def _check_state_layout(settings: Settings) -> None:
     worker rides out Redis outages (it retries and answers 503 on /v1/ready and
     /v1/health meanwhile), so it starts, and says the layout went unchecked.
     """
-    import urllib.parse
-
     from redis.exceptions import RedisError
 
+    from streamer.state.connection import describe as describe_redis
     from streamer.state.schema_version import UnknownSchemaVersion, check_schema_version
     from streamer.state.store import connect
 
-    parsed = urllib.parse.urlsplit(settings.redis_url)
-    where = f"{parsed.hostname}:{parsed.port or 6379}"  # never the password
+    where = describe_redis(settings.redis_url)  # never the password
     client = connect(settings.redis_url)
     try:
         await asyncio.wait_for(check_schema_version(client, settings.key_prefix, where),

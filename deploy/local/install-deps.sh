@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # Install the system programs the local stack needs, when they are missing.
 #
-#   deploy/local/install-deps.sh [redis] [redis-cli] [prometheus] [java] [maven] [make]
+#   deploy/local/install-deps.sh [redis] [redis-cli] [redis-sentinel] [prometheus] [java] [maven] [make]
 #                                (no argument: all of them)
 #
 # Runs `apt-get install` only as root on a machine with apt-get; otherwise it
 # prints what to install and fails. Services that Debian packages would start
-# on install (redis-server on 6379, prometheus on 9090) are kept from starting
+# on install (redis-server on 6379, redis-sentinel on 26379, prometheus on 9090) are kept from starting
 # with a temporary /usr/sbin/policy-rc.d, so they don't take the stack's ports.
 # shellcheck source=deploy/local/lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # component -> "command package"
-declare -A CMD=([redis]=redis-server [redis-cli]=redis-cli [prometheus]=promtool [java]=java
-  [maven]=mvn [make]=make)
-declare -A PKG=([redis]=redis-server [redis-cli]=redis-tools [prometheus]=prometheus
-  [java]=openjdk-17-jre-headless [maven]=maven [make]=make)
+declare -A CMD=([redis]=redis-server [redis-cli]=redis-cli [redis-sentinel]=redis-sentinel
+  [prometheus]=promtool [java]=java [maven]=mvn [make]=make)
+declare -A PKG=([redis]=redis-server [redis-cli]=redis-tools [redis-sentinel]=redis-sentinel
+  [prometheus]=prometheus [java]=openjdk-17-jre-headless [maven]=maven [make]=make)
 
 components=("$@")
 if ((${#components[@]} == 0)); then
-  components=(redis redis-cli prometheus java maven make)
+  components=(redis redis-cli redis-sentinel prometheus java maven make)
 fi
 
 missing=()

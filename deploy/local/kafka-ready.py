@@ -6,10 +6,11 @@ Sends a real Kafka Metadata request (API key 3, version 4, supported by Kafka
 answers with at least one live broker in the cluster metadata. A fenced or still
 starting KRaft broker is not listed there, so an open port alone does not pass.
 
-    kafka-ready.py [--bootstrap 127.0.0.1:9092] [--wait SECONDS] [--quiet]
+    kafka-ready.py [--bootstrap 127.0.0.1:9092] [--wait SECONDS] [--min-brokers N] [--quiet]
 
 Exit code 0 when ready (prints cluster id and brokers unless --quiet), 1 when
-not ready within --wait seconds (default 0: a single attempt).
+not ready within --wait seconds (default 0: a single attempt). --min-brokers: ready
+only once the metadata lists that many live brokers (a cluster, deploy/local/kafka-cluster.sh).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
+    parser.add_argument("--min-brokers", type=int, default=1)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     host, _, port = args.bootstrap.rpartition(":")
@@ -96,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         try:
             cluster_id, brokers = metadata(host or "127.0.0.1", int(port), timeout=3.0)
-            if brokers:
+            if len(brokers) >= args.min_brokers:
                 if not args.quiet:
                     listed = ", ".join(f"{n}@{h}:{p}" for n, h, p in brokers)
                     print(
                         f"kafka ready at {args.bootstrap}: cluster {cluster_id}, brokers {listed}"
                     )
                 return 0
-            last_error = "metadata lists no live broker yet"
+            last_error = f"metadata lists {len(brokers)} live brokers, not {args.min_brokers} yet"
         except (OSError, ValueError, struct.error) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:

@@ -182,8 +182,12 @@ class PartitionClaims:
         if self.states.get(partition) is not state:
             return None
         del self.states[partition]
-        owner = await self.store.owner(partition)
-        if owner != state.owner:
+        # Lost writes may include our own latest claims (a failover to a replica that had
+        # not received them): Redis then names one of this process's earlier tokens, or no
+        # owner at all. Nobody else claimed the partition, so it is claimed again like
+        # after a lost flush; only another worker's token means the partition moved.
+        owner = await self._owner_in_redis(partition)
+        if owner is not None and not owner.startswith(f"{self.worker_id}:"):
             log.error("partition %d is owned by %s now; dropping it here", partition, owner)
             self.assigned.discard(partition)
             return None
@@ -194,3 +198,16 @@ class PartitionClaims:
         if new_state is not None and self.states.get(partition) is new_state:
             return new_state
         return None
+
+    async def _owner_in_redis(self, partition: int) -> str | None:
+        """The partition's owner token in Redis, retried: giving up here would leave the
+        partition neither held nor dropped (a second failover can follow the first)."""
+        attempt = 0
+        while True:
+            try:
+                return await self.store.owner(partition)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self.metrics.redis_errors.labels(operation="claim").inc()
+                cause: BaseException = exc
+            await retry_forever(f"Redis owner read of partition {partition}", attempt, cause)
+            attempt += 1

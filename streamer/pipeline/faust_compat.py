@@ -134,7 +134,9 @@ def highwater(faust_consumer: Any, topic: str, partition: int) -> int | None:
         return None
 
 
-RecordHandler = Callable[[str, int, int, "bytes | None"], Awaitable[None]]
+# Returns False for a record it dropped to see again after a rewind (see drain below);
+# True or None: taken.
+RecordHandler = Callable[[str, int, int, "bytes | None"], Awaitable["bool | None"]]
 
 # The drain loop lets other tasks (flush loop, web server, rebalance signals) run at
 # least this often; a batch record takes well under it, a single-event one a small
@@ -184,9 +186,10 @@ def deliver_directly(faust_consumer: Any, topics: set[str],
                     last = read_offset[tp]
                     if last is not None and offset < last:
                         continue  # below Faust's read offset: a stale prefetch
+                    taken: bool | None = True
                     if tp.topic in topics:
                         try:
-                            await handle(tp.topic, tp.partition, offset, message.value)
+                            taken = await handle(tp.topic, tp.partition, offset, message.value)
                         except asyncio.CancelledError:
                             if cancelling():
                                 raise
@@ -198,7 +201,11 @@ def deliver_directly(faust_consumer: Any, topics: set[str],
                     else:
                         await consumer.wait_first(callback(message),
                                                   consumer.suspend_flow.wait())
-                    read_offset[tp] = offset
+                    # A record the worker dropped because its partition was rewound
+                    # (a refused flush: Redis lost writes) comes again after the rewind;
+                    # raising the read offset to it would skip the rewound records.
+                    if taken is not False:
+                        read_offset[tp] = offset
                     if monotonic() - yielded > _YIELD_EVERY_S:
                         await asyncio.sleep(0)
                         yielded = monotonic()

@@ -171,10 +171,12 @@ class PipelineWorker:
 
     # -- the record path ----------------------------------------------------------
 
-    async def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+    async def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> bool:
+        """Count one record; False if it was dropped to come again after a rewind (the
+        fetch loop must then keep Faust's read offset below it)."""
         code = self._topic_codes.get(topic)
         if code is None:
-            return
+            return True
         key = (code, partition)
         if offset >= self._seen.get(key, 0):
             self._seen[key] = offset + 1
@@ -184,13 +186,13 @@ class PipelineWorker:
             # owner counts the record from the Redis offset.
             state = await self.claims.claimed(partition)
             if state is None:
-                return
+                return True
             if key in self._resync and offset > state.next_offset[code]:
-                return  # delivered before the claim's rewind; it comes again after it
+                return False  # delivered before the claim's rewind; it comes again after it
         frontier = self._resync.get(key)
         if frontier is not None:
             if offset >= frontier:
-                return  # fetched before we rewound; it comes again after the rewind
+                return False  # fetched before we rewound; it comes again after the rewind
             del self._resync[key]
         now_ms = int(time.time() * 1000)
         if code == USES_CODE:
@@ -204,6 +206,7 @@ class PipelineWorker:
         if state.unflushed_events >= self.settings.max_unflushed_events:
             self.metrics.backpressure_waits.inc()
             await self.flush_partition(state)
+        return key not in self._resync  # a refused flush just rewound the partition
 
     async def _send_rejections(self, state: PartitionState) -> None:
         assert self._dead_letters is not None

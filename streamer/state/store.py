@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from streamer.events.validation import TrackMeta
+from streamer.state import connection
 from streamer.state.keys import KeyLayout
 
 log = logging.getLogger(__name__)
@@ -256,12 +257,9 @@ class ClaimedPartition:
 
 
 def connect(url: str) -> Redis:
-    """A client for ``redis://``, ``rediss://`` (TLS) or a cluster (``redis+cluster://``)."""
-    for scheme in ("redis+cluster://", "rediss+cluster://"):
-        if url.startswith(scheme):
-            real = url.replace("+cluster", "", 1)
-            return RedisCluster.from_url(real, decode_responses=False)
-    return aioredis.from_url(url, decode_responses=False, health_check_interval=10)
+    """A client for any URL of ``state/connection.py``: ``redis://``, ``rediss://`` (TLS),
+    a cluster (``redis+cluster://``) or a Sentinel-found primary (``redis+sentinel://``)."""
+    return connection.connect(url)
 
 
 class RedisStore:

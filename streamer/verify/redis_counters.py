@@ -24,6 +24,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from streamer.state import connection
+
 CounterKey = tuple[Any, ...]
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
@@ -32,10 +34,7 @@ _READ_BATCH = 500
 
 
 def open_redis(url: str) -> aioredis.Redis | RedisCluster:
-    for scheme in ("redis+cluster://", "rediss+cluster://"):
-        if url.startswith(scheme):
-            return RedisCluster.from_url(url.replace("+cluster", "", 1))
-    return aioredis.from_url(url)
+    return connection.connect(url)
 
 
 def _text(value: bytes | str) -> str:

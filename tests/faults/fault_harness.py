@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fault_workload import USES, Record, Workload
 
+from streamer.state.connection import connect as connect_redis
 from streamer.verify import compare
 from streamer.verify.kafka_progress import wait_drained
 from streamer.verify.redis_counters import delete_prefixed_keys, pending_tracks, read_counters
@@ -200,14 +200,14 @@ class Names:
 
 
 async def create_topics(bootstrap: str, names: Names, partitions: int,
-                        max_message_bytes: int | None = None) -> None:
+                        max_message_bytes: int | None = None, replication_factor: int = 1) -> None:
     """The input topics and the DLQ, created before the worker starts (it keeps them)."""
     configs = {"max.message.bytes": str(max_message_bytes)} if max_message_bytes else {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20_000)
     await admin.start()
     try:
         await admin.create_topics([
-            NewTopic(name, partitions, 1, topic_configs=dict(configs))
+            NewTopic(name, partitions, replication_factor, topic_configs=dict(configs))
             for name in (names.uses, names.tracks, names.dlq)])
         deadline = time.monotonic() + 30
         while True:
@@ -235,7 +235,7 @@ async def delete_topics(bootstrap: str, names: Names) -> None:
 
 async def delete_keys(redis_url: str, prefix: str) -> None:
     with contextlib.suppress(Exception):
-        client = aioredis.from_url(redis_url, socket_timeout=10)
+        client = connect_redis(redis_url, socket_timeout=10)
         try:
             await delete_prefixed_keys(client, prefix)
         finally:
@@ -583,9 +583,11 @@ class Scenario:
         self.workers.append(worker)
         return worker
 
-    async def setup(self, max_message_bytes: int | None = None) -> None:
+    async def setup(self, max_message_bytes: int | None = None,
+                    replication_factor: int = 1) -> None:
         FAULTS_DIR.mkdir(parents=True, exist_ok=True)
-        await create_topics(self.bootstrap, self.names, self.partitions, max_message_bytes)
+        await create_topics(self.bootstrap, self.names, self.partitions, max_message_bytes,
+                            replication_factor)
 
     async def cleanup(self) -> None:
         for worker in self.workers:
@@ -601,7 +603,7 @@ class Scenario:
 
     async def verify(self, workload: Workload, drain_timeout: float = 120.0) -> Outcome:
         """Wait until drained, then compare every counter and the dead-letter topic."""
-        client = aioredis.from_url(self.redis_url, socket_timeout=30)
+        client = connect_redis(self.redis_url, socket_timeout=30)  # Sentinel, Cluster too
         try:
             await wait_drained(self.bootstrap, client, self.names.prefix,
                                [self.names.uses, self.names.tracks], self.partitions,
