@@ -71,18 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="progress bar on stderr (default: when stderr is a terminal)")
 
     query = command("query", "ask a worker's query API")
-    query.add_argument("what", choices=["track", "holder", "genre", "trending", "health",
-                                        "live", "ready"],
+    query.add_argument("what", choices=["track", "holder", "genre", "trending", "ai-share",
+                                        "health", "live", "ready"],
                        help="what to ask")
     query.add_argument("id", nargs="?", help="track, holder or genre id")
     query.add_argument("--window", help="window name (default: the API's, see docs/openapi.yaml)")
     query.add_argument("--at", type=int, help="epoch ms inside the window (default now)")
     query.add_argument("--limit", type=int, help="trending: how many tracks (API default 20)")
+    query.add_argument("--genre", help="trending: only tracks of this genre")
     query.add_argument("--from", dest="first", metavar="YYYY-MM-DD",
                        help="track, holder, genre: first UTC day of a range (with --to; "
-                            "not with --window or --at)")
+                            "not with --window or --at); ai-share: first day, time "
+                            "(YYYY-MM-DDTHH:MM) or epoch ms")
     query.add_argument("--to", dest="last", metavar="YYYY-MM-DD",
-                       help="last UTC day of the range, inclusive (at most 400 days)")
+                       help="last UTC day of the range, inclusive (at most 400 days); "
+                            "ai-share: as --from, default now")
+    query.add_argument("--top", type=int, help="ai-share: trending tracks per window (default 20)")
     query.add_argument("--by", choices=["territory"],
                        help="track, holder, genre: the counts per country as well")
     query.add_argument("--format", dest="output", choices=["json", "csv"], default="json",
@@ -388,10 +392,11 @@ def run_query(settings: Settings, args: argparse.Namespace) -> int:
                             f"e.g. streamer query {what} ID")
     usage = what in ("track", "holder", "genre")
     ranged = args.first is not None or args.last is not None
-    if not usage and (ranged or args.by or args.output != "json"):
+    series = what == "ai-share"  # --from/--to bound its series (--to defaults to now)
+    if not usage and ((ranged and not series) or args.by or args.output != "json"):
         raise CommandFailed(ExitCode.USAGE, f"query {what}: --from, --to, --by and --format "
-                            "csv are for track, holder and genre")
-    if ranged and (args.first is None or args.last is None):
+                            "csv are for track, holder and genre (--from, --to: ai-share too)")
+    if ranged and usage and (args.first is None or args.last is None):
         raise CommandFailed(ExitCode.USAGE, f"query {what}: a range needs both --from and "
                             "--to (UTC days YYYY-MM-DD)")
     try:
@@ -406,7 +411,10 @@ def run_query(settings: Settings, args: argparse.Namespace) -> int:
                            if ranged else client.holder_usage(args.id, **window)),
         "genre": lambda: (client.genre_range(args.id, args.first, args.last, by=args.by)
                           if ranged else client.genre_usage(args.id, **window)),
-        "trending": lambda: client.trending(window=args.window, at=args.at, limit=args.limit),
+        "trending": lambda: client.trending(window=args.window, at=args.at, limit=args.limit,
+                                            genre=args.genre),
+        "ai-share": lambda: client.ai_share(args.id, window=args.window, from_=args.first,
+                                            to=args.last, top=args.top),
         "health": client.health, "live": client.live, "ready": client.ready,
     }
     try:

@@ -93,9 +93,26 @@ class TrendingItem(msgspec.Struct, frozen=True):
     ai_origin: str
 
 
-class Trending(UsageWindow, frozen=True):
+class Trending(UsageWindow, frozen=True, omit_defaults=True):
     items: list[TrendingItem]
     ai_share: float
+    genre: str | None = None  # only with ?genre=
+
+
+class AiSharePoint(msgspec.Struct, frozen=True):
+    start_ms: int
+    uses_by_origin: dict[str, dict[str, int]]
+    trending_ai_share: float | None
+
+
+class AiShare(msgspec.Struct, frozen=True, omit_defaults=True):
+    window: str
+    from_ms: int
+    to_ms: int
+    points: int
+    top: int
+    series: list[AiSharePoint]
+    genre: str | None = None
 
 
 class PartitionHealth(msgspec.Struct, frozen=True):
@@ -203,8 +220,18 @@ class QueryClient:
                          query=_range_params(first, last, by))
 
     def trending(self, *, window: str | None = None, at: int | None = None,
-                 limit: int | None = None) -> Trending:
-        return self._get("/v1/trending", Trending, window=window, at=at, limit=limit)
+                 limit: int | None = None, genre: str | None = None) -> Trending:
+        return self._get("/v1/trending", Trending, window=window, at=at, limit=limit,
+                         genre=genre)
+
+    def ai_share(self, genre: str | None = None, *, window: str | None = None,
+                 from_: str | int | None = None, to: str | int | None = None,
+                 top: int | None = None) -> AiShare:
+        """The AI share series of one genre, or of the whole catalog (``genre`` None)."""
+        path = "/v1/ai-share" if genre is None else f"/v1/genres/{_segment(genre)}/ai-share"
+        # "from" is a Python keyword: passed through a dict (of Any, as _get's params).
+        bounds: dict[str, Any] = {"from": from_, "to": to}
+        return self._get(path, AiShare, window=window, top=top, **bounds)
 
     def health(self) -> Health:
         """The worker's consumption status; a 503 still returns it (``status`` says so)."""

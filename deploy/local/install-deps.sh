@@ -2,7 +2,10 @@
 # Install the system programs the local stack needs, when they are missing.
 #
 #   deploy/local/install-deps.sh [redis] [redis-cli] [redis-sentinel] [prometheus] [java] [maven] [make]
-#                                (no argument: all of them)
+#                                [chromium] [chromedriver]   (no argument: all of them)
+#
+# chromium and chromedriver (Debian's chromium-driver) run the web page's browser tests
+# (tests/integration/test_web_page.py) headless.
 #
 # Runs `apt-get install` only as root on a machine with apt-get; otherwise it
 # prints what to install and fails. Services that Debian packages would start
@@ -13,13 +16,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # component -> "command package"
 declare -A CMD=([redis]=redis-server [redis-cli]=redis-cli [redis-sentinel]=redis-sentinel
-  [prometheus]=promtool [java]=java [maven]=mvn [make]=make)
+  [prometheus]=promtool [java]=java [maven]=mvn [make]=make [chromium]=chromium
+  [chromedriver]=chromedriver)
 declare -A PKG=([redis]=redis-server [redis-cli]=redis-tools [redis-sentinel]=redis-sentinel
-  [prometheus]=prometheus [java]=openjdk-17-jre-headless [maven]=maven [make]=make)
+  [prometheus]=prometheus [java]=openjdk-17-jre-headless [maven]=maven [make]=make
+  [chromium]=chromium [chromedriver]=chromium-driver)
 
 components=("$@")
 if ((${#components[@]} == 0)); then
-  components=(redis redis-cli redis-sentinel prometheus java maven make)
+  components=(redis redis-cli redis-sentinel prometheus java maven make chromium chromedriver)
 fi
 
 missing=()

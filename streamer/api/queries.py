@@ -88,11 +88,15 @@ class UsageQueries:
         by_origin = {origin: {use: next(totals) for use in USES} for origin in AI_ORIGINS}
         return {"genre": genre, **window.as_dict(), "uses_by_origin": by_origin}
 
-    async def trending(self, window: WindowRef, limit: int) -> dict[str, Any]:
+    async def trending(self, window: WindowRef, limit: int,
+                       genre: str | None = None) -> dict[str, Any]:
+        """The top ``limit`` tracks by creates; with ``genre``, of that genre's tracks only
+        (its own sorted sets, written by the same flush)."""
         async with self.client.pipeline(transaction=False) as pipe:
             for p in range(self.partitions):
-                pipe.zrevrange(self.layout.trending(p, window.name, window.start_ms),
-                               0, limit - 1, withscores=True)
+                key = (self.layout.trending(p, window.name, window.start_ms) if genre is None
+                       else self.layout.genre_trending(p, window.name, window.start_ms, genre))
+                pipe.zrevrange(key, 0, limit - 1, withscores=True)
             shards = await pipe.execute()
         creates: dict[str, int] = {}
         for shard in shards:
@@ -112,7 +116,8 @@ class UsageQueries:
             if origin in ("ai_assisted", "ai_generated"):
                 ai_creates += count
         share = ai_creates / total_creates if total_creates else 0.0
-        return {**window.as_dict(), "items": items, "ai_share": share}
+        scope = {"genre": genre} if genre is not None else {}
+        return {**scope, **window.as_dict(), "items": items, "ai_share": share}
 
     async def _catalog(self, track_ids: list[str]) -> dict[str, TrackMeta]:
         if not track_ids:

@@ -16,8 +16,11 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from streamer.api.page import register_page
 from streamer.api.queries import UsageQueries, WindowRef
 from streamer.api.ranges import RANGE_WINDOW, DayRange, Kind, RangeQueries
+from streamer.api.series import RangeError as SeriesError
+from streamer.api.series import SeriesQueries, WindowRange, parse_instant
 from streamer.config import Settings
 from streamer.ledger.reader import RangeError
 from streamer.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -158,7 +161,48 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
     async def trending(request: Request) -> dict[str, Any]:
         window = _window(request, settings, default_small)
         limit = _int_param(request, "limit", 20, 1, 100)
-        return await queries.trending(window, limit)
+        genre = request.query.get("genre") or None
+        if genre is not None:
+            genre = _path_id(genre, _GENRE, "genre")
+        return await queries.trending(window, limit, genre)
+
+    series = SeriesQueries(queries.client, queries.layout, queries.partitions)
+
+    def window_range(request: Request) -> WindowRange:
+        """``window`` (default the smallest but one), ``from``, ``to`` (default now)."""
+        name = request.query.get("window", default_small)
+        if name not in settings.window_names:
+            raise BadRequest(f"unknown window {name[:20]!r}; "
+                             f"use one of {list(settings.window_names)}")
+        size = settings.window_size(name)
+        try:
+            raw_to, raw_from = request.query.get("to"), request.query.get("from")
+            to_ms = (parse_instant("to", raw_to, end_of_day=True) if raw_to
+                     else int(time.time() * 1000))
+            if not raw_from:
+                return WindowRange.ending(name, size, to_ms)
+            return WindowRange.between(name, size, parse_instant("from", raw_from,
+                                                                 end_of_day=False), to_ms)
+        except SeriesError as exc:
+            raise BadRequest(str(exc)) from None
+
+    async def catalog_ai_share(request: Request) -> dict[str, Any]:
+        windows = window_range(request)
+        top = _int_param(request, "top", 20, 1, 100)
+        return await series.ai_share(None, windows, top, queries.layout.trending)
+
+    async def genre_ai_share(request: Request, genre: str) -> dict[str, Any]:
+        genre = _path_id(genre, _GENRE, "genre")
+        windows = window_range(request)
+        top = _int_param(request, "top", 20, 1, 100)
+        def genre_trending(partition: int, window: str, start: int) -> str:
+            return queries.layout.genre_trending(partition, window, start, genre)
+
+        return await series.ai_share(genre, windows, top, genre_trending)
+
+    app.page("/v1/ai-share")(guarded(catalog_ai_share))
+    app.page("/v1/genres/{genre}/ai-share")(guarded(genre_ai_share))
+    register_page(app, settings.window_names)
 
     app.page("/v1/tracks/{track_id}/usage")(guarded(track_usage))
     app.page("/v1/holders/{holder_id}/usage")(guarded(holder_usage))

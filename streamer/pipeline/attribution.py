@@ -28,8 +28,14 @@ from typing import Any
 from streamer.events.shares import MICRO
 from streamer.events.validation import USE_CREATE, USES, TrackMeta
 from streamer.state.catalog import CatalogCache, Plan
-from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
-from streamer.state.keys import HOLDER_MEASURES, genre_field, holder_field, track_field
+from streamer.state.deltas import GENRE_RANKS, GENRES, HOLDERS, TRACKS, CounterDeltas
+from streamer.state.keys import (
+    HOLDER_MEASURES,
+    genre_field,
+    genre_trending_field,
+    holder_field,
+    track_field,
+)
 
 UNCLAIMED = "_unclaimed"
 UNATTRIBUTED = "_unattributed"
@@ -50,6 +56,7 @@ _HolderFields = tuple[str, str, str, str]
 # what they reference).
 _FIELDS: dict[str, dict[str, _HolderFields]] = {"master": {}, "publishing": {}}
 _GENRES: dict[tuple[str, str], tuple[str, str]] = {}
+_GENRE_OF: dict[str, str] = {}  # a plan's create genre field -> its genre
 _MICROS: dict[int, int] = {}
 _FIELDS_LIMIT = 100_000
 
@@ -72,9 +79,21 @@ def _genre_fields(ai_origin: str, genre: str) -> tuple[str, str]:
     if fields is None:
         if len(_GENRES) >= _FIELDS_LIMIT:
             _GENRES.clear()
+            _GENRE_OF.clear()
         create, play = (intern(genre_field(ai_origin, use, genre)) for use in USES)
         fields = _GENRES[(ai_origin, genre)] = (create, play)
+        _GENRE_OF[create] = genre
     return fields
+
+
+def genre_of(plan: Plan) -> str | None:
+    """The genre a plan attributes to; None for ``UNATTRIBUTED_PLAN``."""
+    create_field = plan[0]
+    if create_field is None:
+        return None
+    genre = _GENRE_OF.get(create_field)
+    # After the tables were cleared (full), older plans' fields are read instead.
+    return genre if genre is not None else str(create_field).split("|", 2)[2]
 
 
 def _micro(value: int) -> int:
@@ -155,11 +174,17 @@ def count_track_uses(
 
 
 def attribute_uses(
-    deltas: CounterDeltas, windows: Windows, plan: Plan, use: str, base_start: int, uses: int
+    deltas: CounterDeltas, windows: Windows, plan: Plan, use: str, base_start: int, uses: int,
+    track_id: str,
 ) -> None:
-    """Holder and genre counters of every window (``UNATTRIBUTED_PLAN``: no metadata)."""
+    """Holder and genre counters of every window (``UNATTRIBUTED_PLAN``: no metadata), and
+    for creates the genre's trending: a track ranks in the genre its uses are attributed to."""
     counts_genre = plan[USE_SLOT[use]] is not None
+    ranked = genre_trending_field(genre_of(plan) or "", track_id) \
+        if counts_genre and use == USE_CREATE else None
     for name, size in windows:
         start = base_start - base_start % size
         genres = deltas.hash(GENRES, name, start) if counts_genre else {}
         add_attribution(deltas.hash(HOLDERS, name, start), genres, plan, use, uses)
+        if ranked is not None:
+            deltas.hash(GENRE_RANKS, name, start)[ranked] += uses

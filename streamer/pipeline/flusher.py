@@ -24,6 +24,7 @@ from streamer.pipeline.attribution import (
     add_attribution,
     attribute_uses,
     count_track_uses,
+    genre_of,
     known_plan,
     plan_for,
 )
@@ -32,6 +33,7 @@ from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import CounterDeltas
 from streamer.state.keys import (
     GENRE_COUNTS,
+    GENRE_TRENDING,
     HOLDER_COUNTS,
     TRACK_COUNTS,
     TRACKS_CODE,
@@ -272,6 +274,19 @@ class Flusher:
             sealed.trending,
         ).items():
             payload.add_zset(layout.trending(partition, window, start), retention[window], members)
+        sealed_ranks = {hash_key[1:]: fields for hash_key, fields in sealed.hashes.items()
+                        if hash_key[0] == GENRE_TRENDING}
+        for (window, start), fields in spread_over_windows(
+            {base: parts[GENRE_TRENDING] for base, parts in by_base.items()}, self.windows,
+            sealed_ranks,
+        ).items():
+            per_genre: dict[str, dict[str, int]] = {}
+            for field, creates in fields.items():
+                genre, _, track_id = field.partition("|")
+                per_genre.setdefault(genre, {})[track_id] = creates
+            for genre, members in per_genre.items():
+                payload.add_zset(layout.genre_trending(partition, window, start, genre),
+                                 retention[window], members)
 
     def _seal_replaced(
         self, needs_old_meta: dict[str, tuple[dict[CellKey, int], TrackMeta]],
@@ -284,7 +299,7 @@ class Flusher:
             plan = plan_for(previous[track_id] or arrived)
             for (_, use, base_start), uses in cells.items():
                 count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
-                attribute_uses(sealed, self.windows, plan, use, base_start, uses)
+                attribute_uses(sealed, self.windows, plan, use, base_start, uses, track_id)
 
     def _aggregate(
         self, state: PartitionState, cells: dict[CellKey, int], plans: dict[str, Plan],
@@ -302,7 +317,8 @@ class Flusher:
             parts = by_base.get(base_start)
             if parts is None:
                 parts = by_base[base_start] = {TRACK_COUNTS: {}, TRENDING: {},
-                                               HOLDER_COUNTS: {}, GENRE_COUNTS: {}}
+                                               HOLDER_COUNTS: {}, GENRE_COUNTS: {},
+                                               GENRE_TRENDING: {}}
             parts[TRACK_COUNTS][use + "|" + track_id] = uses
             if use == USE_CREATE:
                 parts[TRENDING][track_id] = uses
@@ -311,6 +327,11 @@ class Flusher:
                 state.add_pending(track_id, use, base_start, uses)
                 continue
             add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
+            if use == USE_CREATE:
+                genre = genre_of(plan)
+                if genre is not None:  # cells cannot be unattributed; kept for the type
+                    # keys.genre_trending_field, inline as the track field above
+                    parts[GENRE_TRENDING][genre + "|" + track_id] = uses
         return by_base
 
     def _resolve_pending(
@@ -330,12 +351,14 @@ class Flusher:
             plan = plans.get(track_id)
             if plan is not None:
                 for (use, base_start), uses in state.resolve_pending(track_id).items():
-                    attribute_uses(deltas, self.windows, plan, use, base_start, uses)
+                    attribute_uses(deltas, self.windows, plan, use, base_start, uses,
+                                   track_id)
                 continue
             if track_id not in lookup.unknown:
                 continue
             for use, base_start, uses in state.expire_pending(track_id, window_end):
-                attribute_uses(deltas, self.windows, UNATTRIBUTED_PLAN, use, base_start, uses)
+                attribute_uses(deltas, self.windows, UNATTRIBUTED_PLAN, use, base_start, uses,
+                               track_id)
 
     async def _redis(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run a Redis call until it succeeds; FlushRefused is final and propagates."""

@@ -248,7 +248,7 @@ class RecordProcessor:
         sealed = CounterDeltas()
         for (_, use, base_start), uses in state.take_cells_of(track_id).items():
             count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
-            attribute_uses(sealed, self.windows, previous, use, base_start, uses)
+            attribute_uses(sealed, self.windows, previous, use, base_start, uses, track_id)
         state.seal(sealed)
 
     def _resolve(self, state: PartitionState, track_id: str, plan: Plan) -> None:
@@ -259,7 +259,7 @@ class RecordProcessor:
         """
         resolved = CounterDeltas()
         for (use, base_start), uses in (state.take_pending(track_id) or {}).items():
-            attribute_uses(resolved, self.windows, plan, use, base_start, uses)
+            attribute_uses(resolved, self.windows, plan, use, base_start, uses, track_id)
         state.seal(resolved)
 
     def _reject(self, state: PartitionState, topic: str, offset: int, value: bytes,

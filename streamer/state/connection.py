@@ -73,7 +73,7 @@ def sentinel_primary(url: str, **options: Any) -> aioredis.Redis:
         path="/" + (path[1] if len(path) == 2 else "0"),
         query="&".join(f"{key}={value}" for key, value in query.items()),
     ).geturl()
-    server_kwargs = parse_url(server_url)
+    server_kwargs: dict[str, Any] = dict(parse_url(server_url))
     tls = server_kwargs.pop("connection_class", None)
     for key in ("host", "port", "path"):
         server_kwargs.pop(key, None)
@@ -87,7 +87,8 @@ def sentinel_primary(url: str, **options: Any) -> aioredis.Redis:
         if key in server_kwargs:
             sentinel_kwargs.setdefault(key, server_kwargs[key])
     sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
-    return sentinel.master_for(service, **server_kwargs)
+    primary: aioredis.Redis = sentinel.master_for(service, **server_kwargs)
+    return primary
 
 
 def _sentinel_addresses(hosts: str, url: str) -> list[tuple[str, int]]:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from streamer.state.keys import GENRE_COUNTS, HOLDER_COUNTS, TRACK_COUNTS
+from streamer.state.keys import GENRE_COUNTS, GENRE_TRENDING, HOLDER_COUNTS, TRACK_COUNTS
 
 # Kinds of counter hashes, as used in key names.
 TRACKS = TRACK_COUNTS
 HOLDERS = HOLDER_COUNTS
 GENRES = GENRE_COUNTS
+# Trending per genre, fields ``<genre>|<track_id>`` (keys.genre_trending_field) -> creates.
+GENRE_RANKS = GENRE_TRENDING
 
 
 class CounterDeltas:
-    """Increments per Redis hash (and trending sorted set), merged before they are written."""
+    """Increments per Redis hash (and trending sorted set), merged before they are written.
+
+    Trending per genre travels as a hash of kind ``GENRE_RANKS`` (fields
+    ``<genre>|<track_id>``); the flush writes it to one sorted set per genre."""
 
     __slots__ = ("hashes", "trending")
 

@@ -19,6 +19,8 @@ TRACK_COUNTS = "t"
 HOLDER_COUNTS = "h"
 GENRE_COUNTS = "g"
 TRENDING = "z"
+# Trending per genre: ``{prefix:N}:<kind>:<window>:<start>:<genre>``, one sorted set a genre.
+GENRE_TRENDING = "zg"
 # Territory counters: the same three families with the use's country in every field.
 TERRITORY_TRACK_COUNTS = "tt"
 TERRITORY_HOLDER_COUNTS = "th"
@@ -56,6 +58,9 @@ class KeyLayout:
         """ZSET track_id -> creates."""
         return f"{self.tag(partition)}:{TRENDING}:{window}:{start}"
 
+    def genre_trending(self, partition: int, window: str, start: int, genre: str) -> str:
+        """ZSET track_id -> creates of the tracks attributed to ``genre``."""
+        return f"{self.tag(partition)}:{GENRE_TRENDING}:{window}:{start}:{genre}"
     def territory_track_counts(self, partition: int, window: str, start: int) -> str:
         """HASH ``<use>|<country>|<track_id>`` -> uses."""
         return f"{self.tag(partition)}:{TERRITORY_TRACK_COUNTS}:{window}:{start}"
@@ -91,3 +96,9 @@ def holder_field(right: str, use: str, kind: str, holder_id: str) -> str:
 
 def genre_field(ai_origin: str, use: str, genre: str) -> str:
     return f"{ai_origin}|{use}|{genre}"
+
+
+def genre_trending_field(genre: str, track_id: str) -> str:
+    """How a flush carries a genre's trending increment before it is written to that
+    genre's sorted set: genres and track ids contain no ``|``."""
+    return f"{genre}|{track_id}"

@@ -88,7 +88,9 @@ def test_the_client_structs_have_the_spec_fields() -> None:
                            (api_client.RightUsage, "RightUsage"),
                            (api_client.Health, "Health"),
                            (api_client.PartitionHealth, "PartitionHealth"),
-                           (api_client.Probe, "Probe")):
+                           (api_client.Probe, "Probe"),
+                           (api_client.AiShare, "GenreAiShare"),
+                           (api_client.AiSharePoint, "AiSharePoint")):
         fields = struct.__struct_encode_fields__  # the JSON names ("from", not "first")
         assert set(fields) == set(schemas[schema]["properties"]), schema
 
@@ -139,8 +141,18 @@ async def test_every_route_and_status_against_a_running_worker(  # type: ignore[
         requests[(route, "200")] = (worker, f"{url}?at={at}", auth)
         requests[(route, "400")] = (worker, f"{url}?window=2y", auth)
         requests[(route, "401")] = (worker, url, {"Authorization": "Bearer wrong"})
-    for route in ("/v1/live", "/v1/ready", "/v1/health", "/metrics"):
+    series = {"/v1/genres/{genre}/ai-share": "/v1/genres/lofi/ai-share",
+              "/v1/ai-share": "/v1/ai-share"}
+    for route, url in series.items():
+        requests[(route, "200")] = (worker, f"{url}?window=1m&from={at - 60_000}&to={at}", auth)
+        requests[(route, "400")] = (worker, f"{url}?window=1m&from=0&to={at}", auth)
+        requests[(route, "401")] = (worker, url, {"Authorization": "Bearer wrong"})
+    for route in ("/v1/live", "/v1/ready", "/v1/health", "/metrics", "/"):
         requests[(route, "200")] = (worker, route, {})
+    requests[("/static/{name}", "200")] = (worker, "/static/app.js", {})
+    requests[("/static/{name}", "404")] = (worker, "/static/missing.js", {})
+    requests[("/static/vendor/{name}", "200")] = (worker, "/static/vendor/uPlot.min.css", {})
+    requests[("/static/vendor/{name}", "404")] = (worker, "/static/vendor/missing.js", {})
     requests[("/v1/ready", "503")] = (no_redis, "/v1/ready", {})
     requests[("/v1/health", "503")] = (no_redis, "/v1/health", {})
 
@@ -186,12 +198,18 @@ async def test_every_route_and_status_against_a_running_worker(  # type: ignore[
     assert trending["items"][0]["track_id"] == "T-contract" and trending["ai_share"] == 1.0
     assert "Redis" in answers[("/v1/ready", "503")]["reason"]
     assert "streamer_build_info{" in answers[("/metrics", "200")]
+    lofi = answers[("/v1/genres/{genre}/ai-share", "200")]
+    assert [p["uses_by_origin"]["ai_assisted"]["create"] for p in lofi["series"]] == [0, 2]
+    assert "at most 500 points" in answers[("/v1/ai-share", "400")]["error"]
+    assert 'name="streamer-windows"' in answers[("/", "200")]
 
     # The typed client reads the same answers.
     typed = api_client.QueryClient(worker.base_url, token=TOKEN, timeout_s=10)
     assert typed.track_usage("T-contract", at=at).uses == {"create": 2, "play": 1}
     assert typed.holder_usage("H-contract", at=at).rights["master"].uses["play"] == 1
     assert typed.genre_usage("lofi", at=at).uses_by_origin["ai_assisted"]["create"] == 2
+    catalog = typed.ai_share(window="1m", from_=at, to=at)
+    assert catalog.series[0].uses_by_origin["ai_assisted"]["create"] == 2
     assert typed.trending(at=at, limit=5).items[0].creates == 2
     assert typed.holder_range("H-contract", today, today).rights["master"].uses["play"] == 1
     assert typed.health().status == "ok" and typed.ready().status == "ok"

@@ -18,7 +18,7 @@ from streamer.pipeline.attribution import (
     count_track_uses,
     plan_for,
 )
-from streamer.state.deltas import GENRES, HOLDERS, TRACKS, CounterDeltas
+from streamer.state.deltas import GENRE_RANKS, GENRES, HOLDERS, TRACKS, CounterDeltas
 
 SETTINGS = settings(max_examples=300, deadline=None)
 MICRO = 1_000_000
@@ -64,7 +64,7 @@ def test_attribute_uses_worked_example() -> None:
     meta = TrackMeta("lofi", "human", master=(("a", 500_000), ("b", 250_000)),
                      publishing=(("c", 1_000_000),))
     deltas = CounterDeltas()
-    attribute_uses(deltas, WINDOWS, plan_for(meta), "create", BASE, 3)
+    attribute_uses(deltas, WINDOWS, plan_for(meta), "create", BASE, 3, "trk")
     hashes, trending = plain(deltas)
     holders = {
         "master|create|u|a": 3, "master|create|w|a": 1_500_000,
@@ -76,13 +76,15 @@ def test_attribute_uses_worked_example() -> None:
     for name, start in STARTS.items():
         expected[(HOLDERS, name, start)] = holders
         expected[(GENRES, name, start)] = {"human|create|lofi": 3}
+        # A create ranks the track in its genre's trending.
+        expected[(GENRE_RANKS, name, start)] = {"lofi|trk": 3}
     assert hashes == expected
     assert trending == {}
 
 
 def test_attribute_uses_without_metadata() -> None:
     deltas = CounterDeltas()
-    attribute_uses(deltas, WINDOWS, plan_for(None), "play", BASE, 4)
+    attribute_uses(deltas, WINDOWS, plan_for(None), "play", BASE, 4, "trk")
     hashes, _ = plain(deltas)
     full = {
         "master|play|u|_unattributed": 4, "master|play|w|_unattributed": 4_000_000,
@@ -95,7 +97,7 @@ def test_attribute_uses_without_metadata() -> None:
 def test_no_holders_means_the_whole_right_is_unclaimed() -> None:
     meta = TrackMeta("ambient", "ai_generated", master=(), publishing=(("p", 400_000),))
     deltas = CounterDeltas()
-    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "play", BASE, 2)
+    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "play", BASE, 2, "trk")
     holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
     assert holders == {
         "master|play|u|_unclaimed": 2, "master|play|w|_unclaimed": 2_000_000,
@@ -107,7 +109,7 @@ def test_no_holders_means_the_whole_right_is_unclaimed() -> None:
 def test_a_holder_named_like_a_right_or_in_both_rights() -> None:
     meta = TrackMeta("lofi", "human", master=(("x", 1_000_000),), publishing=(("x", 1),))
     deltas = CounterDeltas()
-    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "create", BASE, 1)
+    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "create", BASE, 1, "trk")
     holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
     assert holders["master|create|w|x"] == 1_000_000
     assert holders["publishing|create|w|x"] == 1
@@ -160,7 +162,7 @@ def test_weights_of_every_right_add_up_to_exactly_one_per_use(
     deltas = CounterDeltas()
     uses_by_kind: defaultdict[str, int] = defaultdict(int)
     for use, uses in batches:
-        attribute_uses(deltas, WINDOWS, plan_for(meta), use, BASE, uses)
+        attribute_uses(deltas, WINDOWS, plan_for(meta), use, BASE, uses, "trk")
         uses_by_kind[use] += uses
     hashes, _ = plain(deltas)
     for name, start in STARTS.items():
@@ -191,13 +193,16 @@ def test_weights_of_every_right_add_up_to_exactly_one_per_use(
         genres = hashes[(GENRES, name, start)]
         assert genres == {f"{meta.ai_origin}|{use}|{meta.genre}": uses
                           for use, uses in uses_by_kind.items()}
+        creates = uses_by_kind.get("create")
+        assert hashes.get((GENRE_RANKS, name, start)) == (
+            {f"{meta.genre}|trk": creates} if creates else None)
 
 
 @SETTINGS
 @given(st.sampled_from(["create", "play"]), st.integers(min_value=1, max_value=10**12))
 def test_unattributed_always_full_weight(use: str, uses: int) -> None:
     deltas = CounterDeltas()
-    attribute_uses(deltas, WINDOWS, plan_for(None), use, BASE, uses)
+    attribute_uses(deltas, WINDOWS, plan_for(None), use, BASE, uses, "trk")
     for name, start in STARTS.items():
         assert dict(deltas.hashes[(HOLDERS, name, start)]) == {
             f"{right}|{use}|{kind}|_unattributed": uses * (MICRO if kind == "w" else 1)
@@ -211,7 +216,7 @@ def test_shares_summing_to_exactly_one_leave_nothing_unclaimed() -> None:
                      master=(("a", 333_333), ("b", 333_333), ("c", 333_334)),
                      publishing=(("d", 999_999),))
     deltas = CounterDeltas()
-    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "play", BASE, 7)
+    attribute_uses(deltas, (("1m", 60_000),), plan_for(meta), "play", BASE, 7, "trk")
     holders = dict(deltas.hashes[(HOLDERS, "1m", BASE)])
     assert "master|play|w|_unclaimed" not in holders
     assert holders["publishing|play|w|_unclaimed"] == 7
@@ -239,13 +244,13 @@ def test_each_configured_window_gets_the_window_containing_the_use(
     meta = TrackMeta("lofi", "human", master=(("a", MICRO),), publishing=())
     deltas = CounterDeltas()
     count_track_uses(deltas, windows, "trk", use, base_start, 1)
-    attribute_uses(deltas, windows, plan_for(meta), use, base_start, 1)
-    attribute_uses(deltas, windows, plan_for(None), use, base_start, 1)
+    attribute_uses(deltas, windows, plan_for(meta), use, base_start, 1, "trk")
+    attribute_uses(deltas, windows, plan_for(None), use, base_start, 1, "trk")
     by_kind: defaultdict[str, dict[str, int]] = defaultdict(dict)
     for kind, name, start in deltas.hashes:
         assert name not in by_kind[kind], "one window start per size"
         by_kind[kind][name] = start
-    assert set(by_kind) == {TRACKS, HOLDERS, GENRES}
+    assert set(by_kind) == {TRACKS, HOLDERS, GENRES} | ({GENRE_RANKS} if use == "create" else set())
     for kind, starts in by_kind.items():
         assert set(starts) == {name for name, _ in windows}, kind
         for name, size in windows:

@@ -1,0 +1,3 @@
+/* After every view file has registered itself: draw the navigation, show the view. */
+"use strict";
+window.Streamer.start();
