@@ -1,4 +1,5 @@
-"""``streamer`` command line: ``worker``, ``produce``, ``query``, ``load``, ``ledger``.
+"""``streamer`` command line: ``worker``, ``produce``, ``query``, ``load``, ``ledger``,
+``report``.
 
 Every failure a user can act on ends in one line, ``streamer: <what failed and what to
 do>``, and an exit code from streamer/exit_codes.py (listed in ``--help``); Ctrl-C ends
@@ -106,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     # close needs the pipeline's DaySource over Redis (issue 20, territory counters);
     # without it, close says so in one line (docs/LEDGER.md).
     register_ledger(sub, redis_days=_ledger_redis_days)
+
+    from streamer.reports.cli import register as register_reports
+
+    register_reports(sub)
     return parser
 
 
@@ -176,6 +181,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "ledger":
         code: int = args.ledger_run(args)
         return code
+    if args.command == "report":
+        report_code: int = args.report_run(args)
+        return report_code
     return run_query(settings, args)
 
 
@@ -199,7 +207,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     if partitions != settings.partitions:
         settings = replace(settings, partitions=partitions)
     uvloop.install()
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:  # e.g. STREAMER_WEB_TOKENS_FILE does not validate
+        raise CommandFailed(ExitCode.USAGE, f"configuration error: {exc}") from None
     worker = StreamerWorker(app, loglevel=loglevel, quiet=True)
     worker.log_format = settings.log_format.lower()
     # At --loglevel warn or error, Faust's terminal spinner would set the root logger to

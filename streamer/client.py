@@ -135,6 +135,39 @@ class Probe(msgspec.Struct, frozen=True, omit_defaults=True):
     reason: str | None = None
 
 
+class StatementGroup(msgspec.Struct, frozen=True):
+    uses: int
+    weighted_uses: str
+    amount: dict[str, str]
+
+
+class Statement(msgspec.Struct, frozen=True):
+    """A holder's statement summary for a month (docs/STATEMENTS.md): amounts are
+    decimal strings in the currency's minor unit, per currency."""
+
+    kind: str
+    format: int
+    holder_id: str
+    name: str
+    dpid: str | None
+    party: str
+    period: str
+    territory: str | None
+    provisional: bool
+    lines: int
+    total: StatementGroup
+    by_territory: dict[str, StatementGroup]
+    by_use: dict[str, StatementGroup]
+    by_right: dict[str, StatementGroup]
+    by_ai_origin: dict[str, StatementGroup]
+    levies: list[dict[str, Any]]
+    levy_total: dict[str, str]
+    payable: dict[str, str]
+    ledger: dict[str, Any]
+    rate_card: dict[str, str]
+    parties: dict[str, str]
+
+
 class QueryError(Exception):
     """A query that did not return an answer; the message says what to do."""
 
@@ -218,6 +251,13 @@ class QueryClient:
                     by: str | None = None) -> GenreRangeUsage:
         return self._get(f"/v1/genres/{_segment(genre)}/usage", GenreRangeUsage,
                          query=_range_params(first, last, by))
+
+    def holder_statement(self, holder_id: str, period: str, *, territory: str | None = None,
+                         provisional: bool = False) -> Statement:
+        """The holder's statement summary for ``period`` (YYYY-MM), from the ledger."""
+        return self._get(f"/v1/holders/{_segment(holder_id)}/statement", Statement,
+                         period=period, territory=territory,
+                         provisional="true" if provisional else None)
 
     def trending(self, *, window: str | None = None, at: int | None = None,
                  limit: int | None = None, genre: str | None = None) -> Trending:

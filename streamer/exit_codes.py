@@ -22,6 +22,8 @@ class ExitCode(IntEnum):
     WORKER_ERROR = 6   # the worker answered with an HTTP error (status in the message)
     SEND_FAILED = 7    # Kafka refused records while sending
     STATE = 8          # Redis holds state of a layout this version cannot use
+    REFUSED = 9        # the ledger refused or found problems (the message names them)
+    UNSUPPORTED = 10   # this build cannot do that yet (the message says what is missing)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
@@ -35,6 +37,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.WORKER_ERROR: "the worker answered with an HTTP error (status in the message)",
     ExitCode.SEND_FAILED: "Kafka refused records while sending",
     ExitCode.STATE: "Redis holds state of an unknown layout (see the message)",
+    ExitCode.REFUSED: "the ledger refused or found problems: open or partial days, a "
+                      "mismatch, a day that cannot close yet (the message names them)",
+    ExitCode.UNSUPPORTED: "this build cannot do that yet (the message says what is missing)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

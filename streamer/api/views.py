@@ -6,7 +6,6 @@ Parameters are checked before Redis is touched: a bad window, ``at``, ``limit``,
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -16,13 +15,16 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from streamer.api.access import Tokens, load_tokens
 from streamer.api.page import register_page
 from streamer.api.queries import UsageQueries, WindowRef
 from streamer.api.ranges import RANGE_WINDOW, DayRange, Kind, RangeQueries
 from streamer.api.series import RangeError as SeriesError
 from streamer.api.series import SeriesQueries, WindowRange, parse_instant
+from streamer.api.statements import StatementError, StatementService
 from streamer.config import Settings
 from streamer.ledger.reader import RangeError
+from streamer.ledger.writer import LedgerLocation
 from streamer.metrics import CONTENT_TYPE_LATEST, Metrics
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
@@ -33,6 +35,7 @@ _TRACK_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _GENRE = re.compile(r"[a-z0-9_][a-z0-9_-]{0,63}")
 _MAX_EPOCH_MS = 2**53 - 1
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TERRITORY = re.compile(r"[A-Z]{2}")
 BY_VALUES = ("territory",)
 
 
@@ -95,6 +98,28 @@ def _by_territory(request: Request) -> bool:
     return True
 
 
+def _territory(request: Request) -> str | None:
+    territory = request.query.get("territory")
+    if territory is not None and not _TERRITORY.fullmatch(territory):
+        raise BadRequest(f"territory: expected an ISO 3166-1 alpha-2 code such as DE, got "
+                         f"{territory[:20]!r}")
+    return territory
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise BadRequest(f"{name}: expected true or false, got {raw[:20]!r}")
+
+
+def statement_service(settings: Settings) -> StatementService:
+    return StatementService(LedgerLocation(settings.ledger_url, settings.ledger_storage_options),
+                            settings.partitions, settings.rates_file, settings.parties_file)
+
+
 def _path_id(value: str, pattern: re.Pattern[str], what: str) -> str:
     if not pattern.fullmatch(value):
         raise BadRequest(f"invalid {what}")
@@ -104,12 +129,19 @@ def _path_id(value: str, pattern: re.Pattern[str], what: str) -> str:
 def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
                     worker_health: Health, metrics: Metrics,
                     ranges: RangeQueries | None = None,
-                    territory_windows: tuple[str, ...] = (RANGE_WINDOW,)) -> None:
+                    territory_windows: tuple[str, ...] = (RANGE_WINDOW,),
+                    statements: StatementService | None = None,
+                    tokens: Tokens | None = None) -> None:
     """``ranges`` answers from/to and by=territory (without one, every day from Redis);
-    ``territory_windows`` are the windows with territory counters."""
+    ``territory_windows`` are the windows with territory counters; ``statements`` the
+    statement endpoint (default: from the settings); ``tokens`` who may read what
+    (default: STREAMER_WEB_TOKEN and STREAMER_WEB_TOKENS_FILE; a bad file raises
+    ``ConfigError``)."""
+    allowed = tokens or load_tokens(settings.web_tokens_file, settings.web_token)
     default_small = settings.window_names[min(1, len(settings.window_names) - 1)]
     default_large = settings.window_names[-1]
     spans = ranges or RangeQueries(queries.client, queries.layout, queries.partitions, None)
+    statement_answers = statements or statement_service(settings)
     plain = {"track": queries.track_usage, "holder": queries.holder_usage,
              "genre": queries.genre_usage}
 
@@ -132,16 +164,24 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
             return await spans.window_by_territory(kind, key, window)
         return await plain[kind](key, window)
 
-    def guarded(handler: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
+    def guarded(handler: Callable[..., Awaitable[dict[str, Any]]],
+                holder_route: bool = False) -> Callable[..., Any]:
+        """Needs a known token; a holder token reads only ``holder_route`` routes of its
+        own holders (403 for every other route and holder)."""
         async def view(web: View, request: Request, **kwargs: str) -> Response:
-            if settings.web_token is not None:
-                sent = request.headers.get("Authorization", "")
-                if not hmac.compare_digest(sent.encode(), f"Bearer {settings.web_token}".encode()):
-                    return web.json({"error": "missing or wrong bearer token"}, status=401)
+            access = allowed.access(request.headers.get("Authorization", ""))
+            if access is None:
+                return web.json({"error": "missing or wrong bearer token"}, status=401)
+            if not access.admin and not (holder_route
+                                         and access.may_read_holder(kwargs["holder_id"])):
+                return web.json({"error": "this token may read only the holder routes of "
+                                          "its own rights holders"}, status=403)
             try:
                 return web.json(await handler(request, **kwargs))
             except BadRequest as exc:
                 return web.json({"error": str(exc)}, status=400)
+            except StatementError as exc:
+                return web.json(exc.body, status=exc.status)
 
         view.__name__ = handler.__name__
         return view
@@ -153,6 +193,14 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
     async def holder_usage(request: Request, holder_id: str) -> dict[str, Any]:
         holder_id = _path_id(holder_id, _ID, "holder_id")
         return await usage("holder", holder_id, request, default_large)
+
+    async def holder_statement(request: Request, holder_id: str) -> dict[str, Any]:
+        holder_id = _path_id(holder_id, _ID, "holder_id")
+        period = request.query.get("period")
+        if period is None:
+            raise BadRequest("period: missing; expected a month YYYY-MM")
+        return await statement_answers.statement(holder_id, period, _territory(request),
+                                                 _flag(request, "provisional"))
 
     async def genre_usage(request: Request, genre: str) -> dict[str, Any]:
         genre = _path_id(genre, _GENRE, "genre")
@@ -205,7 +253,8 @@ def register_routes(app: faust.App, settings: Settings, queries: UsageQueries,
     register_page(app, settings.window_names)
 
     app.page("/v1/tracks/{track_id}/usage")(guarded(track_usage))
-    app.page("/v1/holders/{holder_id}/usage")(guarded(holder_usage))
+    app.page("/v1/holders/{holder_id}/usage")(guarded(holder_usage, holder_route=True))
+    app.page("/v1/holders/{holder_id}/statement")(guarded(holder_statement, holder_route=True))
     app.page("/v1/genres/{genre}/usage")(guarded(genre_usage))
     app.page("/v1/trending")(guarded(trending))
 

@@ -247,7 +247,13 @@ class Settings:
         "STREAMER_WEB_PORT", 6066, Int(min=1, max=65535), "Port of the query API and /metrics.")
     web_token: str | None = setting(
         "STREAMER_WEB_TOKEN", None, Text(),
-        "If set, queries need `Authorization: Bearer <token>`.", secret=True)
+        "The admin token: if set, queries need `Authorization: Bearer <token>` (this one "
+        "reads everything).", secret=True)
+    web_tokens_file: str | None = setting(
+        "STREAMER_WEB_TOKENS_FILE", None, Text(means="a file path"),
+        "Tokens scoped to rights holders (TOML or JSON: sha256 hex of a token -> `admin` or a "
+        "list of holder ids; docs/OPERATIONS.md). A holder token reads only its own holder "
+        "endpoints.")
     # Closed days (docs/LEDGER.md). A local folder for make run; an object store in
     # production, where the storage options carry the region and, often, credentials.
     ledger_url: str = setting(
@@ -258,6 +264,14 @@ class Settings:
         "STREAMER_LEDGER_STORAGE_OPTIONS", None, JsonObject(),
         "deltalake storage options for the ledger URL, e.g. `{\"AWS_REGION\": \"eu-west-1\"}`.",
         secret=True)
+    # Statements over the API (docs/STATEMENTS.md, "The API"): without both files the
+    # statement endpoint answers 503.
+    rates_file: str | None = setting(
+        "STREAMER_RATES_FILE", None, Text(means="a file path"),
+        "Rate card (TOML) for `GET /v1/holders/{id}/statement` (docs/STATEMENTS.md).")
+    parties_file: str | None = setting(
+        "STREAMER_PARTIES_FILE", None, Text(means="a file path"),
+        "Party registry (TOML) for `GET /v1/holders/{id}/statement` (docs/STATEMENTS.md).")
     max_record_bytes: int = MAX_RECORD_BYTES
     max_batch_events: int = 10_000
     # Allocations between two young-generation collections (CPython's default is 700).

@@ -3,10 +3,15 @@
 ``register(subparsers)`` adds the ``ledger`` command to streamer/cli.py's parser; the
 parsed arguments carry ``ledger_run``, which returns the exit code:
 
-* 0: done (status printed; verify found no problem; close closed or had nothing to do)
-* 1: verify found problems, or close was refused (a gap, a day that cannot close yet)
-* 2: bad arguments or configuration (argparse's code too)
-* 3: ``close`` without a day source (the pipeline has not been wired to this command)
+* 0 (``ExitCode.OK``): done (status printed; verify found no problem; close closed or had
+  nothing to do)
+* 9 (``ExitCode.REFUSED``): verify found problems, or close was refused (a gap, a day that
+  cannot close yet)
+* 2 (``ExitCode.USAGE``): bad arguments or configuration (argparse's code too)
+* 10 (``ExitCode.UNSUPPORTED``): ``close`` without a day source (the pipeline has not been
+  wired to this command)
+
+The codes are streamer/exit_codes.py's, listed in ``streamer --help``.
 
 Settings: ``STREAMER_LEDGER_URL``, ``STREAMER_LEDGER_STORAGE_OPTIONS`` and
 ``STREAMER_PARTITIONS`` (docs/CONFIGURATION.md).
@@ -23,6 +28,7 @@ from typing import Any, TextIO
 import orjson
 
 from streamer.config import ConfigError, Settings, load_settings
+from streamer.exit_codes import ExitCode
 from streamer.ledger import audit
 from streamer.ledger.closing import DaySource, close_days
 from streamer.ledger.writer import LedgerLocation, LedgerOrderError, LedgerWriter
@@ -81,12 +87,12 @@ def run_ledger(args: argparse.Namespace, source_factory: SourceFactory | None = 
         settings = load_settings()
     except ConfigError as exc:
         print(f"streamer ledger: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     location = location_of(settings)
     partitions = args.partitions or settings.partitions
     if partitions < 1:
         print("streamer ledger: --partitions must be at least 1", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     if args.ledger_command == "status":
         yesterday = datetime.now(UTC).date() - timedelta(days=1)
         days = audit.status(location, partitions, args.first, args.last or yesterday)
@@ -98,7 +104,7 @@ def run_ledger(args: argparse.Namespace, source_factory: SourceFactory | None = 
                 if d.interrupted:
                     extra += f" (interrupted close: {','.join(map(str, d.interrupted))})"
                 out.write(f"{d.day.isoformat()} {d.state}{extra}\n")
-        return 0
+        return ExitCode.OK
     if args.ledger_command == "verify":
         redis = redis_days(args.day) if redis_days else None
         report = audit.verify(location, args.day, partitions, redis)
@@ -112,11 +118,11 @@ def run_ledger(args: argparse.Namespace, source_factory: SourceFactory | None = 
             for line in report.problems:
                 out.write(f"PROBLEM: {line}\n")
             out.write("ok\n" if report.ok else f"{len(report.problems)} problems\n")
-        return 0 if report.ok else 1
+        return ExitCode.OK if report.ok else ExitCode.REFUSED
     if source_factory is None:
         print("streamer ledger close: no day source: this build does not wire the pipeline's "
               "Redis reader to the ledger yet", file=sys.stderr)
-        return 3
+        return ExitCode.UNSUPPORTED
     source = source_factory(args)
     writer = LedgerWriter(location, count_settings() if count_settings else {})
     refused = 0
@@ -129,4 +135,4 @@ def run_ledger(args: argparse.Namespace, source_factory: SourceFactory | None = 
             continue
         closed = ", ".join(d.isoformat() for d in run.closed_now) or "nothing new"
         out.write(f"p{partition}: closed {closed}\n")
-    return 1 if refused else 0
+    return ExitCode.REFUSED if refused else ExitCode.OK

@@ -3,11 +3,13 @@
 ``register(subparsers)`` adds the ``report`` command to streamer/cli.py's parser; the
 parsed arguments carry ``report_run``, which returns the exit code:
 
-* 0: done
-* 1: refused: the period has days not closed by every partition (without
-  ``--provisional``), or the ledger's holder rows disagree with its attributions
-* 2: bad arguments or input: a rate card or party registry that does not validate, an
-  unknown recipient, a missing ledger table or version
+* 0 (``ExitCode.OK``): done
+* 9 (``ExitCode.REFUSED``): refused: the period has days not closed by every partition
+  (without ``--provisional``), or the ledger's holder rows disagree with its attributions
+* 2 (``ExitCode.USAGE``): bad arguments or input: a rate card or party registry that does
+  not validate, an unknown recipient, a missing ledger table or version
+
+The codes are streamer/exit_codes.py's, listed in ``streamer --help``.
 
 The ledger is found as ``streamer ledger`` finds it (the settings ``STREAMER_LEDGER_URL``
 and ``STREAMER_LEDGER_STORAGE_OPTIONS``); ``--partitions`` defaults to
@@ -22,6 +24,7 @@ import sys
 from typing import Any, TextIO
 
 from streamer.config import ConfigError, load_settings
+from streamer.exit_codes import ExitCode
 from streamer.ledger.cli import location_of
 from streamer.reports.dsr import DEFAULT_GZIP_OVER_BYTES, DEFAULT_MAX_FILE_BYTES, write_dsr
 from streamer.reports.explain import explain
@@ -37,7 +40,7 @@ from streamer.reports.source import (
 )
 from streamer.reports.statements import write_statements
 
-EXIT_OK, EXIT_REFUSED, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_REFUSED, EXIT_INPUT = ExitCode.OK, ExitCode.REFUSED, ExitCode.USAGE
 
 
 def _positive(text: str) -> int:
@@ -164,7 +167,7 @@ def _run(args: argparse.Namespace, pricing: Pricing, parties: Parties, name: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streamer.reports.cli`` (until streamer/cli.py wires ``register``)."""
+    """``python -m streamer.reports.cli``: the same as ``streamer report``."""
     parser = argparse.ArgumentParser(prog="streamer")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

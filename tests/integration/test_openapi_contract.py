@@ -43,6 +43,13 @@ TOKEN = "contract-test-token"
 NOT_PROVOKED = {
     ("/v1/live", "503"): "needs record delivery stalled for STREAMER_DELIVERY_STALL_AFTER_S "
                          "while partitions lag; tests/unit/test_watchdog.py covers when",
+    **{("/v1/holders/{holder_id}/statement", status): "needs a closed month in the ledger "
+       "(slow to build); tests/reports/test_api_statement.py provokes it over HTTP and "
+       "validates the body against this spec" for status in ("200", "404", "409")},
+    **{(route, "403"): "needs a rights holder's token (STREAMER_WEB_TOKENS_FILE); "
+       "tests/reports/test_api_access.py provokes it on every route over HTTP and validates "
+       "the body against this spec"
+       for route, item in SPEC["paths"].items() if "403" in item["get"]["responses"]},
 }
 
 
@@ -90,7 +97,9 @@ def test_the_client_structs_have_the_spec_fields() -> None:
                            (api_client.PartitionHealth, "PartitionHealth"),
                            (api_client.Probe, "Probe"),
                            (api_client.AiShare, "GenreAiShare"),
-                           (api_client.AiSharePoint, "AiSharePoint")):
+                           (api_client.AiSharePoint, "AiSharePoint"),
+                           (api_client.Statement, "Statement"),
+                           (api_client.StatementGroup, "StatementGroup")):
         fields = struct.__struct_encode_fields__  # the JSON names ("from", not "first")
         assert set(fields) == set(schemas[schema]["properties"]), schema
 
@@ -141,6 +150,13 @@ async def test_every_route_and_status_against_a_running_worker(  # type: ignore[
         requests[(route, "200")] = (worker, f"{url}?at={at}", auth)
         requests[(route, "400")] = (worker, f"{url}?window=2y", auth)
         requests[(route, "401")] = (worker, url, {"Authorization": "Bearer wrong"})
+    statement = "/v1/holders/{holder_id}/statement"
+    requests[(statement, "400")] = (worker, "/v1/holders/H-contract/statement", auth)
+    requests[(statement, "401")] = (worker, "/v1/holders/H-contract/statement?period=2026-11",
+                                    {"Authorization": "Bearer wrong"})
+    # The worker has no STREAMER_RATES_FILE: statements are not configured.
+    requests[(statement, "503")] = (worker, "/v1/holders/H-contract/statement?period=2026-11",
+                                    auth)
     series = {"/v1/genres/{genre}/ai-share": "/v1/genres/lofi/ai-share",
               "/v1/ai-share": "/v1/ai-share"}
     for route, url in series.items():

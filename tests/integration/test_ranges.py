@@ -29,6 +29,7 @@ from streamer.api.queries import UsageQueries
 from streamer.api.ranges import RangeQueries
 from streamer.api.views import register_routes
 from streamer.config import load_settings
+from streamer.exit_codes import ExitCode
 from streamer.ledger import LedgerLocation, LedgerReader, LedgerWriter
 from streamer.metrics import Metrics
 from streamer.state.keys import KeyLayout
@@ -472,7 +473,7 @@ def test_cli_wires_ledger_status_verify_and_close(
     finally:
         sync.hincrby(key, field, -1)
         sync.close()
-    assert code == 1 and "p1 vs Redis tracks: 1 keys differ" in out
-    assert _cli(["ledger", "close"])[0] == 3
+    assert code == ExitCode.REFUSED and "p1 vs Redis tracks: 1 keys differ" in out
+    assert _cli(["ledger", "close"])[0] == ExitCode.UNSUPPORTED
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no day source" in err

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
+from streamer.exit_codes import ExitCode
 from streamer.ledger import LedgerLocation
 from streamer.ledger import schemas as s
 from streamer.ledger.cli import register, run_ledger
@@ -65,7 +66,7 @@ def test_close_status_and_verify(env: LedgerLocation, capsys: pytest.CaptureFixt
 
 def test_close_without_a_day_source_says_so(env: LedgerLocation,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(["close"])[0] == 3
+    assert _run(["close"])[0] == ExitCode.UNSUPPORTED
     assert "no day source" in capsys.readouterr().err
 
 
@@ -76,7 +77,7 @@ def test_bad_day_and_configuration(env: LedgerLocation, monkeypatch: pytest.Monk
     assert exited.value.code == 2
     assert "expected a UTC day YYYY-MM-DD" in capsys.readouterr().err
     monkeypatch.setenv("STREAMER_LEDGER_STORAGE_OPTIONS", "{not json")
-    assert _run(["status"])[0] == 2
+    assert _run(["status"])[0] == ExitCode.USAGE
     assert "STREAMER_LEDGER_STORAGE_OPTIONS" in capsys.readouterr().err
 
 
@@ -89,5 +90,5 @@ def test_verify_exit_code_on_problems(env: LedgerLocation) -> None:
                      schema=s.SCHEMAS[s.GENRES])
     write_deltalake(env.open(s.GENRES), extra, mode="append")
     code, out = _run(["verify", "--day", "2026-11-01"])
-    assert code == 1
+    assert code == ExitCode.REFUSED
     assert "PROBLEM: p1 genres" in out

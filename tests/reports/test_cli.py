@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.exit_codes import ExitCode
 from streamer.reports.cli import register, run_report
 from tests.reports.conftest import PARTIES, RATES, ClosedMonth
 
@@ -48,21 +49,37 @@ def test_refusals_and_bad_input(ledger_env: None, tmp_path: Path,
     bad.write_text('currency = "EUR"\n[[rate]]\nperiod = "2026-13"\n')
     code, _, err = run(["report", "statements", "--period", "2026-11", "--rates", str(bad),
                         "--parties", str(PARTIES), "--out", str(tmp_path)])
-    assert code == 2 and err.count("\n") == 1
+    assert code == ExitCode.USAGE and err.count("\n") == 1
     assert f"{bad}: [[rate]] #1: period: '2026-13' is not a month YYYY-MM" in err
     code, _, err = run(["report", "dsr", *COMMON, "--recipient", "label-b", "--out",
                         str(tmp_path)])
-    assert code == 2 and "not a party that receives DSR files" in err
+    assert code == ExitCode.USAGE and "not a party that receives DSR files" in err
     code, _, err = run(["report", "statements", *COMMON, "--partitions", "2", "--out",
                         str(tmp_path)])
-    assert code == 1 and "2026-11-01 partial (partitions 1 missing)" in err
+    assert code == ExitCode.REFUSED and "2026-11-01 partial (partitions 1 missing)" in err
     assert "--provisional" in err
     code, _, err = run(["report", "statements", *COMMON, "--ledger-versions", "tracks=x",
                         "--out", str(tmp_path)])
-    assert code == 2 and "--ledger-versions" in err
+    assert code == ExitCode.USAGE and "--ledger-versions" in err
     monkeypatch.setenv("STREAMER_LEDGER_URL", str(tmp_path / "nowhere"))
     code, _, err = run(["report", "statements", *COMMON, "--out", str(tmp_path)])
-    assert code == 2 and "no ledger table" in err
+    assert code == ExitCode.USAGE and "no ledger table" in err
     code, _, err = run(["report", "statements", "--period", "2026-12", "--rates", str(RATES),
                         "--parties", str(PARTIES), "--out", str(tmp_path)])
-    assert code == 2
+    assert code == ExitCode.USAGE
+
+
+def test_streamer_command_wires_report(ledger_env: None, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from streamer.cli import main
+
+    code = main(["report", "statements", *COMMON, "--holder", "pub-x", "--out",
+                 str(tmp_path)])
+    assert code == ExitCode.OK
+    assert sorted(p.name for p in tmp_path.glob("statement_pub-x_2026-11.*")) == [
+        "statement_pub-x_2026-11.csv", "statement_pub-x_2026-11.json"]
+    capsys.readouterr()
+    code = main(["report", "statements", *COMMON, "--partitions", "2", "--out",
+                 str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == ExitCode.REFUSED and err.count("\n") == 1 and "partial" in err
