@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from streamer.config import Settings
+from streamer.config import Settings, load_settings
 from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.model import TrafficModel
 from streamer.loadgen.records import TRACKS, Record, RecordBuilder
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
 
     records, events = build_records(opts.events, opts.batch_events, opts.partitions,
                                     opts.seed, opts.catalog)
-    settings = Settings()
+    settings = load_settings()  # the environment, e.g. STREAMER_TERRITORY_WINDOWS=
     tune_gc(opts.gc_threshold)  # after the records are built, as the worker after start-up
     values = [record.value for record in records if record.topic != TRACKS]
     tracks = [record for record in records if record.topic == TRACKS]

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import date
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -29,6 +29,9 @@ from streamer.exit_codes import CommandFailed, ExitCode, exit_code_table
 
 if TYPE_CHECKING:
     from streamer.ledger.audit import RedisDay
+    from streamer.ledger.closing import CloseRun, DaySource
+
+T = TypeVar("T")
 
 _EPILOG = f"""\
 exit codes:
@@ -104,9 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from streamer.ledger.cli import register as register_ledger
 
-    # close needs the pipeline's DaySource over Redis (issue 20, territory counters);
-    # without it, close says so in one line (docs/LEDGER.md).
-    register_ledger(sub, redis_days=_ledger_redis_days)
+    # close reads the days the partitions have sealed (meta cl) from Redis' a / av
+    # hashes, as the worker does (pipeline/day_closing.py).
+    register_ledger(sub, source_factory=_ledger_day_source, redis_days=_ledger_redis_days,
+                    count_settings=_ledger_count_settings, after_close=_ledger_after_close)
 
     from streamer.reports.cli import register as register_reports
 
@@ -124,6 +128,68 @@ def _ledger_redis_days(day: date) -> Mapping[int, RedisDay]:
         return redis_days_from_settings(day)
     except (RedisError, OSError, TimeoutError) as exc:
         raise CommandFailed(ExitCode.UNREACHABLE, f"ledger verify: Redis did not answer "
+                            f"({_describe(exc)}); check STREAMER_REDIS_URL") from None
+
+
+def _ledger_count_settings() -> Mapping[str, object]:
+    from streamer.pipeline.day_closing import count_settings
+
+    return count_settings(load_settings())
+
+
+def _ledger_day_source(args: argparse.Namespace) -> DaySource:
+    """``ledger close``'s days: every partition's sealed, not yet closed days, read from
+    Redis up front (the close itself is synchronous)."""
+    from streamer.ledger.cli import location_of
+    from streamer.ledger.writer import LedgerWriter
+    from streamer.pipeline.day_closing import read_sealed_days
+    from streamer.state.keys import KeyLayout
+    from streamer.state.store import RedisStore, connect
+
+    settings = load_settings()
+    writer = LedgerWriter(location_of(settings), {})
+    partitions = args.partitions or settings.partitions
+
+    async def read() -> DaySource:
+        client = connect(settings.redis_url)
+        try:
+            store = RedisStore(client, KeyLayout(settings.key_prefix))
+            return await read_sealed_days(store, writer, partitions, args.day)
+        finally:
+            await client.aclose()
+
+    return _with_redis("ledger close", lambda: asyncio.run(read()))
+
+
+def _ledger_after_close(partition: int, run: CloseRun) -> None:
+    """The worker's grace TTL on the Redis data of the days just closed (or found closed)."""
+    from streamer.pipeline.day_closing import expire_days
+    from streamer.state.keys import KeyLayout
+    from streamer.state.store import connect
+
+    days = [result.day for result in run.results]
+    if not days:
+        return
+    settings = load_settings()
+
+    async def expire() -> None:
+        client = connect(settings.redis_url)
+        try:
+            await expire_days(client, KeyLayout(settings.key_prefix), partition, days,
+                              settings.territory_retention_ms, settings.territory)
+        finally:
+            await client.aclose()
+
+    _with_redis("ledger close", lambda: asyncio.run(expire()))
+
+
+def _with_redis(what: str, call: Callable[[], T]) -> T:
+    from redis.exceptions import RedisError
+
+    try:
+        return call()
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise CommandFailed(ExitCode.UNREACHABLE, f"{what}: Redis did not answer "
                             f"({_describe(exc)}); check STREAMER_REDIS_URL") from None
 
 

@@ -31,6 +31,10 @@ class Kind(ABC, Generic[T]):
     def show(self, value: T) -> str:
         return str(value)
 
+    # Whether a variable set to nothing (``NAME=``) means something of its own, parsed
+    # from "" (a list that may be empty: "off"); otherwise it counts as unset.
+    empty_is_value = False
+
 
 def _num(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
@@ -313,3 +317,25 @@ class Retention(Kind[Mapping[str, int]]):
 
     def show(self, value: Mapping[str, int]) -> str:
         return ",".join(f"{name}={show_duration(ms)}" for name, ms in value.items())
+
+
+@dataclass(frozen=True, slots=True)
+class WindowNames(Kind[tuple[str, ...]]):
+    """Some of the window names (``1d`` or ``1h,1d``); set to nothing: none (off)."""
+
+    empty_is_value = True
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        try:
+            sized = sorted({(name, parse_duration(name)) for name in names},
+                           key=lambda item: item[1])
+        except ValueError as exc:
+            raise ValueError(f"must list window names: {exc}") from None
+        return tuple(name for name, _ in sized)
+
+    def accepts(self) -> str:
+        return "comma-separated names among STREAMER_WINDOWS; empty: off"
+
+    def show(self, value: tuple[str, ...]) -> str:
+        return ",".join(value)

@@ -1,6 +1,7 @@
 """Settings from the environment: every bad variable reported at once, typos warned about.
 
-Only the declarations in settings.py are read; an empty variable counts as unset.
+Only the declarations in settings.py are read; an empty variable counts as unset, unless
+its kind gives nothing a meaning (``empty_is_value``: an empty list, "off").
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def _load(cls: type[D], env: Mapping[str, str], problems: list[Problem]) -> D:
         if group is not None and declared is None:
             values[name] = _load(group, env, problems)
         text = (env.get(declared.env) or "").strip() if declared is not None else ""
-        if declared is None or not text:
+        if declared is None or not (text or (declared.kind.empty_is_value
+                                             and declared.env in env)):
             continue
         try:
             values[name] = given[name] = declared.kind.parse(text)

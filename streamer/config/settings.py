@@ -33,6 +33,7 @@ from streamer.config.kinds import (
     Seconds,
     Text,
     Url,
+    WindowNames,
     Windows,
 )
 
@@ -126,6 +127,19 @@ def _retention(settings: Settings, given: Mapping[str, int] | None) -> Mapping[s
             for name, size in settings.windows}
 
 
+def _territory_windows(settings: Settings, given: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Territory windows must be counting windows, and closing days needs the base window
+    to divide a day (a base window never straddles two days)."""
+    names = ("1d",) if given is None else given
+    strays = [name for name in names if name not in settings.window_names]
+    if strays:
+        raise ValueError(f"names {', '.join(strays)}, not among STREAMER_WINDOWS "
+                         f"({', '.join(settings.window_names)})")
+    if names and 86_400_000 % settings.windows[0][1]:
+        raise ValueError(f"needs the smallest window ({settings.windows[0][0]}) to divide a day")
+    return names
+
+
 def _backlog_flush_interval(settings: Settings, given: float | None) -> float:
     flush = settings.flush_interval_s
     if given is None:
@@ -201,6 +215,18 @@ class Settings:
         "How long a window's counters live after its last write; a window not named keeps "
         "its default (others: twice its size, at least 2h).",
         resolve=_retention, needs=("windows",))
+    # Per-country counters (docs/ARCHITECTURE.md), and the ledger's per-day attributions
+    # with them: closing days into the ledger needs territory on.
+    territory_windows: tuple[str, ...] = setting(
+        "STREAMER_TERRITORY_WINDOWS", ("1d",), WindowNames(),
+        "Windows that also count per country (and, when on, close each UTC day into the "
+        "ledger); set empty to turn both off.",
+        resolve=_territory_windows, needs=("windows",))
+    # A grace for readers after a day is in the ledger, before Redis drops that day's
+    # territory counters and attributions.
+    territory_retention_ms: int = setting(
+        "STREAMER_TERRITORY_RETENTION", 3 * 86_400_000, Duration(),
+        "How long a day's territory counters stay in Redis once the day is in the ledger.")
     allowed_lateness_ms: int = setting(
         "STREAMER_ALLOWED_LATENESS", 3_600_000, Duration(),
         "An event further behind its partition's watermark goes to the DLQ as `late`.")
@@ -318,6 +344,12 @@ class Settings:
     @property
     def window_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.windows)
+
+    @property
+    def territory(self) -> tuple[tuple[str, int], ...]:
+        """The territory windows with their sizes (empty: territory off)."""
+        return tuple((name, size) for name, size in self.windows
+                     if name in self.territory_windows)
 
     def window_size(self, name: str) -> int:
         for window_name, size in self.windows:

@@ -8,8 +8,8 @@ parsed arguments carry ``ledger_run``, which returns the exit code:
 * 9 (``ExitCode.REFUSED``): verify found problems, or close was refused (a gap, a day that
   cannot close yet)
 * 2 (``ExitCode.USAGE``): bad arguments or configuration (argparse's code too)
-* 10 (``ExitCode.UNSUPPORTED``): ``close`` without a day source (the pipeline has not been
-  wired to this command)
+* 10 (``ExitCode.UNSUPPORTED``): ``close`` without a day source (a build that does not
+  wire the pipeline's Redis reader to this command; streamer/cli.py does)
 
 The codes are streamer/exit_codes.py's, listed in ``streamer --help``.
 
@@ -30,11 +30,12 @@ import orjson
 from streamer.config import ConfigError, Settings, load_settings
 from streamer.exit_codes import ExitCode
 from streamer.ledger import audit
-from streamer.ledger.closing import DaySource, close_days
+from streamer.ledger.closing import CloseRun, DaySource, close_days
 from streamer.ledger.writer import LedgerLocation, LedgerOrderError, LedgerWriter
 
 SourceFactory = Callable[[argparse.Namespace], DaySource]
 RedisDays = Callable[[date], Mapping[int, audit.RedisDay]]
+AfterClose = Callable[[int, CloseRun], None]
 
 
 def location_of(settings: Settings) -> LedgerLocation:
@@ -50,10 +51,12 @@ def _day(text: str) -> date:
 
 def register(subparsers: Any, source_factory: SourceFactory | None = None,
              redis_days: RedisDays | None = None,
-             count_settings: Callable[[], Mapping[str, object]] | None = None) -> None:
+             count_settings: Callable[[], Mapping[str, object]] | None = None,
+             after_close: AfterClose | None = None) -> None:
     """Add ``ledger`` to ``streamer``'s subcommands. ``source_factory`` builds the
     pipeline's ``DaySource`` for ``close``; ``redis_days`` gives a day's Redis counters
-    per partition for ``verify``; ``count_settings`` the settings recorded in commits."""
+    per partition for ``verify``; ``count_settings`` the settings recorded in commits;
+    ``after_close`` runs after each partition's close (the worker's grace TTL)."""
     ledger = subparsers.add_parser("ledger", help="the Delta Lake ledger of closed days "
                                    "(docs/LEDGER.md)")
     commands = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -73,7 +76,8 @@ def register(subparsers: Any, source_factory: SourceFactory | None = None,
                              help="input partitions (default STREAMER_PARTITIONS)")
 
     def run(args: argparse.Namespace) -> int:
-        return run_ledger(args, source_factory, redis_days, count_settings)
+        return run_ledger(args, source_factory, redis_days, count_settings,
+                          after_close=after_close)
 
     ledger.set_defaults(ledger_run=run)
 
@@ -81,7 +85,7 @@ def register(subparsers: Any, source_factory: SourceFactory | None = None,
 def run_ledger(args: argparse.Namespace, source_factory: SourceFactory | None = None,
                redis_days: RedisDays | None = None,
                count_settings: Callable[[], Mapping[str, object]] | None = None,
-               out: TextIO | None = None) -> int:
+               out: TextIO | None = None, after_close: AfterClose | None = None) -> int:
     out = out or sys.stdout
     try:
         settings = load_settings()
@@ -133,6 +137,8 @@ def run_ledger(args: argparse.Namespace, source_factory: SourceFactory | None = 
             print(f"streamer ledger close: {exc}", file=sys.stderr)
             refused += 1
             continue
+        if after_close is not None:
+            after_close(partition, run)
         closed = ", ".join(d.isoformat() for d in run.closed_now) or "nothing new"
         out.write(f"p{partition}: closed {closed}\n")
     return ExitCode.REFUSED if refused else ExitCode.OK

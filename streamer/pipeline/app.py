@@ -149,10 +149,8 @@ def create_app(settings: Settings) -> faust.App:
     ledger = LedgerReader(LedgerLocation(settings.ledger_url, settings.ledger_storage_options),
                           settings.partitions)
     ranges = RangeQueries(store.client, store.layout, settings.partitions, ledger)
-    # Until STREAMER_TERRITORY_WINDOWS is declared (i20-territory), its default 1d;
-    # empty: territory off.
-    territory_windows: tuple[str, ...] = getattr(settings, "territory_windows", ("1d",))
-    register_routes(app, settings, queries, worker.health, metrics, ranges, territory_windows)
+    register_routes(app, settings, queries, worker.health, metrics, ranges,
+                    settings.territory_windows)
     register_probes(app, store.client.ping, lambda: (
         worker.watch.stalled_for(now) if worker.watch.stalled(now := time.monotonic()) else None))
     inputs = app.topic(

@@ -25,15 +25,34 @@ from collections.abc import Mapping
 from sys import intern
 from typing import Any
 
+import orjson
+
 from streamer.events.shares import MICRO
 from streamer.events.validation import USE_CREATE, USES, TrackMeta
 from streamer.state.catalog import CatalogCache, Plan
-from streamer.state.deltas import GENRE_RANKS, GENRES, HOLDERS, TRACKS, CounterDeltas
+from streamer.state.deltas import (
+    GENRE_RANKS,
+    GENRES,
+    HOLDERS,
+    LEDGER_ATTRIBUTIONS,
+    TERRITORY_GENRES,
+    TERRITORY_HOLDERS,
+    TERRITORY_TRACKS,
+    TRACKS,
+    CounterDeltas,
+)
 from streamer.state.keys import (
+    DAY_MS,
+    DAY_WINDOW,
     HOLDER_MEASURES,
+    attribution_entry_field,
+    attribution_field,
     genre_field,
     genre_trending_field,
     holder_field,
+    territory_genre_field,
+    territory_holder_field,
+    territory_track_field,
     track_field,
 )
 
@@ -145,6 +164,59 @@ def known_plan(catalog_writes: Mapping[str, TrackMeta], cache: CatalogCache,
     return plan_for(written) if written is not None else cache.get(track_id)
 
 
+# Per country: holder or genre field -> its territory field; shared like _FIELDS.
+_TERRITORY_FIELDS: dict[str, dict[str, str]] = {}
+_TERRITORY_LIMIT = 100_000
+
+
+def territory_fields(fields: dict[str, int], country: str, is_holder: bool) -> dict[str, int]:
+    """Holder or genre increments of one country, their fields given the country."""
+    known = _TERRITORY_FIELDS.get(country)
+    if known is None or len(known) >= _TERRITORY_LIMIT:
+        known = _TERRITORY_FIELDS[country] = {}
+    result = {}
+    for name, value in fields.items():
+        territory = known.get(name)
+        if territory is None:
+            make = territory_holder_field if is_holder else territory_genre_field
+            territory = known[name] = intern(make(name, country))
+        result[territory] = value
+    return result
+
+
+# id(plan) -> (plan, catalog version, entry JSON): a plan is one shared object per
+# metadata, so its version (a SHA-256 of the entry) is computed once, not per flush.
+_VERSIONS: dict[int, tuple[Plan, str, str]] = {}
+_VERSIONS_LIMIT = 400_000
+
+
+def plan_version(plan: Plan) -> tuple[str, str]:
+    """The ledger's catalog version of a plan (streamer.ledger.CatalogEntry.version) and
+    the entry as JSON (``entry_json``), rebuilt from the plan's fields and shares."""
+    known = _VERSIONS.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1], known[2]
+    from streamer.ledger.model import CatalogEntry  # the ledger's rules, imported late
+
+    genre = ai_origin = None
+    if plan[0] is not None:
+        ai_origin, _, genre = plan[0].split("|", 2)
+    shares: dict[str, list[tuple[str, int]]] = {"master": [], "publishing": []}
+    for index in range(_FIRST_HOLDER, len(plan), 2):
+        right, _, _, holder = plan[index][0].split("|", 3)
+        if holder != UNCLAIMED:
+            shares[right].append((holder, plan[index + 1]))
+    entry = CatalogEntry("", genre, ai_origin, tuple(shares["master"]),
+                         tuple(shares["publishing"]))
+    text = orjson.dumps({"genre": genre, "ai_origin": ai_origin,
+                         "master": shares["master"],
+                         "publishing": shares["publishing"]}).decode()
+    if len(_VERSIONS) >= _VERSIONS_LIMIT:
+        _VERSIONS.clear()
+    _VERSIONS[id(plan)] = (plan, entry.version, text)
+    return entry.version, text
+
+
 def add_attribution(holders: dict[str, int], genres: dict[str, int], plan: Plan, use: str,
                     uses: int) -> None:
     """Add ``uses`` uses of one track by its plan to holder and genre fields."""
@@ -162,23 +234,30 @@ def add_attribution(holders: dict[str, int], genres: dict[str, int], plan: Plan,
 
 
 def count_track_uses(
-    deltas: CounterDeltas, windows: Windows, track_id: str, use: str, base_start: int, uses: int
+    deltas: CounterDeltas, windows: Windows, track_id: str, use: str, base_start: int,
+    uses: int, *, country: str = "", territory: Windows = (),
 ) -> None:
-    """Per-track counters and trending: counted as soon as a use is, metadata or not."""
+    """Per-track counters and trending: counted as soon as a use is, metadata or not;
+    with ``territory`` windows, per country too."""
     field = track_field(use, track_id)
     for name, size in windows:
         start = base_start - base_start % size
         deltas.hash(TRACKS, name, start)[field] += uses
         if use == USE_CREATE:
             deltas.trending[(name, start)][track_id] += uses
+    if territory:
+        field = territory_track_field(use, country, track_id)
+        for name, size in territory:
+            deltas.hash(TERRITORY_TRACKS, name, base_start - base_start % size)[field] += uses
 
 
 def attribute_uses(
     deltas: CounterDeltas, windows: Windows, plan: Plan, use: str, base_start: int, uses: int,
-    track_id: str,
+    track_id: str, *, country: str = "", territory: Windows = (),
 ) -> None:
     """Holder and genre counters of every window (``UNATTRIBUTED_PLAN``: no metadata), and
-    for creates the genre's trending: a track ranks in the genre its uses are attributed to."""
+    for creates the genre's trending: a track ranks in the genre its uses are attributed to;
+    with ``territory`` windows, per country too, and the day's ledger attribution."""
     counts_genre = plan[USE_SLOT[use]] is not None
     ranked = genre_trending_field(genre_of(plan) or "", track_id) \
         if counts_genre and use == USE_CREATE else None
@@ -188,3 +267,20 @@ def attribute_uses(
         add_attribution(deltas.hash(HOLDERS, name, start), genres, plan, use, uses)
         if ranked is not None:
             deltas.hash(GENRE_RANKS, name, start)[ranked] += uses
+    if territory:
+        holders: dict[str, int] = {}
+        genre_uses: dict[str, int] = {}
+        add_attribution(holders, genre_uses, plan, use, uses)
+        holders = territory_fields(holders, country, True)
+        genre_uses = territory_fields(genre_uses, country, False)
+        for name, size in territory:
+            start = base_start - base_start % size
+            for kind, fields in ((TERRITORY_HOLDERS, holders), (TERRITORY_GENRES, genre_uses)):
+                target = deltas.hash(kind, name, start)
+                for field, value in fields.items():
+                    target[field] += value
+        version, entry = plan_version(plan)
+        day = base_start - base_start % DAY_MS
+        deltas.hash(LEDGER_ATTRIBUTIONS, DAY_WINDOW, day)[
+            attribution_field(track_id, country, use, version)] += uses
+        deltas.entries[day][attribution_entry_field(track_id, version)] = entry

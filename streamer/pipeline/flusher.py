@@ -27,14 +27,23 @@ from streamer.pipeline.attribution import (
     genre_of,
     known_plan,
     plan_for,
+    plan_version,
+    territory_fields,
 )
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
 from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import CounterDeltas
 from streamer.state.keys import (
+    ATTRIBUTIONS,
+    CLOSED_BEFORE_FIELD,
+    DAY_MS,
+    DAY_WINDOW,
     GENRE_COUNTS,
     GENRE_TRENDING,
     HOLDER_COUNTS,
+    TERRITORY_GENRE_COUNTS,
+    TERRITORY_HOLDER_COUNTS,
+    TERRITORY_TRACK_COUNTS,
     TRACK_COUNTS,
     TRACKS_CODE,
     TRENDING,
@@ -52,6 +61,8 @@ T = TypeVar("T")
 # Pending tracks are re-checked against the Redis catalog at most this often, for
 # tracks whose TrackCreated went through another worker.
 _PENDING_RECHECK_S = 5.0
+
+_TERRITORY_KINDS = (TERRITORY_TRACK_COUNTS, TERRITORY_HOLDER_COUNTS, TERRITORY_GENRE_COUNTS)
 
 
 @dataclass(slots=True)
@@ -85,7 +96,11 @@ class Flusher:
         self.cache = cache
         self.metrics = metrics
         self.windows = settings.windows
+        self.territory = settings.territory
         self.base_ms = settings.windows[0][1]
+        # Attributions and entries of a day stay until the day is closed (then a grace).
+        self.ledger_ttl_ms = max((settings.retention_ms[name] for name in
+                                  settings.territory_windows), default=0)
         self._last_pending_check: dict[int, float] = {}
         self.dead_letters: DeadLetters | None = None  # set once the DLQ producer runs
 
@@ -146,10 +161,18 @@ class Flusher:
         window plus the lateness. Live, both topics move together; in a backlog (after
         an outage) the uses run ahead, so the tracks topic's own watermark is the clock.
         """
+        lateness = self.settings.allowed_lateness_ms
         clock = state.watermark[USES_CODE]
         if not state.tracks_caught_up:
             clock = min(clock, state.watermark[TRACKS_CODE])
-        return clock - self.settings.allowed_lateness_ms
+        expire_before = clock - lateness
+        if state.uses_caught_up and state.tracks_caught_up and self.territory:
+            # Idle: whole days the wall clock closes (PartitionState.closable_before) give
+            # up on their pending uses too, or a TrackCreated that never comes would hold
+            # the day open. Only whole past days: recent uses keep the watermark's rule.
+            wall = int(time.time() * 1000) - self.settings.future_tolerance_ms - lateness
+            expire_before = max(expire_before, wall - wall % DAY_MS)
+        return expire_before
 
     async def _fetch_metadata(self, state: PartitionState) -> MetadataLookup:
         """Read the metadata this flush needs from Redis, once, before the snapshot.
@@ -184,7 +207,7 @@ class Flusher:
                 plan = known_plan(known, cache, track_id)
                 if plan is not None:
                     lookup.plans[track_id] = plan
-                elif recheck or any(base <= window_end for _, base in cells):
+                elif recheck or any(base <= window_end for _, base, _ in cells):
                     wanted.append(track_id)
         if wanted:
             found = await self._redis("catalog read", lambda: self.store.get_catalog(wanted))
@@ -218,18 +241,20 @@ class Flusher:
         taken = state.take_counts()  # a.
         sealed = taken.sealed  # b.
         self._seal_replaced(taken.needs_old_meta, lookup.previous, sealed)
-        by_base = self._aggregate(state, taken.cells, lookup.plans)
+        by_base, entries = self._aggregate(state, taken.cells, lookup.plans)
         self._resolve_pending(state, sealed, lookup)
 
         payload = FlushPayload()  # c.
         self._add_counters(payload, state.partition, by_base, sealed)
+        if self.territory:
+            self._add_ledger_input(payload, state.partition, by_base, entries, sealed)
         layout = self.store.layout
         partition = state.partition
         changed = state.take_pending_changes()
         if changed:
             payload.set_pending(layout.pending(partition), {
                 track_id: orjson.dumps(
-                    [[use, base, uses] for (use, base), uses in cells.items()]
+                    [[use, base, uses, country] for (use, base, country), uses in cells.items()]
                 ).decode() if cells else ""
                 for track_id, cells in changed.items()
             })
@@ -248,6 +273,8 @@ class Flusher:
         for code in TOPIC_CODES:
             payload.meta[f"off:{code}"] = closed.offsets[code]
             payload.meta[f"wm:{code}"] = closed.watermarks[code]
+        if state.closed_before:
+            payload.meta[CLOSED_BEFORE_FIELD] = state.closed_before
         catalog_writes = {track_id: meta.to_json()
                           for track_id, meta in closed.catalog_writes.items()}
         newest = closed.watermarks[USES_CODE] if closed.events else None
@@ -261,11 +288,16 @@ class Flusher:
         retention = self.settings.retention_ms
         key_of = {TRACK_COUNTS: layout.track_counts, HOLDER_COUNTS: layout.holder_counts,
                   GENRE_COUNTS: layout.genre_counts}
+        if self.territory:
+            key_of.update({TERRITORY_TRACK_COUNTS: layout.territory_track_counts,
+                           TERRITORY_HOLDER_COUNTS: layout.territory_holder_counts,
+                           TERRITORY_GENRE_COUNTS: layout.territory_genre_counts})
         for kind, key in key_of.items():
             sealed_of_kind = {hash_key[1:]: fields for hash_key, fields in sealed.hashes.items()
                               if hash_key[0] == kind}
+            windows = self.territory if kind in _TERRITORY_KINDS else self.windows
             for (window, start), fields in spread_over_windows(
-                {base: parts[kind] for base, parts in by_base.items()}, self.windows,
+                {base: parts[kind] for base, parts in by_base.items()}, windows,
                 sealed_of_kind,
             ).items():
                 payload.add_hash(key(partition, window, start), retention[window], fields)
@@ -288,51 +320,118 @@ class Flusher:
                 payload.add_zset(layout.genre_trending(partition, window, start, genre),
                                  retention[window], members)
 
+    def _add_ledger_input(self, payload: FlushPayload, partition: int,
+                          by_base: dict[int, dict[str, dict[str, int]]],
+                          entries: dict[int, dict[str, str]], sealed: CounterDeltas) -> None:
+        """The day's attributions (uses per track, country, use and catalog version) and
+        the entries of those versions, for the ledger's close of the day."""
+        layout = self.store.layout
+        sealed_of_kind = {hash_key[1:]: fields for hash_key, fields in sealed.hashes.items()
+                          if hash_key[0] == ATTRIBUTIONS}
+        for (_, day), fields in spread_over_windows(
+            {base: parts[ATTRIBUTIONS] for base, parts in by_base.items()},
+            ((DAY_WINDOW, DAY_MS),), sealed_of_kind,
+        ).items():
+            payload.add_hash(layout.attributions(partition, day), self.ledger_ttl_ms, fields)
+        for day, more in sealed.entries.items():
+            entries.setdefault(day, {}).update(more)
+        for day, values in entries.items():
+            payload.set_pending(layout.attribution_entries(partition, day), values,
+                                self.ledger_ttl_ms)
+
     def _seal_replaced(
         self, needs_old_meta: dict[str, tuple[dict[CellKey, int], TrackMeta]],
         previous: dict[str, TrackMeta | None], sealed: CounterDeltas,
     ) -> None:
         """Attribute uses counted before a TrackCreated with the metadata they belong to:
         the entry Redis held before it, or, for a track new to the catalog, that one."""
+        territory = self.territory
         for track_id, (cells, arrived) in needs_old_meta.items():
             # _fetch_metadata read every one of them
             plan = plan_for(previous[track_id] or arrived)
-            for (_, use, base_start), uses in cells.items():
-                count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
-                attribute_uses(sealed, self.windows, plan, use, base_start, uses, track_id)
+            for (_, use, base_start, country), uses in cells.items():
+                count_track_uses(sealed, self.windows, track_id, use, base_start, uses,
+                                 country=country, territory=territory)
+                attribute_uses(sealed, self.windows, plan, use, base_start, uses,
+                               track_id=track_id, country=country, territory=territory)
 
     def _aggregate(
         self, state: PartitionState, cells: dict[CellKey, int], plans: dict[str, Plan],
-    ) -> dict[int, dict[str, dict[str, int]]]:
-        """Counter increments per base window, one pass over the cells.
+    ) -> tuple[dict[int, dict[str, dict[str, int]]], dict[int, dict[str, str]]]:
+        """Counter increments per base window, one pass over the cells, and the catalog
+        entries of the day's attributions (territory on).
 
-        Cells are distinct (track, use, base), so per-track fields need no summing; holder
-        and genre fields are summed over the tracks that share them. Cells of tracks with
-        no known metadata become pending attributions.
+        Cells are distinct (track, use, base, country): per-track fields sum over
+        countries, holder and genre fields over the tracks that share them. With
+        territory on, holders and genres are attributed per country first and the plain
+        fields summed from those (one attribution per cell either way). Cells of tracks
+        with no known metadata become pending attributions.
         """
         by_base: dict[int, dict[str, dict[str, int]]] = {}
+        per_country: dict[int, dict[str, tuple[dict[str, int], dict[str, int]]]] = {}
+        entries: dict[int, dict[str, str]] = {}
+        versions: dict[int, dict[str, str]] = {}  # per base window: track -> version
+        territory = bool(self.territory)
         cache_get = self.cache.get
         plans_get = plans.get
-        for (track_id, use, base_start), uses in cells.items():
+        for (track_id, use, base_start, country), uses in cells.items():
             parts = by_base.get(base_start)
             if parts is None:
-                parts = by_base[base_start] = {TRACK_COUNTS: {}, TRENDING: {},
-                                               HOLDER_COUNTS: {}, GENRE_COUNTS: {},
-                                               GENRE_TRENDING: {}}
-            parts[TRACK_COUNTS][use + "|" + track_id] = uses
+                parts = by_base[base_start] = {
+                    TRACK_COUNTS: {}, TRENDING: {}, HOLDER_COUNTS: {}, GENRE_COUNTS: {},
+                    TERRITORY_TRACK_COUNTS: {}, TERRITORY_HOLDER_COUNTS: {},
+                    TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}, GENRE_TRENDING: {}}
+                per_country[base_start] = {}
+                versions[base_start] = {}
+            tracks = parts[TRACK_COUNTS]
+            field = use + "|" + track_id
+            tracks[field] = tracks.get(field, 0) + uses
             if use == USE_CREATE:
-                parts[TRENDING][track_id] = uses
+                trending = parts[TRENDING]
+                trending[track_id] = trending.get(track_id, 0) + uses
+            if territory:
+                parts[TERRITORY_TRACK_COUNTS][use + "|" + country + "|" + track_id] = uses
             plan = plans_get(track_id) or cache_get(track_id)
             if plan is None:
-                state.add_pending(track_id, use, base_start, uses)
+                state.add_pending(track_id, use, base_start, country, uses)
                 continue
-            add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
             if use == USE_CREATE:
                 genre = genre_of(plan)
                 if genre is not None:  # cells cannot be unattributed; kept for the type
                     # keys.genre_trending_field, inline as the track field above
-                    parts[GENRE_TRENDING][genre + "|" + track_id] = uses
-        return by_base
+                    ranked = parts[GENRE_TRENDING]
+                    field = genre + "|" + track_id
+                    ranked[field] = ranked.get(field, 0) + uses
+            if not territory:
+                add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
+                continue
+            countries = per_country[base_start]
+            sums = countries.get(country)
+            if sums is None:
+                sums = countries[country] = ({}, {})
+            add_attribution(sums[0], sums[1], plan, use, uses)
+            base_versions = versions[base_start]
+            version = base_versions.get(track_id)
+            if version is None:  # once per track and base window (one plan per flush)
+                version, entry = plan_version(plan)
+                base_versions[track_id] = version
+                day = base_start - base_start % DAY_MS
+                day_entries = entries.get(day)
+                if day_entries is None:
+                    day_entries = entries[day] = {}
+                day_entries[track_id + "|" + version] = entry
+            parts[ATTRIBUTIONS][track_id + "|" + country + "|" + use + "|" + version] = uses
+        for base_start, countries in per_country.items():
+            parts = by_base[base_start]
+            for kind, territory_kind, at in ((HOLDER_COUNTS, TERRITORY_HOLDER_COUNTS, 0),
+                                             (GENRE_COUNTS, TERRITORY_GENRE_COUNTS, 1)):
+                plain, per = parts[kind], parts[territory_kind]
+                for country, sums in countries.items():
+                    fields = sums[at]
+                    for name, value in fields.items():
+                        plain[name] = plain.get(name, 0) + value
+                    per.update(territory_fields(fields, country, at == 0))
+        return by_base, entries
 
     def _resolve_pending(
         self, state: PartitionState, deltas: CounterDeltas, lookup: MetadataLookup
@@ -346,19 +445,21 @@ class Flusher:
         if not state.pending:
             return
         plans = lookup.plans
+        territory = self.territory
         window_end = lookup.expire_before - self.base_ms
         for track_id in list(state.pending):
             plan = plans.get(track_id)
             if plan is not None:
-                for (use, base_start), uses in state.resolve_pending(track_id).items():
+                for (use, base_start, country), uses in state.resolve_pending(
+                        track_id).items():
                     attribute_uses(deltas, self.windows, plan, use, base_start, uses,
-                                   track_id)
+                                   track_id=track_id, country=country, territory=territory)
                 continue
             if track_id not in lookup.unknown:
                 continue
-            for use, base_start, uses in state.expire_pending(track_id, window_end):
+            for use, base_start, country, uses in state.expire_pending(track_id, window_end):
                 attribute_uses(deltas, self.windows, UNATTRIBUTED_PLAN, use, base_start, uses,
-                               track_id)
+                               track_id=track_id, country=country, territory=territory)
 
     async def _redis(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run a Redis call until it succeeds; FlushRefused is final and propagates."""

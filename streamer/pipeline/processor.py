@@ -56,6 +56,7 @@ class RecordProcessor:
         self.cache = cache
         self.metrics = metrics
         self.windows = settings.windows
+        self.territory = settings.territory
         self.base_ms = settings.windows[0][1]
         self.lateness_ms = settings.allowed_lateness_ms
         self.future_ms = settings.future_tolerance_ms
@@ -134,7 +135,7 @@ class RecordProcessor:
         # In time if the oldest event is within the lateness of the largest watermark any
         # event of the batch can see; otherwise check event by event, in order.
         if (oldest < max(watermark, newest) - self.lateness_ms
-                or newest > now_ms + self.future_ms):
+                or newest > now_ms + self.future_ms or oldest < state.closed_before):
             if raws is None:
                 raws = RAW_ELEMENTS.decode(value)
             events, times = self._drop_late_and_future(state, offset, events, raws, now_ms)
@@ -145,12 +146,14 @@ class RecordProcessor:
         dedupe = state.dedupe[USES_CODE]
         fresh = dedupe.add_batch([_hash64(event.event_id.encode()) for event in events], times)
         base_ms = self.base_ms
-        keys = [(event.track_id, event.use, event.occurred_at - event.occurred_at % base_ms)
-                for event in compress(events, fresh)]
+        keys = [(event.track_id, event.use, event.occurred_at - event.occurred_at % base_ms,
+                 event.country) for event in compress(events, fresh)]
+        countries = {key[3] for key in keys}
         if oldest // base_ms == newest // base_ms:
-            state.count_uses(keys, (oldest - oldest % base_ms,), newest)
+            state.count_uses(keys, (oldest - oldest % base_ms,), countries, newest)
         else:
-            state.count_uses(keys, {time - time % base_ms for time in times}, newest)
+            state.count_uses(keys, {time - time % base_ms for time in times}, countries,
+                             newest)
         counted = len(keys)
         hot = self.metrics.hot
         hot.events_counted += counted
@@ -161,7 +164,8 @@ class RecordProcessor:
         """``_count`` for a single-event record, without a batch's lists and numpy probe."""
         occurred_at = event.occurred_at
         watermark = state.watermark[USES_CODE]
-        if occurred_at < watermark - self.lateness_ms or occurred_at > now_ms + self.future_ms:
+        if (occurred_at < watermark - self.lateness_ms or occurred_at > now_ms + self.future_ms
+                or occurred_at < state.closed_before):
             self._drop_late_and_future(state, offset, [event], [value], now_ms)
             return
         dedupe = state.dedupe[USES_CODE]
@@ -169,8 +173,8 @@ class RecordProcessor:
         if not dedupe.add_digest(_hash64(event.event_id.encode()), occurred_at):
             hot.duplicates += 1
             return
-        state.count_use((event.track_id, event.use, occurred_at - occurred_at % self.base_ms),
-                        occurred_at)
+        state.count_use((event.track_id, event.use, occurred_at - occurred_at % self.base_ms,
+                         event.country), occurred_at)
         hot.events_counted += 1
 
     def _drop_late_and_future(
@@ -181,10 +185,14 @@ class RecordProcessor:
         topic = self.settings.uses_topic
         watermark = state.watermark[USES_CODE]
         future_after = now_ms + self.future_ms
+        closed_before = state.closed_before
         kept: list[SoundUsed] = []
         for event, raw in zip(events, raws, strict=True):
             occurred_at = event.occurred_at
-            if occurred_at < watermark - self.lateness_ms:
+            if occurred_at < closed_before:
+                rejected = Rejected("late", "occurred_at", f"{occurred_at} is in a day this "
+                                    f"partition has closed (before {closed_before})")
+            elif occurred_at < watermark - self.lateness_ms:
                 rejected = Rejected("late", "occurred_at", f"{occurred_at} is older than the "
                                     f"watermark {watermark} minus the allowed lateness")
             elif occurred_at > future_after:
@@ -246,9 +254,11 @@ class RecordProcessor:
     def _seal(self, state: PartitionState, track_id: str, previous: Plan) -> None:
         """Attribute this track's unflushed uses with the metadata they were counted under."""
         sealed = CounterDeltas()
-        for (_, use, base_start), uses in state.take_cells_of(track_id).items():
-            count_track_uses(sealed, self.windows, track_id, use, base_start, uses)
-            attribute_uses(sealed, self.windows, previous, use, base_start, uses, track_id)
+        for (_, use, base_start, country), uses in state.take_cells_of(track_id).items():
+            count_track_uses(sealed, self.windows, track_id, use, base_start, uses,
+                             country=country, territory=self.territory)
+            attribute_uses(sealed, self.windows, previous, use, base_start, uses,
+                           track_id=track_id, country=country, territory=self.territory)
         state.seal(sealed)
 
     def _resolve(self, state: PartitionState, track_id: str, plan: Plan) -> None:
@@ -258,8 +268,9 @@ class RecordProcessor:
         pending uses would expire to ``_unattributed`` although their track came in time.
         """
         resolved = CounterDeltas()
-        for (use, base_start), uses in (state.take_pending(track_id) or {}).items():
-            attribute_uses(resolved, self.windows, plan, use, base_start, uses, track_id)
+        for (use, base_start, country), uses in (state.take_pending(track_id) or {}).items():
+            attribute_uses(resolved, self.windows, plan, use, base_start, uses,
+                           track_id=track_id, country=country, territory=self.territory)
         state.seal(resolved)
 
     def _reject(self, state: PartitionState, topic: str, offset: int, value: bytes,

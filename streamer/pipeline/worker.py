@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from streamer.config import Settings
 from streamer.metrics import Metrics
 from streamer.pipeline.claims import PartitionClaims
+from streamer.pipeline.day_closing import DayCloser
 from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES, DeadLetters
 from streamer.pipeline.faust_compat import commit_offsets, highwater, seek_offset
 from streamer.pipeline.flusher import Flusher
@@ -55,6 +56,7 @@ class PipelineWorker:
         self.cache = CatalogCache(settings.catalog_cache_size)
         self.processor = RecordProcessor(settings, self.cache, metrics)
         self.flusher = Flusher(settings, store, self.cache, metrics)
+        self.closer = DayCloser(settings, store)
         self.worker_id = uuid.uuid4().hex[:12]
         self._topic_codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
         self.claims = PartitionClaims(store, metrics, self.worker_id, self._topic_codes,
@@ -103,6 +105,7 @@ class PipelineWorker:
         states = list(self.states.values())
         self.states.clear()
         await self._final_flush(states, timeout=10)
+        await self.closer.stop()
         if self._dlq is not None:
             await self._dlq.stop()
 
@@ -273,12 +276,16 @@ class PipelineWorker:
         flushed_offsets = {(topic, state.partition): state.next_offset[code]
                            for topic, code in self._topic_codes.items()}
         state.note_tracks_caught_up(self._caught_up(self.settings.tracks_topic, state))
+        state.note_uses_caught_up(self._consumer is not None
+                                  and self._caught_up(self.settings.uses_topic, state))
+        self.closer.seal(state)
         try:
             await self.flusher.flush(state)
         except FlushRefused:
             await self._recover_refused(state)
             return None
         self.last_flush_ok = self.clock()
+        self.closer.after_flush(state)
         return flushed_offsets
 
     def _caught_up(self, topic: str, state: PartitionState) -> bool:

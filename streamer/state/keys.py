@@ -25,6 +25,14 @@ GENRE_TRENDING = "zg"
 TERRITORY_TRACK_COUNTS = "tt"
 TERRITORY_HOLDER_COUNTS = "th"
 TERRITORY_GENRE_COUNTS = "tg"
+# What the ledger closes per UTC day (docs/LEDGER.md): uses per attributing catalog
+# version, and those versions' entries.
+ATTRIBUTIONS = "a"
+ATTRIBUTION_ENTRIES = "av"
+DAY_WINDOW = "1d"
+# Meta field: epoch ms before which every day is closed for the ledger.
+CLOSED_BEFORE_FIELD = "cl"
+DAY_MS = 86_400_000
 # A holder's two measures (``<right>|<use>|<measure>|<holder>``): uses, uses x micro-share.
 USES_MEASURE = "u"
 WEIGHT_MEASURE = "w"
@@ -39,7 +47,7 @@ class KeyLayout:
         return f"{{{self.prefix}:{partition}}}"
 
     def meta(self, partition: int) -> str:
-        """HASH owner, seq, off:<topic>, wm:<topic>: the partition's commit record."""
+        """HASH owner, seq, off:<topic>, wm:<topic>, cl: the partition's commit record."""
         return f"{self.tag(partition)}:meta"
 
     def track_counts(self, partition: int, window: str, start: int) -> str:
@@ -73,8 +81,17 @@ class KeyLayout:
         """HASH ``<ai_origin>|<use>|<country>|<genre>`` -> uses."""
         return f"{self.tag(partition)}:{TERRITORY_GENRE_COUNTS}:{window}:{start}"
 
+    def attributions(self, partition: int, day_start: int) -> str:
+        """HASH ``<track_id>|<country>|<use>|<catalog version>`` -> uses of one UTC day."""
+        return f"{self.tag(partition)}:{ATTRIBUTIONS}:{DAY_WINDOW}:{day_start}"
+
+    def attribution_entries(self, partition: int, day_start: int) -> str:
+        """HASH ``<track_id>|<catalog version>`` -> the catalog entry JSON of that version."""
+        return f"{self.tag(partition)}:{ATTRIBUTION_ENTRIES}:{DAY_WINDOW}:{day_start}"
+
     def pending(self, partition: int) -> str:
-        """HASH track_id -> JSON ``[[use, base_start, count], ...]`` awaiting attribution."""
+        """HASH track_id -> JSON ``[[use, base_start, count, country], ...]`` awaiting
+        attribution (entries without a country, from before territory: ``ZZ``)."""
         return f"{self.tag(partition)}:pending"
 
     def dedupe(self, partition: int, topic_code: str, bucket: int) -> str:
@@ -96,6 +113,30 @@ def holder_field(right: str, use: str, kind: str, holder_id: str) -> str:
 
 def genre_field(ai_origin: str, use: str, genre: str) -> str:
     return f"{ai_origin}|{use}|{genre}"
+
+
+def territory_track_field(use: str, country: str, track_id: str) -> str:
+    return f"{use}|{country}|{track_id}"
+
+
+def territory_holder_field(holder_field_name: str, country: str) -> str:
+    """``<right>|<use>|<measure>|<holder>`` -> ``<right>|<use>|<country>|<measure>|<holder>``."""
+    right, use, rest = holder_field_name.split("|", 2)
+    return f"{right}|{use}|{country}|{rest}"
+
+
+def territory_genre_field(genre_field_name: str, country: str) -> str:
+    """``<ai_origin>|<use>|<genre>`` -> ``<ai_origin>|<use>|<country>|<genre>``."""
+    ai_origin, use, genre = genre_field_name.split("|", 2)
+    return f"{ai_origin}|{use}|{country}|{genre}"
+
+
+def attribution_field(track_id: str, country: str, use: str, version: str) -> str:
+    return f"{track_id}|{country}|{use}|{version}"
+
+
+def attribution_entry_field(track_id: str, version: str) -> str:
+    return f"{track_id}|{version}"
 
 
 def genre_trending_field(genre: str, track_id: str) -> str:

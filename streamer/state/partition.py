@@ -31,7 +31,7 @@ import orjson
 from streamer.events.validation import USES, TrackMeta
 from streamer.state.dedupe import Deduper
 from streamer.state.deltas import CounterDeltas
-from streamer.state.keys import TRACKS_CODE, USES_CODE
+from streamer.state.keys import DAY_MS, TRACKS_CODE, USES_CODE
 
 if TYPE_CHECKING:
     from streamer.state.store import RedisStore
@@ -41,10 +41,14 @@ __all__ = ["TRACKS_CODE", "USES_CODE", "CellKey", "Cells", "ClosedInterval", "Pa
 
 TOPIC_CODES = (USES_CODE, TRACKS_CODE)
 
-# (use, base window start) -> uses, for pending attributions of one track
-Cells = dict[tuple[str, int], int]
-# (track_id, use, base window start): one counter cell of the hot path
-CellKey = tuple[str, str, int]
+# (use, base window start, country) -> uses, for pending attributions of one track
+Cells = dict[tuple[str, int, str], int]
+# (track_id, use, base window start, country): one counter cell of the hot path. The
+# country is always there (the schema requires it); the plain counters sum over it.
+CellKey = tuple[str, str, int, str]
+# The country of pending uses persisted before cells had one (ISO 3166 user-assigned
+# "unknown"), so an upgrade neither loses them nor invents a real country.
+UNKNOWN_COUNTRY = "ZZ"
 
 
 @dataclass(slots=True)
@@ -91,6 +95,8 @@ class PartitionState:
     cells: dict[CellKey, int] = field(default_factory=dict)
     # Base window starts present in ``cells`` (usually one or two).
     bases: set[int] = field(default_factory=set)
+    # Countries present in ``cells``, so a track's cells are found without a scan.
+    countries: set[str] = field(default_factory=set)
     # Increments already attributed (e.g. sealed before a metadata replacement).
     sealed: CounterDeltas = field(default_factory=CounterDeltas)
     # Uses whose track metadata has not arrived yet, persisted in Redis.
@@ -112,6 +118,12 @@ class PartitionState:
     # False while this partition of tracks.created is known to lag behind its end (a
     # backlog): pending attributions then expire by its watermark, not the uses' one.
     tracks_caught_up: bool = True
+    # The same for sounds.used: with both read to their ends the partition is idle, and
+    # the wall clock stands in for its watermarks when closing days (docs/ARCHITECTURE.md).
+    uses_caught_up: bool = False
+    # Epoch ms: every day before it is closed (sealed for the ledger) for this partition;
+    # a use older than it goes to the DLQ as late. Persisted in the meta hash (``cl``).
+    closed_before: int = 0
     # Offsets and watermarks of the last flush, to skip flushes with nothing new.
     flushed_marks: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -135,10 +147,12 @@ class PartitionState:
         for code in TOPIC_CODES:
             state.next_offset[code] = claimed.offsets.get(code, 0)
             state.watermark[code] = claimed.watermarks.get(code, 0)
+        state.closed_before = claimed.closed_before
         state.flushed_marks = state._marks()
         for track_id, encoded in (await store.load_pending(partition)).items():
             state.pending[track_id.decode()] = {
-                (use, base): uses for use, base, uses in orjson.loads(encoded)
+                (use, base, rest[0] if rest else UNKNOWN_COUNTRY): uses
+                for use, base, uses, *rest in orjson.loads(encoded)
             }
         for code in TOPIC_CODES:
             deduper = state.dedupe[code]
@@ -148,7 +162,8 @@ class PartitionState:
         return state
 
     def _marks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return tuple(self.next_offset.values()), tuple(self.watermark.values())
+        return (tuple(self.next_offset.values()),
+                (*self.watermark.values(), self.closed_before))
 
     # -- the record path ---------------------------------------------------------------
 
@@ -166,11 +181,13 @@ class PartitionState:
             self.watermark[code] = occurred_at
             self.dedupe[code].advance(occurred_at)
 
-    def count_uses(self, keys: Sequence[CellKey], bases: Iterable[int], newest: int) -> None:
-        """Count one use per cell key (fresh events of one record); ``bases``: the base
-        windows of the record's events, ``newest``: its newest event's time."""
+    def count_uses(self, keys: Sequence[CellKey], bases: Iterable[int],
+                   countries: Iterable[str], newest: int) -> None:
+        """Count one use per cell key (fresh events of one record); ``bases`` and
+        ``countries``: those of the record's events, ``newest``: its newest event's time."""
         _count_elements(self.cells, keys)
         self.bases.update(bases)
+        self.countries.update(countries)
         self.advance_watermark(USES_CODE, newest)
         self.unflushed_events += len(keys)
 
@@ -179,6 +196,7 @@ class PartitionState:
         cells = self.cells
         cells[key] = cells.get(key, 0) + 1
         self.bases.add(key[2])
+        self.countries.add(key[3])
         if occurred_at > self.watermark[USES_CODE]:
             self.watermark[USES_CODE] = occurred_at
             self.dedupe[USES_CODE].advance(occurred_at)
@@ -187,8 +205,8 @@ class PartitionState:
     def take_cells_of(self, track_id: str) -> dict[CellKey, int]:
         """Remove and return the track's unflushed cells (its metadata changed)."""
         cells = self.cells
-        keys = [key for base in self.bases for use in USES
-                if (key := (track_id, use, base)) in cells]
+        keys = [key for base in self.bases for use in USES for country in self.countries
+                if (key := (track_id, use, base, country)) in cells]
         return {key: cells.pop(key) for key in keys}
 
     def wait_for_old_meta(self, track_id: str, cells: dict[CellKey, int],
@@ -229,22 +247,55 @@ class PartitionState:
     def note_tracks_caught_up(self, caught_up: bool) -> None:
         self.tracks_caught_up = caught_up
 
+    def note_uses_caught_up(self, caught_up: bool) -> None:
+        self.uses_caught_up = caught_up
+
+    def closable_before(self, lateness_ms: int, wall_clock_ms: int) -> int:
+        """The end (epoch ms, a UTC midnight) of the last day this partition may close now;
+        at most ``closed_before`` never moves back.
+
+        A day may close once both topics' clocks are past its end plus the lateness and no
+        pending use of it (or earlier) waits for its TrackCreated. A topic's clock is its
+        watermark, or the wall clock (given minus the future tolerance) once this worker
+        has read it to its end: an idle partition closes its days, a lagging one keeps
+        the watermarks of what it read.
+        """
+        clocks = []
+        for code, caught_up in ((USES_CODE, self.uses_caught_up),
+                                (TRACKS_CODE, self.tracks_caught_up)):
+            clock = self.watermark[code]
+            clocks.append(max(clock, wall_clock_ms) if caught_up else clock)
+        limit = min(clocks) - lateness_ms
+        limit -= limit % DAY_MS
+        if self.pending:
+            waiting = min(base for cells in self.pending.values() for _, base, _ in cells)
+            limit = min(limit, waiting - waiting % DAY_MS)
+        return max(limit, self.closed_before)
+
+    def seal_days_before(self, day_end: int) -> None:
+        """Days before ``day_end`` are closed here: their uses are late from now on (the
+        next flush persists this with everything counted before it)."""
+        if day_end > self.closed_before:
+            self.closed_before = day_end
+
     def take_counts(self) -> TakenCounts:
         """Swap out the cells, their base windows, the sealed increments and the cells
         waiting for old metadata: the agent counts into fresh ones meanwhile."""
         taken = TakenCounts(self.cells, self.sealed, self.needs_old_meta)
         self.cells = {}
         self.bases = set()
+        self.countries = set()
         self.sealed = CounterDeltas()
         self.needs_old_meta = {}
         return taken
 
-    def add_pending(self, track_id: str, use: str, base_start: int, uses: int) -> None:
+    def add_pending(self, track_id: str, use: str, base_start: int, country: str,
+                    uses: int) -> None:
         """Uses whose track has no known metadata wait (persisted) for it."""
         cells = self.pending.get(track_id)
         if cells is None:
             cells = self.pending[track_id] = {}
-        key = (use, base_start)
+        key = (use, base_start, country)
         cells[key] = cells.get(key, 0) + uses
         self.pending_dirty.add(track_id)
 
@@ -253,12 +304,14 @@ class PartitionState:
         self.pending_dirty.add(track_id)
         return self.pending.pop(track_id)
 
-    def expire_pending(self, track_id: str, window_end: int) -> list[tuple[str, int, int]]:
-        """Remove and return (use, base start, uses) of the track's pending uses of base
-        windows starting at or before ``window_end``: they go unattributed."""
+    def expire_pending(self, track_id: str,
+                       window_end: int) -> list[tuple[str, int, str, int]]:
+        """Remove and return (use, base start, country, uses) of the track's pending uses
+        of base windows starting at or before ``window_end``: they go unattributed."""
         track_cells = self.pending[track_id]
-        expired = [(use, base_start, track_cells.pop((use, base_start)))
-                   for use, base_start in list(track_cells) if base_start <= window_end]
+        expired = [(use, base_start, country, track_cells.pop((use, base_start, country)))
+                   for use, base_start, country in list(track_cells)
+                   if base_start <= window_end]
         if expired:
             self.pending_dirty.add(track_id)
         if not track_cells:

@@ -24,7 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from streamer.events.validation import TrackMeta
 from streamer.state import connection
-from streamer.state.keys import KeyLayout
+from streamer.state.keys import CLOSED_BEFORE_FIELD, KeyLayout
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ return redis.call('HGETALL', KEYS[1])
 #   h [[key#, ttl_ms, [field, ...], [delta, ...], [big field, ...], [big delta, ...]]]
 #     hash increments (the "big" ones: |delta| >= 2^53, sent as decimal strings);
 #   z [[key#, ttl_ms, [member, ...], [delta, ...]]] sorted-set increments;
-#   p [[key#, {field: value}]] HSET, "" = HDEL; a [[key#, ttl_ms, argv#]] APPEND; d [key#] DEL.
+#   p [[key#, {field: value}, ttl_ms?]] HSET, "" = HDEL (then PEXPIRE if a TTL is given);
+#   a [[key#, ttl_ms, argv#]] APPEND; d [key#] DEL.
 # Returns 1 applied, 2 already applied (a retry), 0 refused (not the owner / other seq).
 #
 # Redis replicates a script by its effects: each write command it runs is appended to
@@ -151,6 +152,7 @@ for _, e in ipairs(p.p) do
   end
   in_chunks('HDEL', KEYS[e[1]], dels, nd)
   in_chunks('HSET', KEYS[e[1]], sets, ns)
+  if e[3] then redis.call('PEXPIRE', KEYS[e[1]], e[3]) end
 end
 for _, e in ipairs(p.a) do
   redis.call('APPEND', KEYS[e[1]], ARGV[e[3]])
@@ -205,7 +207,8 @@ class FlushPayload:
     meta: dict[str, int | str] = field(default_factory=dict)
     hashes: list[tuple[int, int, dict[str, int]]] = field(default_factory=list)
     zsets: list[tuple[int, int, dict[str, int]]] = field(default_factory=list)
-    pending: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    pending: list[tuple[int, dict[str, str]] | tuple[int, dict[str, str], int]] = field(
+        default_factory=list)
     appends: list[tuple[int, int, int]] = field(default_factory=list)
     deletes: list[int] = field(default_factory=list)
     blobs: list[bytes] = field(default_factory=list)
@@ -227,8 +230,10 @@ class FlushPayload:
         self.zsets.append((self._key(key), ttl_ms, increments))
         self.fields_written += len(increments)
 
-    def set_pending(self, key: str, values: dict[str, str]) -> None:
-        self.pending.append((self._key(key), values))
+    def set_pending(self, key: str, values: dict[str, str], ttl_ms: int | None = None) -> None:
+        """HSET the fields ("" deletes one); with ``ttl_ms``, PEXPIRE the key after."""
+        index = self._key(key)
+        self.pending.append((index, values) if ttl_ms is None else (index, values, ttl_ms))
 
     def add_append(self, key: str, ttl_ms: int, value: bytes) -> None:
         self.blobs.append(value)
@@ -254,6 +259,8 @@ class ClaimedPartition:
     seq: int
     offsets: dict[str, int]
     watermarks: dict[str, int]
+    # Days before this (epoch ms) are closed for the ledger: uses of them are late.
+    closed_before: int = 0
 
 
 def connect(url: str) -> Redis:
@@ -284,7 +291,8 @@ class RedisStore:
         values = {raw[i].decode(): raw[i + 1].decode() for i in range(0, len(raw), 2)}
         offsets = {k[4:]: int(v) for k, v in values.items() if k.startswith("off:")}
         watermarks = {k[3:]: int(v) for k, v in values.items() if k.startswith("wm:")}
-        return ClaimedPartition(int(values.get("seq", 0)), offsets, watermarks)
+        return ClaimedPartition(int(values.get("seq", 0)), offsets, watermarks,
+                                int(values.get(CLOSED_BEFORE_FIELD, 0)))
 
     async def owner(self, partition: int) -> str | None:
         value = cast("bytes | None", await self.client.hget(self.layout.meta(partition), "owner"))

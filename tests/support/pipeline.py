@@ -175,6 +175,8 @@ class Pipeline:
             "STREAMER_FLUSH_INTERVAL_S": "0.5",
             # The default data dir (/tmp/streamer) must exist before the worker starts.
             "STREAMER_DATA_DIR": str(self.workdir / "faust"),
+            # Closed days go to the test's own ledger, never to a folder in the cwd.
+            "STREAMER_LEDGER_URL": str(self.workdir / "ledger"),
         }
         env.update(self.settings)
         env.update(overrides)

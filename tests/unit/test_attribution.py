@@ -359,3 +359,41 @@ def test_equal_plans_attribute_alike_and_equal_metadata_gives_equal_plans(
             assert _reference_increments(one, use, 1) == _reference_increments(two, use, 1)
     fresh = TrackMeta(one.genre, one.ai_origin, one.master, one.publishing)
     assert plan_for(fresh) == plan_for(one)
+
+
+def test_a_flush_over_two_days_gives_each_day_territory_counts_and_its_catalog_entries() -> None:
+    """Territory on: one cell per (track, use, base, country); plain fields are the sums
+    over countries; every day with attributions of a track carries the track's entry."""
+    from streamer.config import Settings
+    from streamer.metrics import Metrics
+    from streamer.pipeline.attribution import plan_version
+    from streamer.pipeline.flusher import Flusher
+    from streamer.state.catalog import CatalogCache
+    from streamer.state.partition import PartitionState
+
+    day = 86_400_000
+    first, second = STARTS["1d"], STARTS["1d"] + day
+    meta = TrackMeta("lofi", "human", master=(("a", 600_000),), publishing=())
+    flusher = Flusher(Settings(), None, CatalogCache(10), Metrics())  # type: ignore[arg-type]
+    state = PartitionState(0, "o", 0, 300_000)
+    cells = {("trk", "play", first, "DE"): 2, ("other", "play", first, "DE"): 1,
+             ("trk", "play", second, "US"): 3, ("trk", "play", second, "DE"): 1}
+    by_base, entries = flusher._aggregate(state, cells, {"trk": plan_for(meta)})
+    version, entry = plan_version(plan_for(meta))
+    assert entries == {first: {f"trk|{version}": entry}, second: {f"trk|{version}": entry}}
+    assert by_base[second]["t"] == {"play|trk": 4}
+    assert by_base[second]["tt"] == {"play|US|trk": 3, "play|DE|trk": 1}
+    assert by_base[second]["th"] == {"master|play|US|u|a": 3, "master|play|US|w|a": 1_800_000,
+                                     "master|play|US|u|_unclaimed": 3,
+                                     "master|play|US|w|_unclaimed": 1_200_000,
+                                     "publishing|play|US|u|_unclaimed": 3,
+                                     "publishing|play|US|w|_unclaimed": 3_000_000,
+                                     "master|play|DE|u|a": 1, "master|play|DE|w|a": 600_000,
+                                     "master|play|DE|u|_unclaimed": 1,
+                                     "master|play|DE|w|_unclaimed": 400_000,
+                                     "publishing|play|DE|u|_unclaimed": 1,
+                                     "publishing|play|DE|w|_unclaimed": 1_000_000}
+    assert by_base[second]["h"]["master|play|w|a"] == 2_400_000
+    assert by_base[second]["tg"] == {"human|play|US|lofi": 3, "human|play|DE|lofi": 1}
+    assert by_base[second]["a"] == {f"trk|US|play|{version}": 3, f"trk|DE|play|{version}": 1}
+    assert state.pending == {"other": {("play", first, "DE"): 1}}

@@ -37,12 +37,13 @@ def test_an_offset_is_taken_once_and_only_forward() -> None:
 
 def test_counting_adds_cells_bases_events_and_moves_the_watermark_forward_only() -> None:
     state = _state()
-    state.count_uses([("trk", "play", T0), ("trk", "play", T0), ("trk", "create", T0)],
-                     (T0,), T0 + 10)
-    state.count_use(("trk", "play", T0 - 60_000), T0 - 59_000)  # older: watermark stays
-    assert state.cells == {("trk", "play", T0): 2, ("trk", "create", T0): 1,
-                           ("trk", "play", T0 - 60_000): 1}
+    state.count_uses([("trk", "play", T0, "DE"), ("trk", "play", T0, "DE"),
+                      ("trk", "create", T0, "FR")], (T0,), ("DE", "FR"), T0 + 10)
+    state.count_use(("trk", "play", T0 - 60_000, "DE"), T0 - 59_000)  # older: watermark stays
+    assert state.cells == {("trk", "play", T0, "DE"): 2, ("trk", "create", T0, "FR"): 1,
+                           ("trk", "play", T0 - 60_000, "DE"): 1}
     assert state.bases == {T0, T0 - 60_000}
+    assert state.countries == {"DE", "FR"}
     assert state.unflushed_events == 4
     assert state.watermark[USES_CODE] == T0 + 10
     state.advance_watermark(TRACKS_CODE, T0)
@@ -52,29 +53,35 @@ def test_counting_adds_cells_bases_events_and_moves_the_watermark_forward_only()
 
 def test_a_tracks_cells_are_taken_out_of_every_base_window() -> None:
     state = _state()
-    state.count_uses([("a", "play", T0), ("b", "play", T0), ("a", "create", T0 + 60_000)],
-                     (T0, T0 + 60_000), T0 + 60_000)
-    assert state.take_cells_of("a") == {("a", "play", T0): 1, ("a", "create", T0 + 60_000): 1}
-    assert state.cells == {("b", "play", T0): 1}
+    state.count_uses([("a", "play", T0, "DE"), ("b", "play", T0, "DE"),
+                      ("a", "create", T0 + 60_000, "US"), ("a", "play", T0, "US")],
+                     (T0, T0 + 60_000), ("DE", "US"), T0 + 60_000)
+    assert state.take_cells_of("a") == {("a", "play", T0, "DE"): 1,
+                                        ("a", "create", T0 + 60_000, "US"): 1,
+                                        ("a", "play", T0, "US"): 1}
+    assert state.cells == {("b", "play", T0, "DE"): 1}
     assert state.take_cells_of("a") == {}
 
 
 def test_pending_uses_resolve_or_expire_and_mark_their_track_for_redis() -> None:
     state = _state()
-    state.add_pending("a", "play", T0, 2)
-    state.add_pending("a", "play", T0, 1)
-    state.add_pending("a", "create", T0 + HORIZON, 1)
-    state.add_pending("b", "play", T0, 5)
-    assert state.take_pending_changes() == {"a": {("play", T0): 3, ("create", T0 + HORIZON): 1},
-                                            "b": {("play", T0): 5}}
+    state.add_pending("a", "play", T0, "DE", 2)
+    state.add_pending("a", "play", T0, "DE", 1)
+    state.add_pending("a", "create", T0 + HORIZON, "DE", 1)
+    state.add_pending("b", "play", T0, "US", 5)
+    assert state.take_pending_changes() == {
+        "a": {("play", T0, "DE"): 3, ("create", T0 + HORIZON, "DE"): 1},
+        "b": {("play", T0, "US"): 5}}
     assert state.take_pending_changes() == {}  # written: nothing changed since
 
-    assert state.expire_pending("a", T0) == [("play", T0, 3)]
-    assert state.pending == {"a": {("create", T0 + HORIZON): 1}, "b": {("play", T0): 5}}
+    assert state.expire_pending("a", T0) == [("play", T0, "DE", 3)]
+    assert state.pending == {"a": {("create", T0 + HORIZON, "DE"): 1},
+                             "b": {("play", T0, "US"): 5}}
     assert state.expire_pending("a", T0) == []  # nothing more expired: not rewritten
-    assert state.resolve_pending("b") == {("play", T0): 5}
-    assert state.take_pending_changes() == {"a": {("create", T0 + HORIZON): 1}, "b": None}
-    assert state.expire_pending("a", T0 + HORIZON) == [("create", T0 + HORIZON, 1)]
+    assert state.resolve_pending("b") == {("play", T0, "US"): 5}
+    assert state.take_pending_changes() == {"a": {("create", T0 + HORIZON, "DE"): 1},
+                                            "b": None}
+    assert state.expire_pending("a", T0 + HORIZON) == [("create", T0 + HORIZON, "DE", 1)]
     assert state.pending == {}
     assert state.take_pending("a") is None
     assert state.take_pending_changes() == {"a": None}
@@ -83,7 +90,7 @@ def test_pending_uses_resolve_or_expire_and_mark_their_track_for_redis() -> None
 def test_a_flush_takes_the_counts_first_and_closes_the_interval_last() -> None:
     state = _state()
     state.take_offset(USES_CODE, 0)
-    state.count_uses([("trk", "play", T0)], (T0,), T0)
+    state.count_uses([("trk", "play", T0, "DE")], (T0,), ("DE",), T0)
     sealed = CounterDeltas()
     sealed.hash("t", "1m", T0)["play|x"] += 2
     state.seal(sealed)
@@ -92,10 +99,10 @@ def test_a_flush_takes_the_counts_first_and_closes_the_interval_last() -> None:
     state.sent_to_dlq(rejection)
 
     taken = state.take_counts()
-    assert taken.cells == {("trk", "play", T0): 1}
+    assert taken.cells == {("trk", "play", T0, "DE"): 1}
     assert dict(taken.sealed.hashes[("t", "1m", T0)]) == {"play|x": 2}
     assert state.cells == {} and state.bases == set() and not state.sealed
-    state.count_use(("trk", "play", T0), T0)  # the agent counts on meanwhile
+    state.count_use(("trk", "play", T0, "DE"), T0)  # the agent counts on meanwhile
 
     closed = state.close_interval(writes_anything=True)
     assert closed is not None
@@ -103,7 +110,7 @@ def test_a_flush_takes_the_counts_first_and_closes_the_interval_last() -> None:
     assert closed.watermarks == {USES_CODE: T0, TRACKS_CODE: 0}
     assert closed.dlq_pending == [rejection] and closed.events == 2
     assert state.dlq_pending == [] and state.unflushed_events == 0
-    assert state.cells == {("trk", "play", T0): 1}  # counted after the snapshot: kept
+    assert state.cells == {("trk", "play", T0, "DE"): 1}  # counted after the snapshot: kept
     assert state.seq == 7
     state.confirm_flush()
     assert state.seq == 8
@@ -126,6 +133,7 @@ class Claimed:
     seq: int
     offsets: dict[str, int]
     watermarks: dict[str, int]
+    closed_before: int = 0
 
 
 class FakeStore:
@@ -154,8 +162,46 @@ async def test_load_restores_a_claimed_partition_as_redis_holds_it() -> None:
     assert (state.partition, state.owner, state.seq) == (4, "w:2", 3)
     assert state.next_offset == {USES_CODE: 40, TRACKS_CODE: 0}
     assert state.watermark == {USES_CODE: T0, TRACKS_CODE: T0 - 5}
-    assert state.pending == {"trk": {("play", T0): 2}}
+    # Pending uses persisted before cells had a country load as "ZZ" (unknown).
+    assert state.pending == {"trk": {("play", T0, "ZZ"): 2}}
     assert not state.dedupe[USES_CODE].add_digest(seen, T0)  # a duplicate after the claim
     assert state.dedupe[USES_CODE].add_digest(event_hash("ev-2"), T0)
     assert [code for code, _ in store.dedupe_reads] == [USES_CODE, TRACKS_CODE]
     assert state.close_interval(writes_anything=False) is None  # as flushed: nothing new
+
+
+DAY_MS = 86_400_000
+LATENESS = 3_600_000
+
+
+def test_a_day_closes_when_both_clocks_are_past_its_end_plus_the_lateness() -> None:
+    state = _state()
+    day = T0 - T0 % DAY_MS
+    state.note_uses_caught_up(False)
+    state.note_tracks_caught_up(False)
+    state.advance_watermark(USES_CODE, day + DAY_MS + LATENESS + 1)
+    state.advance_watermark(TRACKS_CODE, day + DAY_MS + LATENESS - 1)
+    # The tracks topic lags: its watermark holds the day open, whatever the wall clock.
+    assert state.closable_before(LATENESS, day + 10 * DAY_MS) == day
+    state.advance_watermark(TRACKS_CODE, day + DAY_MS + LATENESS)
+    assert state.closable_before(LATENESS, 0) == day + DAY_MS
+    # A use of the day still waiting for its TrackCreated holds it open.
+    state.add_pending("trk", "play", day + 5_000, "DE", 1)
+    assert state.closable_before(LATENESS, 0) == day
+    state.resolve_pending("trk")
+    state.seal_days_before(day + DAY_MS)
+    assert state.closed_before == day + DAY_MS
+    state.seal_days_before(day)  # never moves back
+    assert state.closed_before == day + DAY_MS
+
+
+def test_an_idle_partition_closes_by_the_wall_clock_and_never_early() -> None:
+    state = _state()
+    day = T0 - T0 % DAY_MS
+    state.advance_watermark(USES_CODE, day + 1_000)
+    state.note_uses_caught_up(True)
+    state.note_tracks_caught_up(True)
+    assert state.closable_before(LATENESS, day + DAY_MS + LATENESS - 1) < day + DAY_MS
+    assert state.closable_before(LATENESS, day + DAY_MS + LATENESS) == day + DAY_MS
+    state.note_uses_caught_up(False)  # lag again: its own watermark counts
+    assert state.closable_before(LATENESS, day + DAY_MS + LATENESS) < day + DAY_MS

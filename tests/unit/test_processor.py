@@ -47,7 +47,14 @@ class Rig:
         return self.processor.handle_track(self.state, offset, value, now)
 
     def cells(self) -> dict[tuple[str, str, int], int]:
-        """Counted, not yet flushed uses as {(track_id, use, base window start): uses}."""
+        """Counted, not yet flushed uses as {(track_id, use, base window start): uses},
+        summed over countries (``cells_by_country`` keeps them apart)."""
+        summed: dict[tuple[str, str, int], int] = {}
+        for (track_id, use, base, _), uses in self.state.cells.items():
+            summed[(track_id, use, base)] = summed.get((track_id, use, base), 0) + uses
+        return summed
+
+    def cells_by_country(self) -> dict[tuple[str, str, int, str], int]:
         return dict(self.state.cells)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
@@ -461,7 +468,7 @@ def test_first_metadata_does_not_seal_uses_that_waited_for_it() -> None:
     # Not sealed with any metadata: the flusher first asks Redis whether an older entry
     # exists (none here), so the use ends up attributed with tc-1's holders.
     earlier, arrived = rig.state.needs_old_meta["trk-1"]
-    assert earlier == {("trk-1", "play", MINUTE_OF_NOW): 1} and not rig.cells()
+    assert earlier == {("trk-1", "play", MINUTE_OF_NOW, "SE"): 1} and not rig.cells()
     assert arrived == OLD_META
     assert not rig.state.sealed
 
@@ -615,8 +622,8 @@ def test_uses_waiting_for_a_track_evicted_from_the_cache_are_attributed(
     rig.uses(0, dumps([use_event(1), use_event(2, use="create")]))
     if pending_before:
         asyncio.run(flusher.flush(rig.state))  # no metadata anywhere yet: pending
-        assert rig.state.pending == {"trk-1": {("play", MINUTE_OF_NOW): 1,
-                                               ("create", MINUTE_OF_NOW): 1}}
+        assert rig.state.pending == {"trk-1": {("play", MINUTE_OF_NOW, "SE"): 1,
+                                               ("create", MINUTE_OF_NOW, "SE"): 1}}
     rig.track(0, dumps(track_event("tc-1")))
     for n in range(20):
         rig.track(1 + n, dumps(track_event(f"tc-other-{n}", track_id=f"trk-other-{n}")))

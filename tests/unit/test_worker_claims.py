@@ -78,6 +78,7 @@ class Claimed:
     seq: int = 0
     offsets: dict[str, int] | None = None
     watermarks: dict[str, int] | None = None
+    closed_before: int = 0
 
     def __post_init__(self) -> None:
         self.offsets = self.offsets or {}
