@@ -54,7 +54,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if env is None else env
     for warning in unknown_variables(env):
-        log.warning("%s", warning)
+        # The text is the template: the log's repeat limiter treats one template as one
+        # run, and each mistyped variable must be shown.
+        log.warning(warning.replace("%", "%%"))
     problems: list[Problem] = []
     settings = _load(Settings, env, problems)
     if problems:

@@ -130,7 +130,12 @@ def _retention(settings: Settings, given: Mapping[str, int] | None) -> Mapping[s
 def _territory_windows(settings: Settings, given: tuple[str, ...] | None) -> tuple[str, ...]:
     """Territory windows must be counting windows, and closing days needs the base window
     to divide a day (a base window never straddles two days)."""
-    names = ("1d",) if given is None else given
+    if given is None:
+        # The default follows the windows counted: 1d when it is one of them, else off
+        # (a deployment that counts no 1d window has no days to close).
+        names: tuple[str, ...] = ("1d",) if "1d" in settings.window_names else ()
+    else:
+        names = given
     strays = [name for name in names if name not in settings.window_names]
     if strays:
         raise ValueError(f"names {', '.join(strays)}, not among STREAMER_WINDOWS "
@@ -220,7 +225,8 @@ class Settings:
     territory_windows: tuple[str, ...] = setting(
         "STREAMER_TERRITORY_WINDOWS", ("1d",), WindowNames(),
         "Windows that also count per country (and, when on, close each UTC day into the "
-        "ledger); set empty to turn both off.",
+        "ledger); set empty to turn both off. Unset: 1d when STREAMER_WINDOWS counts it, "
+        "else off.",
         resolve=_territory_windows, needs=("windows",))
     # A grace for readers after a day is in the ledger, before Redis drops that day's
     # territory counters and attributions.

@@ -344,3 +344,12 @@ def test_every_streamer_variable_used_in_the_repository_is_known() -> None:
                if unknown_variables({name: "x"}) and name not in placeholders}
     assert not unknown, f"declare these in streamer/config/settings.py or use a tool prefix " \
                         f"({', '.join(TOOL_PREFIXES)}): {unknown}"
+
+
+def test_territory_defaults_to_1d_only_when_1d_is_counted() -> None:
+    assert load_settings({}).territory_windows == ("1d",)
+    # Counting no 1d window leaves territory off by default instead of refusing to start.
+    assert load_settings({"STREAMER_WINDOWS": "15m,1h"}).territory_windows == ()
+    # Asked for explicitly, a window that is not counted is still an error.
+    with pytest.raises(ConfigError, match="STREAMER_TERRITORY_WINDOWS names 1d"):
+        load_settings({"STREAMER_WINDOWS": "15m,1h", "STREAMER_TERRITORY_WINDOWS": "1d"})

@@ -154,13 +154,3 @@ async def test_a_retry_names_its_cause_at_warning(caplog: pytest.LogCaptureFixtu
     assert record.getMessage() == ("Redis flush failed (attempt 1): ConnectionError: "
                                    "Connection refused; retrying in 0.05s")
 
-
-def test_our_own_warnings_with_different_arguments_are_all_shown(
-        captured: tuple[logging.Logger, io.StringIO], clock: Clock) -> None:
-    root, buffer = captured
-    apply_policy(root, "info")
-    config = logging.getLogger("streamer.config.load")
-    for name in ("SETTING_A", "SETTING_B", "SETTING_A"):
-        config.warning("%s is not a streamer setting", name)
-    lines = buffer.getvalue().splitlines()
-    assert [line.split()[2] for line in lines] == ["SETTING_A", "SETTING_B"], lines
