@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from support.pipeline import MakeTopic, Pipeline, pipeline_factory
+
+from tests.support.own_redis import OwnRedis
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -17,3 +20,14 @@ async def make_pipeline(kafka_bootstrap: str, redis_url: str, make_topic: MakeTo
     async with pipeline_factory(kafka_bootstrap, redis_url, make_topic, redis_prefix,
                                 tmp_path) as make:
         yield make
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A redis-server of the test's own, to kill and restart without touching the shared one."""
+    redis = OwnRedis(tmp_path / "redis")
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.kill()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,16 +101,6 @@ def test_the_client_structs_have_the_spec_fields() -> None:
                            (api_client.StatementGroup, "StatementGroup")):
         fields = struct.__struct_encode_fields__  # the JSON names ("from", not "first")
         assert set(fields) == set(schemas[schema]["properties"]), schema
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    redis = OwnRedis(tmp_path / "redis")
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.kill()
 
 
 async def test_every_route_and_status_against_a_running_worker(  # type: ignore[no-untyped-def]

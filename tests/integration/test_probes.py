@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -84,16 +83,6 @@ async def test_a_rebalance_keeps_the_worker_ready_and_live(make_pipeline) -> Non
     assert rebalancing, f"the rebalance was not seen on /v1/health: {samples[:5]}..."
     assert all(live == 200 and ready == 200 for _, live, ready, _ in samples), [
         s for s in samples if s[1] != 200 or s[2] != 200][:5]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    redis = OwnRedis(tmp_path / "redis")
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.kill()
 
 
 async def test_a_redis_outage_makes_the_worker_unready_not_dead(  # type: ignore[no-untyped-def]
