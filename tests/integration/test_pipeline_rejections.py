@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from support.metrics_text import metric_value
 from support.pipeline import (
     MINUTE,
     WINDOWS,
@@ -29,6 +30,7 @@ from support.pipeline import (
 
 from streamer.verify import GroundTruth, compare
 
+
 USES = ("create", "play")
 
 
@@ -38,12 +40,6 @@ def assert_reconciled(truth: GroundTruth, actual: dict[tuple[Any, ...], int]) ->
     result = compare(truth.expected(), actual)
     print(result.summary())
     assert result.ok, str(result)
-
-
-def metric_value(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.MULTILINE)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
 
 
 # ---------------------------------------------------------------------------------------

@@ -175,3 +175,23 @@ async def test_a_revoked_claim_that_answers_late_does_not_replace_the_new_one() 
     await asyncio.wait_for(asyncio.gather(first, second), 1)
     assert worker.states[0].owner == store.owners[1][1], "the newer claim's owner token"
     assert worker.claims.in_flight == {}
+
+
+async def test_health_says_unhealthy_until_assigned_and_while_a_rebalance_is_in_flight() -> None:
+    """/v1/health answers 503 during a rebalance (readiness does not: test_probes)."""
+    worker, store, settings = _gated_worker()
+    assert not worker.health()[0], "no assignment yet"
+    first = asyncio.ensure_future(worker.on_assigned(_tps(settings, [0, 1])))
+    await asyncio.sleep(0.01)
+    await _open_gates(store)
+    await asyncio.wait_for(first, 1)
+    assert worker.health()[0]
+
+    await worker.on_revoked(_tps(settings, [0, 1]), generation=1)
+    assert not worker.health()[0], "revoked, not yet assigned again"
+    second = asyncio.ensure_future(worker.on_assigned(_tps(settings, [1])))
+    await asyncio.sleep(0.01)
+    assert worker.rebalancing and not worker.health()[0], "claim in flight"
+    await _open_gates(store)
+    await asyncio.wait_for(second, 1)
+    assert not worker.rebalancing and worker.health()[0]
