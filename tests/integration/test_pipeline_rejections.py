@@ -10,7 +10,6 @@ element as its own JSON) and headers ``reason``/``source_topic``/``source_partit
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,6 @@ from support.pipeline import (
 )
 
 from streamer.verify import GroundTruth, compare
-
 
 USES = ("create", "play")
 
