@@ -254,7 +254,8 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
             or (len(publishing) > 1 and not _split_ok(publishing))):
         return None
     return event.event_id, track_id, event.occurred_at, TrackMeta(
-        genre, event.ai_origin, tuple(master), tuple(publishing))
+        genre, event.ai_origin, tuple(master), tuple(publishing), event.title, isrc,
+        event.artist, event.label)
 
 
 def _split_ok(holders: list[tuple[str, int]]) -> bool:

@@ -9,8 +9,12 @@ once per track metadata, so a flush attributes a cell with a few dict additions 
 string formatting. The catalog cache keeps one plan per track, up to a million tracks,
 so a plan is one flat tuple of shared objects (~100 bytes with 3 holders)::
 
-    (genre field of a create, genre field of a play,
+    (genre field of a create, genre field of a play, report names,
      holder fields, micro-share, holder fields, micro-share, ...)
+
+``report names`` is None, or the track's title, ISRC, artist and label as a JSON
+object (the only per-track object in a plan): attribution never reads it, the ledger's
+catalog entry (``plan_version``) does.
 
 ``holder fields`` is ``(create u, create w, play u, play w)``, one tuple per holder and
 right shared by every plan that names the holder; the unclaimed rest of a right is
@@ -63,7 +67,8 @@ Windows = tuple[tuple[str, int], ...]
 
 # A use's index in a plan's genre fields and in each holder's fields.
 USE_SLOT = {use: slot for slot, use in enumerate(USES)}
-_FIRST_HOLDER = 2
+_FIRST_HOLDER = 3
+_REPORT = 2
 
 _HolderFields = tuple[str, str, str, str]
 
@@ -127,6 +132,8 @@ def _micro(value: int) -> int:
 def build_plan(meta: TrackMeta) -> Plan:
     """The plan of one track's metadata (see the module docstring)."""
     plan: list[Any] = list(_genre_fields(meta.ai_origin, meta.genre))
+    report = meta.report_fields()
+    plan.append(orjson.dumps(report).decode() if report else None)
     for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
         claimed = 0
         for holder_id, micro in shares:
@@ -137,7 +144,7 @@ def build_plan(meta: TrackMeta) -> Plan:
     return tuple(plan)
 
 
-UNATTRIBUTED_PLAN: Plan = (None, None,
+UNATTRIBUTED_PLAN: Plan = (None, None, None,
                            _holder_fields("master", UNATTRIBUTED), MICRO,
                            _holder_fields("publishing", UNATTRIBUTED), MICRO)
 """Uses whose track never got metadata: no genre, the whole of each right unattributed."""
@@ -206,11 +213,12 @@ def plan_version(plan: Plan) -> tuple[str, str]:
         right, _, _, holder = plan[index][0].split("|", 3)
         if holder != UNCLAIMED:
             shares[right].append((holder, plan[index + 1]))
+    report = orjson.loads(plan[_REPORT]) if plan[_REPORT] is not None else {}
     entry = CatalogEntry("", genre, ai_origin, tuple(shares["master"]),
-                         tuple(shares["publishing"]))
+                         tuple(shares["publishing"]), **report)
     text = orjson.dumps({"genre": genre, "ai_origin": ai_origin,
                          "master": shares["master"],
-                         "publishing": shares["publishing"]}).decode()
+                         "publishing": shares["publishing"], **report}).decode()
     if len(_VERSIONS) >= _VERSIONS_LIMIT:
         _VERSIONS.clear()
     _VERSIONS[id(plan)] = (plan, entry.version, text)
