@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from sys import intern
 from typing import Any
 
+import msgspec
 import orjson
 
 from streamer.events.shares import MICRO
@@ -129,20 +130,53 @@ def _micro(value: int) -> int:
     return shared
 
 
+class _Report(msgspec.Struct, gc=False, omit_defaults=True):
+    """A plan's report names as JSON (absent ones left out)."""
+
+    title: str | None = None
+    isrc: str | None = None
+    artist: str | None = None
+    label: str | None = None
+
+
+_encode_report = msgspec.json.Encoder().encode
+
+
 def build_plan(meta: TrackMeta) -> Plan:
-    """The plan of one track's metadata (see the module docstring)."""
-    plan: list[Any] = list(_genre_fields(meta.ai_origin, meta.genre))
-    report = meta.report_fields()
-    plan.append(orjson.dumps(report).decode() if report else None)
+    """The plan of one track's metadata (see the module docstring).
+
+    One tuple per track and nothing else per holder: the holders' fields, the unclaimed
+    rest's and the micro-share ints come from the shared tables (looked up inline: a
+    call per holder cost a fifth of the plan; docs/BENCHMARKS.md).
+    """
+    genres = _GENRES.get((meta.ai_origin, meta.genre))
+    if genres is None:
+        genres = _genre_fields(meta.ai_origin, meta.genre)
+    report = (None if meta.title is None and meta.isrc is None and meta.artist is None
+              and meta.label is None
+              else _encode_report(_Report(meta.title, meta.isrc, meta.artist,
+                                          meta.label)).decode())
+    plan: list[Any] = [genres[0], genres[1], report]
+    micros = _MICROS
     for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
+        known = _FIELDS[right]
         claimed = 0
         for holder_id, micro in shares:
-            plan += (_holder_fields(right, holder_id), _micro(micro))
+            fields = known.get(holder_id)
+            if fields is None:
+                fields = _holder_fields(right, holder_id)
+            plan.append(fields)
+            plan.append(micros.get(micro) or _micro(micro))
             claimed += micro
         if claimed < MICRO:
-            plan += (_holder_fields(right, UNCLAIMED), _micro(MICRO - claimed))
+            rest = MICRO - claimed
+            plan.append(_UNCLAIMED_FIELDS[right])
+            plan.append(micros.get(rest) or _micro(rest))
     return tuple(plan)
 
+
+_UNCLAIMED_FIELDS = {right: _holder_fields(right, UNCLAIMED) for right in _FIELDS}
+"""Kept here too: a full table is cleared, and the unclaimed rest is in most plans."""
 
 UNATTRIBUTED_PLAN: Plan = (None, None, None,
                            _holder_fields("master", UNATTRIBUTED), MICRO,
@@ -157,8 +191,8 @@ def plan_for(meta: TrackMeta | None) -> Plan:
     cached = meta.plan
     if cached is None:
         cached = build_plan(meta)
-        # The plan is derived data: caching it on the frozen metadata object is safe.
-        object.__setattr__(meta, "plan", cached)
+        # The plan is derived data: caching it on the metadata object is safe.
+        meta.plan = cached
     # TrackMeta types its plan as object: events/ knows nothing of attribution plans.
     return cached  # type: ignore[return-value]
 
