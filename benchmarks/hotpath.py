@@ -37,7 +37,7 @@ from streamer.loadgen.model import TrafficModel
 from streamer.loadgen.records import TRACKS, Record, RecordBuilder
 from streamer.metrics import Metrics
 from streamer.pipeline.app import tune_gc
-from streamer.pipeline.attribution import plan_for
+from streamer.pipeline.attribution import plan_bytes, plan_for
 from streamer.pipeline.flusher import Flusher, MetadataLookup
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
@@ -68,7 +68,7 @@ def build_records(events: int, batch_events: int, partitions: int, seed: int,
 
 def run_once(records: list[Record], settings: Settings, flush_every: int
              ) -> dict[str, float]:
-    cache = CatalogCache(settings.catalog_cache_size)
+    cache = CatalogCache(settings.catalog_cache_bytes, plan_bytes)
     metrics = Metrics()
     processor = RecordProcessor(settings, cache, metrics)
     flusher = Flusher(settings, _NoRedis(), cache, metrics)  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ def run_once(records: list[Record], settings: Settings, flush_every: int
 def run_tracks_once(records: list[Record], settings: Settings) -> dict[str, float]:
     """TrackCreated records alone: handle them, then one snapshot per partition and the
     plans of the tracks they wrote (per-track flusher work a uses-heavy run hides)."""
-    cache = CatalogCache(settings.catalog_cache_size)
+    cache = CatalogCache(settings.catalog_cache_bytes, plan_bytes)
     metrics = Metrics()
     processor = RecordProcessor(settings, cache, metrics)
     flusher = Flusher(settings, _NoRedis(), cache, metrics)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ tells whether a new TrackCreated changes how a track's uses are attributed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from sys import intern
+from sys import getsizeof, intern
 from typing import Any
 
 import msgspec
@@ -182,6 +182,13 @@ UNATTRIBUTED_PLAN: Plan = (None, None, None,
                            _holder_fields("master", UNATTRIBUTED), MICRO,
                            _holder_fields("publishing", UNATTRIBUTED), MICRO)
 """Uses whose track never got metadata: no genre, the whole of each right unattributed."""
+
+
+def plan_bytes(plan: Plan) -> int:
+    """What a plan alone keeps alive: its tuple and its report names (the rest is shared
+    by the plans), for the catalog cache's memory bound."""
+    report = plan[_REPORT]
+    return getsizeof(plan) + (getsizeof(report) if report is not None else 0)
 
 
 def plan_for(meta: TrackMeta | None) -> Plan:
