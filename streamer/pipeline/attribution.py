@@ -13,7 +13,7 @@ so a plan is one flat tuple of shared objects (~100 bytes with 3 holders)::
      holder fields, micro-share, holder fields, micro-share, ...)
 
 ``report names`` is None, or the track's title, ISRC, artist and label as a JSON
-object (the only per-track object in a plan): attribution never reads it, the ledger's
+object in bytes (the only per-track object in a plan): attribution never reads it, the ledger's
 catalog entry (``plan_version``) does.
 
 ``holder fields`` is ``(create u, create w, play u, play w)``, one tuple per holder and
@@ -154,8 +154,7 @@ def build_plan(meta: TrackMeta) -> Plan:
         genres = _genre_fields(meta.ai_origin, meta.genre)
     report = (None if meta.title is None and meta.isrc is None and meta.artist is None
               and meta.label is None
-              else _encode_report(_Report(meta.title, meta.isrc, meta.artist,
-                                          meta.label)).decode())
+              else _encode_report(_Report(meta.title, meta.isrc, meta.artist, meta.label)))
     plan: list[Any] = [genres[0], genres[1], report]
     micros = _MICROS
     for right, shares in (("master", meta.master), ("publishing", meta.publishing)):

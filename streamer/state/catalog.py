@@ -19,6 +19,8 @@ from typing import Any
 Plan = tuple[Any, ...]
 """A track's attribution plan; pipeline/attribution.py builds it and documents its layout."""
 
+_getsizeof = sys.getsizeof
+
 SLOT_BYTES = 48
 """A dict entry's share of the table (hash, key and value pointers, the index, and the
 free room a dict keeps), measured with 1M entries (docs/BENCHMARKS.md)."""
@@ -50,7 +52,7 @@ class CatalogCache:
 
     def _cost(self, track_id: str, plan: Plan) -> int:
         # Recomputed on eviction rather than stored: a stored size cost more than itself.
-        return sys.getsizeof(track_id) + self._plan_bytes(plan) + SLOT_BYTES
+        return _getsizeof(track_id) + self._plan_bytes(plan) + SLOT_BYTES
 
     def put(self, track_id: str, plan: Plan) -> None:
         entries = self._entries

@@ -16,7 +16,7 @@ def plan(holders: int, title: str | None = None) -> tuple[object, ...]:
 
 def cost(track_id: str, entry: tuple[object, ...]) -> int:
     """Computed here from the objects themselves: key, tuple, the plan's own title JSON."""
-    own = [entry] + [item for item in entry if isinstance(item, str) and "title" in item]
+    own = [entry] + [item for item in entry if isinstance(item, bytes) and b"title" in item]
     return sys.getsizeof(track_id) + sum(sys.getsizeof(o) for o in own) + SLOT_BYTES
 
 
