@@ -66,6 +66,7 @@ def _records(path: Path) -> list[tuple[int, bytes]]:
 def measure_cost(path: Path) -> dict[str, float]:
     from streamer.config import load_settings
     from streamer.metrics import Metrics
+    from streamer.pipeline.app import tune_gc
     from streamer.pipeline.attribution import plan_for
     from streamer.pipeline.flusher import Flusher, MetadataLookup
     from streamer.pipeline.processor import RecordProcessor
@@ -85,6 +86,7 @@ def measure_cost(path: Path) -> dict[str, float]:
     now_ms = int(time.time() * 1000)
     clock = time.process_time
     gc.collect()
+    tune_gc(settings.gc_gen0_threshold)  # as the worker does after start-up
     started = clock()
     for offset, (partition, value) in enumerate(records):
         state = states.get(partition)

@@ -60,7 +60,7 @@ class CatalogCache:
         if old is not None:
             self._bytes -= self._cost(track_id, old)
         entries[track_id] = plan
-        self._bytes += self._cost(track_id, plan)
+        self._bytes += _getsizeof(track_id) + self._plan_bytes(plan) + SLOT_BYTES  # _cost
         if self._bytes > self._limit:
             self._evict()
 
