@@ -114,11 +114,14 @@ def fence_rewinds(faust_consumer: Any) -> None:
     writes) can come while the loop is in the middle of a fetched batch, waiting for
     room in a full buffer; the record it was delivering and the rest of the batch then
     raised the read offset past the rewound records, which it skipped as stale: the
-    partition stalled (tests/unit/test_rewind_agent_delivery.py). So ``getmany`` yields
-    no record of a partition rewound since the batch was fetched, and puts the read
-    offset back to the rewind after a record whose delivery a rewind overtook. A fetch
-    begun after the rewind starts at the rewound position: the seek is queued to the
-    consumer thread before it, and aiokafka drops what it fetched for the old one.
+    partition stalled (tests/unit/test_rewind_agent_delivery.py). So after each record
+    of a partition rewound since its batch was asked for, the read offset goes back to
+    the rewind. The batch's records still reach the worker, which drops those fetched
+    before the rewind until the rewound ones come (``PipelineWorker._expect_rewind``):
+    a fetch that was waiting when the seek ran returns records read after it, from the
+    rewound position, and skipping those would lose them. A batch asked for after the
+    rewind needs nothing: the seek is queued to the consumer thread before its fetch,
+    and aiokafka drops what it had fetched for the old position.
     (Direct delivery has its own answer: the worker declines those records, and
     ``deliver_directly`` leaves the read offset alone for them.)
     """
@@ -127,12 +130,10 @@ def fence_rewinds(faust_consumer: Any) -> None:
     getmany = faust_consumer.getmany
 
     async def getmany_fenced(timeout: float) -> Any:
-        fetched_after = fence.rewinds
+        asked_after = fence.rewinds
         async for tp, message in getmany(timeout=timeout):
-            if fence.since(tp, fetched_after) is not None:
-                continue  # fetched before the rewind: it comes again after it
             yield tp, message
-            rewound_to = fence.since(tp, fetched_after)
+            rewound_to = fence.since(tp, asked_after)
             if rewound_to is not None:  # the loop set its read offset to this record's
                 faust_consumer._read_offset[tp] = rewound_to if rewound_to else None
 

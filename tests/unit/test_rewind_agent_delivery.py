@@ -8,7 +8,9 @@ middle of a fetched batch (waiting for room in a full buffer: any backlog), the 
 that batch used to raise the read offset past the rewound records, and Faust dropped
 them as below its read offset: the worker waited for them forever (the partition
 stalled), as it did with direct delivery (tests/unit/test_rewind_read_offset.py).
-Without ``fence_rewinds`` this test stalls at offset 3 with Faust's read offset at 59.
+Without ``fence_rewinds`` the ``mid_batch`` case stalls at offset 3 with Faust's read
+offset at 59; skipping the rest of a batch asked for before the rewind instead (a first
+version of the fix) lost the rewound records a waiting fetch returned (``fetch_waiting``).
 
 The code under test is real: Faust's consumer (drain loop, ``getmany``, read offsets),
 conductor and stream, the agent of ``create_app``, the worker's record path and its
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from faust.types import TP
 
 from streamer.config import Settings
@@ -66,15 +69,20 @@ class KafkaPartition:
                         for offset, value in enumerate(values)]
         self.position = 0
         self.seeks: list[int] = []
+        self.waiting = False  # a fetch is waiting for records past the end
 
     async def wait_next_records(self, timeout: float) -> tuple[dict[TP, list[Record]],
                                                                  set[TP]]:
+        """What a fetch returns; at the end it waits up to ``timeout`` for records (a
+        seek meanwhile makes the rewound ones arrive, as aiokafka's next fetch does)."""
+        deadline = time.monotonic() + timeout
+        self.waiting = self.position >= len(self.records)
+        while self.position >= len(self.records) and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        self.waiting = False
         batch = self.records[self.position:self.position + BATCH]
-        if not batch:
-            await asyncio.sleep(0.01)
-            return {}, {self.tp}
         self.position += len(batch)
-        return {self.tp: batch}, {self.tp}
+        return ({self.tp: batch} if batch else {}), {self.tp}
 
     # Faust's consumer thread (``faust_consumer._thread``) and its aiokafka consumer.
     async def call_thread(self, fun: Any, *args: Any) -> Any:
@@ -126,8 +134,12 @@ def _uses() -> list[bytes]:
             for offset in range(RECORDS)]
 
 
-async def test_a_rewind_mid_batch_leaves_fausts_read_offset_at_the_rewound_records(
-        tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["mid_batch", "fetch_waiting"])
+async def test_a_rewind_leaves_fausts_read_offset_at_the_rewound_records(
+        tmp_path: Path, when: str) -> None:
+    """``mid_batch``: a backlog, the drain loop waits for room in the stream buffer in the
+    middle of a fetched batch. ``fetch_waiting``: the worker has caught up, a fetch waits
+    for records when the seek runs and then returns the rewound ones."""
     settings = Settings(direct_delivery=False, data_dir=str(tmp_path))
     app = create_app(settings)
     app.conf.stream_buffer_maxsize = BUFFER
@@ -151,12 +163,16 @@ async def test_a_rewind_mid_batch_leaves_fausts_read_offset_at_the_rewound_recor
     fetcher = type("Fetcher", (), {"_stopped": fetcher_stopped})()
     drain = asyncio.ensure_future(consumer._drain_messages(fetcher))
     try:
-        # The worker counts while the drain loop waits for room in the buffer, in the
-        # middle of the first batch.
-        while worker.states[0].next_offset["u"] < BATCH // 2:
-            await asyncio.sleep(0)
-        in_flight = consumer._read_offset[uses]
-        assert in_flight is not None and in_flight < BATCH - 1, "the rewind is mid-batch"
+        if when == "mid_batch":
+            # The worker counts while the drain loop waits for room in the buffer, in the
+            # middle of the first batch.
+            while worker.states[0].next_offset["u"] < BATCH // 2:
+                await asyncio.sleep(0)
+            in_flight = consumer._read_offset[uses]
+            assert in_flight is not None and in_flight < BATCH - 1, "the rewind is mid-batch"
+        else:
+            while worker.states[0].next_offset["u"] < RECORDS or not kafka.waiting:
+                await asyncio.sleep(0.001)
 
         # A flush that Redis refuses: it lost everything after offset KEPT_BY_REDIS.
         redis.offsets["u"] = KEPT_BY_REDIS
