@@ -95,12 +95,7 @@ stop_pid() {
     if ((waited >= timeout * 10)); then
       warn "$name (pid $pid) still running after ${timeout}s, sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
-      waited=0
-      while proc_alive "$pid" && ((waited < 100)); do
-        sleep 0.1
-        waited=$((waited + 1))
-      done
-      proc_alive "$pid" && die "$name (pid $pid) survived SIGKILL"
+      wait_killed "$pid" "$name"
       return 0
     fi
     sleep 0.1
@@ -108,16 +103,20 @@ stop_pid() {
   done
 }
 
-# kill_pid PID NAME: SIGKILL (a crash, no shutdown) and wait until it is gone.
-kill_pid() {
+# wait_killed PID NAME: wait up to 10 s for a SIGKILLed process to be gone; die if not.
+wait_killed() {
   local pid="$1" name="$2" waited=0
-  kill -KILL "$pid" 2>/dev/null || return 0
   while proc_alive "$pid" && ((waited < 100)); do
     sleep 0.1
     waited=$((waited + 1))
   done
-  proc_alive "$pid" && die "$name (pid $pid) survived SIGKILL"
-  return 0
+  if proc_alive "$pid"; then die "$name (pid $pid) survived SIGKILL"; fi
+}
+
+# kill_pid PID NAME: SIGKILL (a crash, no shutdown) and wait until it is gone.
+kill_pid() {
+  kill -KILL "$1" 2>/dev/null || return 0
+  wait_killed "$1" "$2"
 }
 
 # with_lock NAME: serialise up/down of one service between concurrent callers.
