@@ -265,19 +265,55 @@ _RUN_COLUMNS = {"closes": ("code_version",)}
 
 
 def ledger_snapshot(url: str, storage_options: Mapping[str, str] | None = None,
-                    ignore: Iterable[str] = ()) -> LedgerSnapshot:
+                    ignore: Iterable[str] = (), through: date | None = None) -> LedgerSnapshot:
     """Every table's rows, sorted, and the commit count per (table, day, partition) from
-    the commits' ``streamer.day`` / ``streamer.partition`` metadata."""
+    the commits' ``streamer.day`` / ``streamer.partition`` metadata; with ``through``
+    only the days up to it (two runs at different wall-clock times may seal a different
+    number of idle days after the traffic)."""
     rows: dict[str, tuple[tuple[Any, ...], ...]] = {}
     commits: Counter[tuple[str, str, str]] = Counter()
     for name, table in _tables(url, storage_options).items():
         data = table.to_pyarrow_table()
+        if through is not None:
+            import pyarrow.compute as pc
+
+            data = data.filter(pc.less_equal(data["day"], through))
         columns = [c for c in data.column_names
                    if c not in _RUN_COLUMNS.get(name, ()) and c not in ignore]
         rows[name] = tuple(sorted((tuple(row[c] for c in columns)
                                    for row in data.select(columns).to_pylist()), key=repr))
         for entry in table.history():
-            if "streamer.day" in entry:
+            if "streamer.day" in entry and (through is None or date.fromisoformat(
+                    str(entry["streamer.day"])) <= through):
                 commits[(name, str(entry["streamer.day"]),
                          str(entry["streamer.partition"]))] += 1
     return LedgerSnapshot(rows, dict(commits))
+
+
+def interrupted(url: str, storage_options: Mapping[str, str] | None = None
+                ) -> set[tuple[str, str]]:
+    """(day, partition) pairs with a commit in some table but no ``closes`` commit yet: a
+    close cut between its table commits (finished by the next close of that day)."""
+    started: set[tuple[str, str]] = set()
+    finished: set[tuple[str, str]] = set()
+    for name, table in _tables(url, storage_options).items():
+        for entry in table.history():
+            if "streamer.day" in entry:
+                pair = (str(entry["streamer.day"]), str(entry["streamer.partition"]))
+                (finished if name == "closes" else started).add(pair)
+    return started - finished
+
+
+def uncommitted_files(url: str) -> list[str]:
+    """Parquet files of a local ledger that no commit references (written by a close
+    that died before its commit, or lost a race): invisible to readers, ``vacuum``
+    deletes them."""
+    orphans = []
+    for name, table in _tables(url).items():
+        live = {os.path.normpath(uri.removeprefix("file://")) for uri in table.file_uris()}
+        root = os.path.join(url, name)
+        for folder, _, files in os.walk(root):
+            orphans += [path for path in (os.path.normpath(os.path.join(folder, f))
+                                          for f in files if f.endswith(".parquet"))
+                        if path not in live]
+    return sorted(orphans)
