@@ -275,9 +275,10 @@ def ledger_snapshot(url: str, storage_options: Mapping[str, str] | None = None,
     for name, table in _tables(url, storage_options).items():
         data = table.to_pyarrow_table()
         if through is not None:
+            import pyarrow as pa
             import pyarrow.compute as pc
 
-            data = data.filter(pc.less_equal(data["day"], through))
+            data = data.filter(pc.less_equal(data["day"], pa.scalar(through, pa.date32())))
         columns = [c for c in data.column_names
                    if c not in _RUN_COLUMNS.get(name, ()) and c not in ignore]
         rows[name] = tuple(sorted((tuple(row[c] for c in columns)

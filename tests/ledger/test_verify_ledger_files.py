@@ -17,7 +17,7 @@ from streamer.verify.ledger_files import (
     ledger_snapshot,
     uncommitted_files,
 )
-from tests.ledger.crash_writer import DAYS, PARTITIONS, close_all
+from tests.ledger.crash_writer import DAYS, FIRST, PARTITIONS, close_all
 
 
 def test_ledger_files_pass_a_written_ledger_and_catch_a_tampered_one(tmp_path: Path) -> None:
@@ -32,6 +32,9 @@ def test_ledger_files_pass_a_written_ledger_and_catch_a_tampered_one(tmp_path: P
     reference = ledger_snapshot(str(good))
     assert set(reference.commits.values()) == {1}
     assert len(reference.commits) == 6 * DAYS * PARTITIONS
+    first_day = ledger_snapshot(str(good), through=FIRST)
+    assert len(first_day.commits) == 6 * PARTITIONS
+    assert {row[0] for row in first_day.rows["tracks"]} == {FIRST}
 
     bad = tmp_path / "bad"
     shutil.copytree(good, bad)
