@@ -4,13 +4,17 @@ counters, the territory counters in Redis, the ledger's files (read with deltala
 DuckDB, not through streamer.ledger) and the range answers of the API.
 
 The run's event time crosses midnight UTC three days ago, so both days are past and
-the worker seals and closes them once it has caught up (docs/LEDGER.md).
+the worker seals and closes them once it has caught up (docs/LEDGER.md). Its size is
+``STREAMER_TEST_RECONCILE_USES`` (default 48,000 uses over 20 simulated minutes); the
+figures, Redis bytes of the territory counters and Parquet bytes of the ledger per
+million uses among them, are printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,6 +33,7 @@ from streamer.verify.territory import reconcile_territory
 from streamer.verify.truth import fold_replaced_holders
 
 PARTITIONS = 4
+USES = int(os.environ.get("STREAMER_TEST_RECONCILE_USES") or 48_000)
 
 
 def _day(start_ms: int) -> date:
@@ -54,7 +59,8 @@ async def test_loadgen_run_with_territory_reconciles_counters_ledger_and_ranges(
     settings = load_settings(pipe.env())
     midnight = now_ms() // DAY * DAY - 2 * DAY
     cfg = LoadConfig(seed=20, start_ms=midnight - 10 * 60_000, duration_s=1200.0,
-                     use_rate=40.0, catalog=2_000, track_rate=0.5, replace_share=0.01,
+                     use_rate=USES / 1200, catalog=max(2_000, USES // 100), track_rate=0.5,
+                     replace_share=0.01,
                      batch_events=200, windows=settings.windows,
                      territory_windows=settings.territory,
                      allowed_lateness_ms=settings.allowed_lateness_ms)
@@ -65,14 +71,15 @@ async def test_loadgen_run_with_territory_reconciles_counters_ledger_and_ranges(
     assert not load.errors and load.truth is not None
     truth = load.truth
     worker = await pipe.start_worker()
-    await pipe.drained()
+    await pipe.drained(timeout=120 + USES / 2_000)
 
     async def every_partition_closed_both_days() -> bool:
         pairs = await asyncio.to_thread(closed, str(ledger))
         return all((day, p) in pairs for p in range(PARTITIONS)
                    for day in (_day(midnight - DAY), _day(midnight)))
 
-    await poll_until(every_partition_closed_both_days, 180, "both days closed by the worker")
+    await poll_until(every_partition_closed_both_days, 180 + USES / 10_000,
+                     "both days closed by the worker")
     deadline = time.monotonic() + 30
     while await pending_tracks(pipe.redis_url, pipe.key_prefix, PARTITIONS) and (
             time.monotonic() < deadline):

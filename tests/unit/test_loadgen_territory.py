@@ -159,3 +159,22 @@ def test_generated_countries_follow_the_weights_and_the_seed() -> None:
     total = sum(counted.values())
     assert counted.most_common(1)[0][0] == "US"
     assert abs(counted["US"] / total - dict(territory_weights(12))["US"]) < 0.05
+
+
+def test_truth_file_round_trips_plain_territory_and_ledger_counters(tmp_path: Any) -> None:
+    import argparse
+
+    from streamer.config import load_settings
+    from streamer.loadgen.cli import add_arguments, config_from_args, read_truth, write_truth
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--countries", "7"]), load_settings({}))
+    assert cfg.countries == 7 and cfg.territory_windows == (("1d", DAY_MS),)
+    truth = generate(small_config()).truth
+    everything = {**truth.expected(), **truth.expected_territory(), **truth.expected_ledger()}
+    path = tmp_path / "truth.jsonl"
+    write_truth(str(path), everything)
+    back = read_truth(str(path))
+    assert back == everything
+    assert {key[0] for key in back} >= {"track", "ttrack", "tracks", "tholder", "holders"}
