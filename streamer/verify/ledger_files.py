@@ -238,10 +238,16 @@ class LedgerSnapshot:
 
     rows: Mapping[str, tuple[tuple[Any, ...], ...]]
     commits: Mapping[tuple[str, str, str], int]
+    columns: Mapping[str, tuple[str, ...]]
 
-    def totals(self) -> dict[str, Any]:
-        """Row counts per table and the sums that matter, for a report line."""
-        out: dict[str, Any] = {name: len(rows) for name, rows in self.rows.items()}
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Per table its row count and the sums of its count columns."""
+        out: dict[str, dict[str, int]] = {}
+        for name, rows in self.rows.items():
+            out[name] = {"rows": len(rows)}
+            for at, column in enumerate(self.columns[name]):
+                if column in _SUMMED:
+                    out[name][column] = sum(int(row[at]) for row in rows)
         return out
 
     def differences(self, other: LedgerSnapshot) -> list[str]:
@@ -260,6 +266,7 @@ class LedgerSnapshot:
         return problems
 
 
+_SUMMED = ("uses", "weighted_micro", "share_micro")
 # Columns that differ between two runs of the same input by design.
 _RUN_COLUMNS = {"closes": ("code_version",)}
 
@@ -271,6 +278,7 @@ def ledger_snapshot(url: str, storage_options: Mapping[str, str] | None = None,
     only the days up to it (two runs at different wall-clock times may seal a different
     number of idle days after the traffic)."""
     rows: dict[str, tuple[tuple[Any, ...], ...]] = {}
+    names: dict[str, tuple[str, ...]] = {}
     commits: Counter[tuple[str, str, str]] = Counter()
     for name, table in _tables(url, storage_options).items():
         data = table.to_pyarrow_table()
@@ -281,6 +289,7 @@ def ledger_snapshot(url: str, storage_options: Mapping[str, str] | None = None,
             data = data.filter(pc.less_equal(data["day"], pa.scalar(through, pa.date32())))
         columns = [c for c in data.column_names
                    if c not in _RUN_COLUMNS.get(name, ()) and c not in ignore]
+        names[name] = tuple(columns)
         rows[name] = tuple(sorted((tuple(row[c] for c in columns)
                                    for row in data.select(columns).to_pylist()), key=repr))
         for entry in table.history():
@@ -288,7 +297,7 @@ def ledger_snapshot(url: str, storage_options: Mapping[str, str] | None = None,
                     str(entry["streamer.day"])) <= through):
                 commits[(name, str(entry["streamer.day"]),
                          str(entry["streamer.partition"]))] += 1
-    return LedgerSnapshot(rows, dict(commits))
+    return LedgerSnapshot(rows, dict(commits), names)
 
 
 def interrupted(url: str, storage_options: Mapping[str, str] | None = None

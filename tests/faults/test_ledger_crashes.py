@@ -178,12 +178,13 @@ async def test_sigkill_while_writing_the_ledger_equals_an_undisturbed_run(
         mine = ledger_snapshot(str(ledger), through=through)
         theirs = ledger_snapshot(str(reference_ledger), through=through)
         differences = mine.differences(theirs)
-        rows = {name: len(table) for name, table in mine.rows.items()}
+        rows = mine.totals()
         scenario.notes.update({"ledger_rows": rows, "closes_cut": cut_closes,
                                "kills_with_uncommitted_files": stray_files})
-        log(f"scenario 12: ledger rows per table {rows}; differences from the undisturbed "
-            f"run: {differences or 'none'}")
+        log(f"scenario 12: ledger rows and totals per table {rows}; differences from the "
+            f"undisturbed run: {differences or 'none'}")
         assert not differences, differences
+        assert rows == theirs.totals()
         assert set(mine.commits.values()) == {1}
         assert len(mine.commits) == 6 * len(pairs)
 

@@ -45,6 +45,9 @@ def test_ledger_files_pass_a_written_ledger_and_catch_a_tampered_one(tmp_path: P
     assert not tampered.ok
     assert any("weighted_micro" in problem for problem in tampered.problems)
     assert ledger_snapshot(str(bad)).differences(reference)
+    assert ledger_snapshot(str(bad)).totals()["holders"]["rows"] == (
+        reference.totals()["holders"]["rows"] + 1)
+    assert reference.totals()["tracks"]["uses"] == check.uses
 
     # A Parquet file no commit references is found (a close that died before committing).
     stray = next((bad / "tracks").rglob("*.parquet"))
