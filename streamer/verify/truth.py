@@ -141,7 +141,6 @@ class GroundTruth:
         self._tsealed: list[tuple[str, TrackInfo | None, Counter[tuple[str, int, str]]]] = []
         # track_id -> (use, territory grain start, country) -> uses not yet expanded
         self._tcells: dict[str, Counter[tuple[str, int, str]]] = {}
-        self.countries: Counter[str] = Counter()
         # Kept for callers deciding what is late; attribution does not depend on it.
         self.allowed_lateness_ms = allowed_lateness_ms
         # Every window start is a function of the event time rounded down to the gcd.
@@ -194,8 +193,7 @@ class GroundTruth:
             tcells = self._tcells.get(track_id)
             if tcells is None:
                 tcells = self._tcells[track_id] = Counter()
-            tcells[(use, occurred_at - occurred_at % self._tgrain, str(country))] += 1
-            self.countries[str(country)] += 1
+            tcells[(use, occurred_at - occurred_at % self._tgrain, country)] += 1
 
     def duplicate(self, event: Mapping[str, Any]) -> None:
         """Note a duplicate of a counted use (not counted)."""
@@ -226,6 +224,18 @@ class GroundTruth:
         """Tracks with uses and no TrackCreated yet."""
         return {track for track, cells in self._cells.items()
                 if cells and track not in self._tracks}
+
+    @property
+    def countries(self) -> Counter[str]:
+        """Counted uses per country (of the uses that carried one)."""
+        total: Counter[str] = Counter()
+        for _, _, tcells in self._tsealed:
+            for (_, _, country), uses in tcells.items():
+                total[country] += uses
+        for tcells in self._tcells.values():
+            for (_, _, country), uses in tcells.items():
+                total[country] += uses
+        return total
 
     def expected_territory(self) -> dict[CounterKey, int]:
         """Every non-zero territory counter of the territory windows (``tt``/``th``/``tg``
