@@ -5,7 +5,9 @@ days:
 
 * the ``by=territory`` answer's territories = the truth's ledger rows of those days;
 * its totals = the plain answer's totals (no ``by``) = the sum over its territories;
-* the range's answer = the sum of its days' one-day answers (totals and territories).
+* the range's answer = the sum of its days' one-day answers (totals and territories);
+* each day's one-day range answer (from the ledger once the day is complete there) =
+  its ``window=1d`` answer (always from Redis): the same whoever serves the day.
 
 The truth is what ``GroundTruth.expected_ledger`` gives (per day, country), which the
 API must answer whether Redis or the ledger serves a day.
@@ -77,9 +79,11 @@ class RangeCheck:
 
 async def check_ranges(base_url: str, rows: Mapping[CounterKey, int], days: Sequence[date],
                        ids: Mapping[str, Iterable[str]], *, token: str | None = None,
-                       timeout_s: float = 60.0) -> RangeCheck:
+                       timeout_s: float = 60.0, redis_days: bool = True) -> RangeCheck:
     """Ask the API about every id in ``ids`` ({"track": [...], "holder": [...], "genre":
-    [...]}) over ``days`` (consecutive UTC days) and check the answers (module docstring)."""
+    [...]}) over ``days`` (consecutive UTC days) and check the answers (module docstring).
+    With ``redis_days`` each day's ``window=1d`` answer too, which Redis serves (its
+    territory counters stay a grace after the day is in the ledger)."""
     check = RangeCheck()
     first, last = days[0].isoformat(), days[-1].isoformat()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -127,6 +131,17 @@ async def check_ranges(base_url: str, rows: Mapping[CounterKey, int], days: Sequ
                                                 "by": "territory"})
                     day_totals.update(_flat(one[COUNTS[kind]]))
                     day_territories.update(_flat(one["territories"]))
+                    if redis_days:
+                        # The day's 1d window: always Redis' territory counters.
+                        start = int(datetime(day.year, day.month, day.day,
+                                             tzinfo=UTC).timestamp()) * 1000
+                        window = await get(kind, key, {"window": "1d", "at": str(start),
+                                                       "by": "territory"})
+                        if (_flat(window[COUNTS[kind]]), _flat(window["territories"])) != (
+                                _flat(one[COUNTS[kind]]), _flat(one["territories"])):
+                            check.problems.append(
+                                f"{kind} {key} {day}: the 1d window (Redis) != the one-day "
+                                f"range ({one.get('closed_days')} closed day)")
                 if +day_totals != totals or +day_territories != territories:
                     check.problems.append(f"{name}: the range's answer != the sum of its days")
     return check
