@@ -197,13 +197,15 @@ async def test_sigkill_while_writing_the_ledger_equals_an_undisturbed_run(
         # Closing again, on demand, commits nothing and changes no file.
         kill_all(workers)
         before = file_stats(ledger)
-        again = subprocess.run(
-            [sys.executable, "-m", "streamer.cli", "ledger", "close"],
-            env={**workers[0].env}, capture_output=True, text=True, timeout=300, check=False)
-        assert again.returncode == 0, again.stderr
-        assert again.stdout.splitlines() == [f"p{p}: closed nothing new"
-                                             for p in range(PARTITIONS)], again.stdout
-        assert file_stats(ledger) == before
+        for day_args in ([], ["--day", min(days).isoformat()]):
+            again = subprocess.run(
+                [sys.executable, "-m", "streamer.cli", "ledger", "close", *day_args],
+                env={**workers[0].env}, capture_output=True, text=True, timeout=300,
+                check=False)
+            assert again.returncode == 0, again.stderr
+            assert again.stdout.splitlines() == [f"p{p}: closed nothing new"
+                                                 for p in range(PARTITIONS)], again.stdout
+            assert file_stats(ledger) == before
         assert cut_closes + stray_files >= 2, scenario.faults
     finally:
         if sender is not None:
