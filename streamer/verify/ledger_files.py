@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -155,7 +155,7 @@ class LedgerCheck:
     rows: int = 0                       # count rows (tracks + holders + genres)
     uses: int = 0                       # sum of tracks.uses
     redis_days_compared: int = 0        # (day, partition) pairs checked against Redis
-    problems: list[str] | None = None
+    problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -168,8 +168,7 @@ def ledger_problems(url: str, redis_1d: Mapping[int, Mapping[CounterKey, int]] |
     counters, as ``read_counters(..., partition=p)`` returns them}) also, per closed day and
     partition: tracks summed over countries = the day's ``t`` counters, holders summed over
     countries = the ``h`` counters, genres = the ``g`` counters."""
-    check = LedgerCheck(problems=[])
-    assert check.problems is not None
+    check = LedgerCheck()
     con = _connect(url, storage_options)
     try:
         present = {row[0] for row in con.execute("SHOW TABLES").fetchall()}

@@ -87,7 +87,7 @@ async def reconcile_territory(redis: Any, key_prefix: str, partitions: int,
     }
     if ledger_url is not None:
         check = ledger_problems(ledger_url, redis_1d)
-        problems += check.problems or []
+        problems += check.problems
         closed_days = sorted({day for day, _ in closed_pairs})
         report.update({
             "ledger_closed_pairs": len(closed_pairs), "ledger_days": len(closed_days),
