@@ -52,7 +52,7 @@ def _cache(settings: Any) -> Any:
     """The worker's catalog cache, as the tree under test builds it."""
     from streamer.state.catalog import CatalogCache
     try:
-        from streamer.pipeline.attribution import plan_bytes  # type: ignore[attr-defined]
+        from streamer.pipeline.attribution import plan_bytes
     except ImportError:  # before the cache was sized by memory
         return CatalogCache(settings.catalog_cache_size)
     return CatalogCache(settings.catalog_cache_bytes, plan_bytes)

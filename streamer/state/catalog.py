@@ -69,7 +69,7 @@ class CatalogCache:
         the end) until a quarter of the limit is free, in one go."""
         entries = self._entries
         target = self._limit * 3 // 4
-        stale = []
+        stale: list[str] = []
         freed = 0
         for track_id, plan in entries.items():
             if self._bytes - freed <= target or len(stale) == len(entries) - 1:
