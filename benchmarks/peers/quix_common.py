@@ -54,6 +54,7 @@ class UsesDeserializer(Deserializer):
         return self.split
 
     def __call__(self, value: bytes, ctx: Any) -> list[dict[str, Any]]:
+        self.reporter.start()
         try:
             decoded = orjson.loads(value)
         except orjson.JSONDecodeError:
