@@ -58,13 +58,17 @@ class Consumer:
     work: tuple[str, str, str, str, str, str, str] = ("", "", "", "", "", "", "")
 
 
-WORK_OF_STREAMER = ("1m, 1h, 1d", "track x use, trending, holder x right (uses, weighted), "
-                 "genre x origin", "yes (5 min)", "yes (1 h, by watermark)", "yes",
-                 "yes", "Redis, flush 0.5-1 s")
+WORK_OF_STREAMER = ("1m, 1h, 1d (+ territory 1d)",
+                    "track x use, trending, holder x right (uses, weighted), "
+                    "genre x origin", "yes (5 min)", "yes (1 h, by watermark)", "yes",
+                    "yes", "Redis, flush 0.5-1 s")
 CONSUMERS: dict[str, Consumer] = {
     "streamer": Consumer(None, work=WORK_OF_STREAMER),
     "streamer_nodirect": Consumer(None, env={"STREAMER_DIRECT_DELIVERY": "0"},
                                   work=WORK_OF_STREAMER),
+    # Not in the default round: what the territory counters (on by default) cost.
+    "streamer_noterritory": Consumer(None, env={"STREAMER_TERRITORY_WINDOWS": ""}, work=(
+        "1m, 1h, 1d, no territory", *WORK_OF_STREAMER[1:])),
     "ceiling": Consumer("benchmarks.peers.aiokafka_ceiling", work=(
         "-", "count per track in memory (decode only)", "no", "no", "no", "no", "none")),
     "quix_windowed": Consumer("benchmarks.peers.quix_windowed",
