@@ -33,9 +33,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    "default 20000; max: event-time density of the backlog, default 250000)")
     g.add_argument("--duration", type=float, help="seconds (sustained: default 300)")
     g.add_argument("--events", type=int, help="usage events in a backlog (max: 3M, "
-                   "peers batch topic: 300k, generator: 1M)")
-    g.add_argument("--events-single", type=int, default=200_000,
-                   help="peers: usage events on the single-record topic (200000)")
+                   "peers batch topic: 1M, generator: 1M)")
+    g.add_argument("--events-single", type=int, default=1_000_000,
+                   help="peers: usage events on the single-record topic (1000000)")
     g.add_argument("--events-single-small", type=int, default=20_000,
                    help="peers: usage events on the small single-record topic, for the "
                         "consumers not in --large-single-peers (20000; 0: none, all "
