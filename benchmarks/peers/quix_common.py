@@ -127,7 +127,7 @@ def run_peer(args: argparse.Namespace, *, key_deserializer: str, split: bool,
         auto_offset_reset="earliest", loglevel="WARNING",
         state_dir=args.state_dir or tempfile.mkdtemp(prefix="quix-state-"),
         on_message_processed=processed)
-    topic = app.topic(args.topic, key_deserializer=key_deserializer,  # type: ignore[arg-type]
+    topic = app.topic(args.topic, key_deserializer=key_deserializer,  # type: ignore[arg-type, unused-ignore]
                       value_deserializer=UsesDeserializer(reporter, split=split),
                       timestamp_extractor=occurred_at if event_time else None)
     sdf, cells = pipeline(app.dataframe(topic))
