@@ -18,7 +18,7 @@ from streamer.reports.rates import RateCard
 from streamer.reports.source import Period, PeriodNotClosed, open_snapshot
 from streamer.reports.statements import write_statements
 from tests.reports.conftest import ClosedMonth, copy_ledger
-from tests.reports.test_dsr import VALIDATOR, validate
+from tests.reports.test_dsr import VALIDATOR, check_report, validate
 
 NOVEMBER = Period.parse("2026-11")
 
@@ -82,6 +82,7 @@ def test_open_and_partial_days_are_refused_unless_provisional(
     assert uses == truth
     if VALIDATOR:  # the reference validator accepts provisional files (a comment line more)
         for name in (n for n in files if n.startswith("dsr/")):
+            check_report([tmp_path / "p" / name])
             validate([tmp_path / "p" / name])
 
 
