@@ -7,7 +7,12 @@ persisted with the partition's atomic flush, so a restarted worker detects the
 duplicates of events it counted before the crash.
 
 The hashes live in one hash table per partition and topic (state/dedupe_table.py:
-two cache lines per probe, a batch probed with a few numpy operations).
+two cache lines per probe, a batch probed with a few numpy operations), except while a
+partition has only ever had single-event records and holds at most ``SMALL_LIMIT``
+live hashes (the tracks topic: a few thousand ids per partition within the horizon):
+then they sit in a plain dict, since the table's probe and insert, one hash at a time in
+Python, cost several times a dict's. Which of the two holds the hashes changes nothing
+that is asked of them or persisted: the same hashes under the same buckets.
 
 Collision odds: the table answers exactly for the 64-bit hashes, so a new event is
 taken for a duplicate only when its hash equals one of the partition's n live hashes:
@@ -28,6 +33,13 @@ from streamer.state.dedupe_table import MAX_LOAD, MIN_LEVEL, BlockTable, Probe
 
 _hash64 = xxhash.xxh3_64_intdigest
 
+# Live hashes a partition fed only single-event records keeps in a dict (~72 bytes a
+# hash, against 9.4-19 in the table): past it they move to the table, and back once
+# expiry leaves a quarter of it.
+SMALL_LIMIT = 16_384
+_SMALL_AGAIN = SMALL_LIMIT // 4
+_INSERT_CHUNK = 4096  # hashes inserted into the table at once: few share a block
+
 
 def event_hash(event_id: str) -> int:
     return _hash64(event_id.encode())
@@ -45,14 +57,22 @@ def _code(bucket: int) -> int:
 class Deduper:
     """Seen-set of one input partition of one topic."""
 
-    __slots__ = ("_counts", "_expired", "_first_live", "_horizon_ms", "_new", "_new_one",
-                 "_overflow", "_table", "bucket_ms")
+    __slots__ = ("_batched", "_counts", "_expired", "_first_live", "_horizon_ms",
+                 "_initial_level", "_max_load", "_new", "_new_one", "_overflow", "_small",
+                 "_table", "bucket_ms")
 
     def __init__(self, horizon_ms: int, initial_level: int = MIN_LEVEL,
                  max_load: float = MAX_LOAD) -> None:
         self._horizon_ms = horizon_ms
         self.bucket_ms = max(1, horizon_ms // 5)
+        self._initial_level = initial_level
+        self._max_load = max_load
         self._table = BlockTable(initial_level, max_load)
+        # While not None, every live hash is here (hash -> its bucket's code) and the
+        # table is empty: a partition of single-event records with few live hashes.
+        self._small: dict[int, int] | None = {}
+        # Once a batch record came, the table holds the hashes for good (its numpy path).
+        self._batched = False
         # Live hashes per bucket (the table's words carry the bucket's code).
         self._counts: dict[int, int] = {}
         # Hashes whose two blocks were both full (rare): hash -> its bucket's code.
@@ -70,8 +90,15 @@ class Deduper:
 
     @property
     def memory_bytes(self) -> int:
-        """The table's blocks in use, ~100 bytes per overflowed hash."""
-        return self._table.nbytes + 100 * len(self._overflow)
+        """The table's blocks in use, ~100 bytes per overflowed hash, ~72 per hash of
+        the small dict."""
+        small = 72 * len(self._small) if self._small is not None else 0
+        return self._table.nbytes + 100 * len(self._overflow) + small
+
+    @property
+    def in_table(self) -> bool:
+        """Whether the hashes are in the block table (else in the small dict)."""
+        return self._small is None
 
     # -- adding ------------------------------------------------------------------------
 
@@ -85,6 +112,9 @@ class Deduper:
         count = len(digests)
         if not count:
             return []
+        self._batched = True
+        if self._small is not None:
+            self._to_table()
         hashes = np.fromiter(digests, dtype=np.uint64, count=count)
         table = self._table
         table.grow(table.entries + count)  # first: the rows read below stay valid
@@ -129,6 +159,21 @@ class Deduper:
 
     def add_digest(self, digest: int, occurred_at: int) -> bool:
         """Remember the event; False when it was already seen (a duplicate)."""
+        small = self._small
+        if small is not None:
+            if digest in small:
+                return False
+            bucket = occurred_at // self.bucket_ms
+            small[digest] = bucket % 255 + 1  # _code, inline: the hot path of TrackCreated
+            counts = self._counts
+            counts[bucket] = counts.get(bucket, 0) + 1
+            pending = self._new_one.get(bucket)
+            if pending is None:
+                pending = self._new_one[bucket] = array("Q")
+            pending.append(digest)
+            if len(small) > SMALL_LIMIT:
+                self._to_table()
+            return True
         table = self._table
         if table.find_one(digest) or digest in self._overflow:
             return False
@@ -161,6 +206,15 @@ class Deduper:
         if not len(hashes):
             return
         hashes = np.unique(hashes.astype(np.uint64))
+        small = self._small
+        if small is not None:
+            fresh = [digest for digest in hashes.tolist() if digest not in small]
+            if len(small) + len(fresh) <= SMALL_LIMIT:
+                code = _code(bucket_index)
+                small.update(dict.fromkeys(fresh, code))
+                self._counts[bucket_index] = self._counts.get(bucket_index, 0) + len(fresh)
+                return
+            self._to_table()
         table = self._table
         probe = table.probe(hashes)
         seen = (table.holds(table.rows(probe.block1), probe.key1)
@@ -169,13 +223,37 @@ class Deduper:
             seen |= np.isin(hashes, np.fromiter(self._overflow, dtype=np.uint64))
         new = hashes[~seen]
         self._counts[bucket_index] = self._counts.get(bucket_index, 0) + len(new)
-        table.grow(table.entries + len(new))
-        code = _code(bucket_index)
-        for start in range(0, len(new), 4096):  # in batches: few share a block
-            part = new[start:start + 4096]
+        self._insert_new(new, np.full(len(new), _code(bucket_index), dtype=np.uint64))
+
+    def _insert_new(self, hashes: np.ndarray, codes: np.ndarray) -> None:
+        """Store hashes the table does not hold, in chunks: few share a block."""
+        table = self._table
+        table.grow(table.entries + len(hashes))
+        for start in range(0, len(hashes), _INSERT_CHUNK):
+            part = hashes[start:start + _INSERT_CHUNK]
             probe = table.probe(part)
-            self._insert(table, part, np.full(len(part), code, dtype=np.uint64), probe,
+            self._insert(table, part, codes[start:start + _INSERT_CHUNK], probe,
                          table.rows(probe.block1), table.rows(probe.block2))
+
+    # -- where the hashes live -------------------------------------------------------------
+
+    def _to_table(self) -> None:
+        """Move the small dict's hashes into the (empty) table, in bulk."""
+        small = self._small
+        assert small is not None
+        self._small = None
+        if small:
+            self._insert_new(np.fromiter(small.keys(), dtype=np.uint64, count=len(small)),
+                             np.fromiter(small.values(), dtype=np.uint64, count=len(small)))
+
+    def _to_small(self) -> None:
+        """Move the table's and the overflow's hashes into a dict; a fresh table."""
+        hashes, codes = self._table.contents()
+        small = dict(zip(hashes.tolist(), codes.tolist(), strict=True))
+        small.update(self._overflow)
+        self._small = small
+        self._overflow = {}
+        self._table = BlockTable(self._initial_level, self._max_load)
 
     # -- expiry --------------------------------------------------------------------------
 
@@ -198,11 +276,18 @@ class Deduper:
         live = np.zeros(256, dtype=bool)
         for bucket in self._counts:
             live[_code(bucket)] = True
+        self._expired.extend(expired)
+        small = self._small
+        if small is not None:
+            alive = live.tolist()
+            self._small = {digest: code for digest, code in small.items() if alive[code]}
+            return
         self._table.sweep(live)
         if self._overflow:
             self._overflow = {digest: code for digest, code in self._overflow.items()
                               if live[code]}
-        self._expired.extend(expired)
+        if not self._batched and len(self) <= _SMALL_AGAIN:
+            self._to_small()
 
     def evict(self, watermark: int) -> list[int]:
         """Advance to the watermark; return the buckets dropped since the last call."""

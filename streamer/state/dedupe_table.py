@@ -176,6 +176,23 @@ class BlockTable:
             return high | ((block ^ _mix_one(high >> 32)) & ((1 << width) - 1))
         return high | block
 
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored hash and its code (``hash_of`` over the whole table at once)."""
+        words = self.words[:self.blocks]
+        blocks, slots = np.nonzero(words)
+        stored = words[blocks, slots]
+        level = self.level
+        wide = (blocks < self.split) | (blocks >= 1 << level)
+        width = wide.astype(np.uint64) + _U64(level)
+        high = ((stored >> _U64(9)) & _U64(_QUOTIENT)) << width
+        address = blocks.astype(np.uint64)
+        second = ((stored >> _U64(8)) & _U64(1)) != 0
+        address = np.where(second, address ^ _mix(high >> _U64(32)), address)
+        low = address & ((_U64(1) << width) - _U64(1))
+        codes: np.ndarray = stored & _CODE
+        hashes: np.ndarray = high | low
+        return hashes, codes
+
     # -- batches -------------------------------------------------------------------
 
     def rows(self, blocks: np.ndarray) -> np.ndarray:
