@@ -37,7 +37,6 @@ _hash64 = xxhash.xxh3_64_intdigest
 # hash, against 9.4-19 in the table): past it they move to the table, and back once
 # expiry leaves a quarter of it.
 SMALL_LIMIT = 16_384
-_SMALL_AGAIN = SMALL_LIMIT // 4
 _INSERT_CHUNK = 4096  # hashes inserted into the table at once: few share a block
 
 
@@ -59,10 +58,10 @@ class Deduper:
 
     __slots__ = ("_batched", "_counts", "_expired", "_first_live", "_horizon_ms",
                  "_initial_level", "_max_load", "_new", "_new_one", "_overflow", "_small",
-                 "_table", "bucket_ms")
+                 "_small_limit", "_table", "bucket_ms")
 
     def __init__(self, horizon_ms: int, initial_level: int = MIN_LEVEL,
-                 max_load: float = MAX_LOAD) -> None:
+                 max_load: float = MAX_LOAD, small_limit: int = SMALL_LIMIT) -> None:
         self._horizon_ms = horizon_ms
         self.bucket_ms = max(1, horizon_ms // 5)
         self._initial_level = initial_level
@@ -71,6 +70,7 @@ class Deduper:
         # While not None, every live hash is here (hash -> its bucket's code) and the
         # table is empty: a partition of single-event records with few live hashes.
         self._small: dict[int, int] | None = {}
+        self._small_limit = small_limit
         # Once a batch record came, the table holds the hashes for good (its numpy path).
         self._batched = False
         # Live hashes per bucket (the table's words carry the bucket's code).
@@ -171,7 +171,7 @@ class Deduper:
             if pending is None:
                 pending = self._new_one[bucket] = array("Q")
             pending.append(digest)
-            if len(small) > SMALL_LIMIT:
+            if len(small) > self._small_limit:
                 self._to_table()
             return True
         table = self._table
@@ -209,7 +209,7 @@ class Deduper:
         small = self._small
         if small is not None:
             fresh = [digest for digest in hashes.tolist() if digest not in small]
-            if len(small) + len(fresh) <= SMALL_LIMIT:
+            if len(small) + len(fresh) <= self._small_limit:
                 code = _code(bucket_index)
                 small.update(dict.fromkeys(fresh, code))
                 self._counts[bucket_index] = self._counts.get(bucket_index, 0) + len(fresh)
@@ -286,7 +286,7 @@ class Deduper:
         if self._overflow:
             self._overflow = {digest: code for digest, code in self._overflow.items()
                               if live[code]}
-        if not self._batched and len(self) <= _SMALL_AGAIN:
+        if not self._batched and len(self) <= self._small_limit // 4:
             self._to_small()
 
     def evict(self, watermark: int) -> list[int]:
