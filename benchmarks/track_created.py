@@ -105,17 +105,18 @@ def measure_cost(path: Path) -> dict[str, float]:
     for meta in metas:
         plan_for(meta)
     plan = clock() - started
-    # The dedupe's share of handle_track: the same digests into a fresh table.
+    # The dedupe's share of handle_track: the same digests into a fresh set per
+    # partition, as the worker's (one per partition and topic).
     import orjson
 
     from streamer.pipeline.processor import _hash64
     from streamer.state.dedupe import Deduper
-    ids = [(_hash64(orjson.loads(value)["event_id"].encode()), now_ms)
-           for _, value in records]
-    deduper = Deduper(settings.dedupe_horizon_ms)
+    ids = [(partition, _hash64(orjson.loads(value)["event_id"].encode()),
+            orjson.loads(value)["occurred_at"]) for partition, value in records]
+    dedupers = {partition: Deduper(settings.dedupe_horizon_ms) for partition, _, _ in ids}
     started = clock()
-    for digest, occurred_at in ids:
-        deduper.add_digest(digest, occurred_at)
+    for partition, digest, occurred_at in ids:
+        dedupers[partition].add_digest(digest, occurred_at)
     dedupe = clock() - started
     per = 1e6 / len(records)
     return {"handle_track": handle * per, "catalog entries": catalog * per,
