@@ -21,14 +21,14 @@ from streamer.events.validation import USE_CREATE, TrackMeta
 from streamer.metrics import Metrics
 from streamer.pipeline.attribution import (
     UNATTRIBUTED_PLAN,
+    PlanTerritory,
     add_attribution,
     attribute_uses,
     count_track_uses,
     genre_of,
     known_plan,
     plan_for,
-    plan_version,
-    territory_fields,
+    plan_territory,
 )
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
 from streamer.state.catalog import CatalogCache, Plan
@@ -358,79 +358,83 @@ class Flusher:
     def _aggregate(
         self, state: PartitionState, cells: dict[CellKey, int], plans: dict[str, Plan],
     ) -> tuple[dict[int, dict[str, dict[str, int]]], dict[int, dict[str, str]]]:
-        """Counter increments per base window, one pass over the cells, and the catalog
-        entries of the day's attributions (territory on).
+        """Counter increments per base window and the catalog entries of the day's
+        attributions (territory on).
 
-        Cells are distinct (track, use, base, country): per-track fields sum over
-        countries, holder and genre fields over the tracks that share them. With
-        territory on, holders and genres are attributed per country first and the plain
-        fields summed from those (one attribution per cell either way). Cells of tracks
-        with no known metadata become pending attributions.
+        Cells are distinct (track, use, base, country). The plain fields need no country:
+        they are attributed once per (track, use, base), with the uses summed over its
+        countries (a third of the cells in the benchmark's traffic). Territory fields are
+        attributed once per cell, by the plan named for its country (``PlanTerritory``:
+        built once per plan and country), straight into the territory hashes. Cells of
+        tracks with no known metadata become pending attributions.
         """
         by_base: dict[int, dict[str, dict[str, int]]] = {}
-        per_country: dict[int, dict[str, tuple[dict[str, int], dict[str, int]]]] = {}
         entries: dict[int, dict[str, str]] = {}
-        versions: dict[int, dict[str, str]] = {}  # per base window: track -> version
-        territory = bool(self.territory)
         cache_get = self.cache.get
         plans_get = plans.get
-        for (track_id, use, base_start, country), uses in cells.items():
-            parts = by_base.get(base_start)
-            if parts is None:
-                parts = by_base[base_start] = {
-                    TRACK_COUNTS: {}, TRENDING: {}, HOLDER_COUNTS: {}, GENRE_COUNTS: {},
-                    TERRITORY_TRACK_COUNTS: {}, TERRITORY_HOLDER_COUNTS: {},
-                    TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}, GENRE_TRENDING: {}}
-                per_country[base_start] = {}
-                versions[base_start] = {}
-            tracks = parts[TRACK_COUNTS]
-            field = use + "|" + track_id
-            tracks[field] = tracks.get(field, 0) + uses
+        totals: dict[tuple[str, str, int], int] = {}
+        totals_get = totals.get
+        for key, uses in cells.items():
+            group = key[:3]
+            totals[group] = totals_get(group, 0) + uses
+        # The plain counters, per (track, use, base); plans looked up once per track.
+        plan_of: dict[str, Plan | None] = {}
+        last_base = None
+        parts: dict[str, dict[str, int]] = {}
+        for (track_id, use, base_start), uses in totals.items():
+            if base_start != last_base:
+                last_base = base_start
+                parts = by_base.get(base_start)  # type: ignore[assignment]
+                if parts is None:
+                    parts = by_base[base_start] = {
+                        TRACK_COUNTS: {}, TRENDING: {}, HOLDER_COUNTS: {}, GENRE_COUNTS: {},
+                        TERRITORY_TRACK_COUNTS: {}, TERRITORY_HOLDER_COUNTS: {},
+                        TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}, GENRE_TRENDING: {}}
+            parts[TRACK_COUNTS][f"{use}|{track_id}"] = uses  # groups are distinct
+            if track_id in plan_of:
+                plan = plan_of[track_id]
+            else:
+                plan = plan_of[track_id] = plans_get(track_id) or cache_get(track_id)
             if use == USE_CREATE:
                 trending = parts[TRENDING]
                 trending[track_id] = trending.get(track_id, 0) + uses
-            if territory:
-                parts[TERRITORY_TRACK_COUNTS][use + "|" + country + "|" + track_id] = uses
-            plan = plans_get(track_id) or cache_get(track_id)
-            if plan is None:
-                state.add_pending(track_id, use, base_start, country, uses)
-                continue
-            if use == USE_CREATE:
-                genre = genre_of(plan)
-                if genre is not None:  # cells cannot be unattributed; kept for the type
+                genre = genre_of(plan) if plan is not None else None
+                if genre is not None:
                     # keys.genre_trending_field, inline as the track field above
-                    ranked = parts[GENRE_TRENDING]
-                    field = genre + "|" + track_id
-                    ranked[field] = ranked.get(field, 0) + uses
-            if not territory:
+                    parts[GENRE_TRENDING][f"{genre}|{track_id}"] = uses
+            if plan is not None:
                 add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
-                continue
-            countries = per_country[base_start]
-            sums = countries.get(country)
-            if sums is None:
-                sums = countries[country] = ({}, {})
-            add_attribution(sums[0], sums[1], plan, use, uses)
-            base_versions = versions[base_start]
-            version = base_versions.get(track_id)
-            if version is None:  # once per track and base window (one plan per flush)
-                version, entry = plan_version(plan)
-                base_versions[track_id] = version
-                day = base_start - base_start % DAY_MS
-                day_entries = entries.get(day)
+        if not self.territory:
+            for (track_id, use, base_start, country), uses in cells.items():
+                if plan_of[track_id] is None:
+                    state.add_pending(track_id, use, base_start, country, uses)
+            return by_base, entries
+        # The territory counters and the day's attributions, per cell.
+        territory_of: dict[str, PlanTerritory] = {}
+        last_base = None
+        for (track_id, use, base_start, country), uses in cells.items():
+            if base_start != last_base:
+                last_base = base_start
+                parts = by_base[base_start]
+                territory_tracks = parts[TERRITORY_TRACK_COUNTS]
+                territory_holders = parts[TERRITORY_HOLDER_COUNTS]
+                territory_genres = parts[TERRITORY_GENRE_COUNTS]
+                attributions = parts[ATTRIBUTIONS]
+                day_entries = entries.get(base_start - base_start % DAY_MS)
                 if day_entries is None:
-                    day_entries = entries[day] = {}
-                day_entries[track_id + "|" + version] = entry
-            parts[ATTRIBUTIONS][track_id + "|" + country + "|" + use + "|" + version] = uses
-        for base_start, countries in per_country.items():
-            parts = by_base[base_start]
-            for kind, territory_kind, at in ((HOLDER_COUNTS, TERRITORY_HOLDER_COUNTS, 0),
-                                             (GENRE_COUNTS, TERRITORY_GENRE_COUNTS, 1)):
-                plain, per = parts[kind], parts[territory_kind]
-                for country, sums in countries.items():
-                    fields = sums[at]
-                    for name, value in fields.items():
-                        plain[name] = plain.get(name, 0) + value
-                    per.update(territory_fields(fields, country, at == 0))
+                    day_entries = entries[base_start - base_start % DAY_MS] = {}
+            territory_tracks[f"{use}|{country}|{track_id}"] = uses
+            known = territory_of.get(track_id)
+            if known is None:
+                plan = plan_of[track_id]
+                if plan is None:
+                    state.add_pending(track_id, use, base_start, country, uses)
+                    continue
+                known = territory_of[track_id] = plan_territory(plan)
+            add_attribution(territory_holders, territory_genres, known.of(country), use, uses)
+            version = known.version
+            attributions[f"{track_id}|{country}|{use}|{version}"] = uses
+            day_entries[f"{track_id}|{version}"] = known.entry
         return by_base, entries
 
     def _resolve_pending(
