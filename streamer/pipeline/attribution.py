@@ -184,76 +184,6 @@ def territory_fields(fields: dict[str, int], country: str, is_holder: bool) -> d
     return result
 
 
-class PlanTerritory:
-    """A plan's territory side, built once per plan: its ledger version and entry, and
-    per country the plan with its holder and genre fields named for that country (the
-    same layout, so ``add_attribution`` takes it as it is)."""
-
-    __slots__ = ("countries", "entry", "plan", "version")
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.version, self.entry = plan_version(plan)
-        self.countries: dict[str, Plan] = {}
-
-    def of(self, country: str) -> Plan:
-        global _territory_plans
-        territory_plan = self.countries.get(country)
-        if territory_plan is None:
-            if _territory_plans >= _TERRITORY_PLANS_LIMIT:
-                _PLAN_TERRITORIES.clear()
-                _territory_plans = 0
-            territory_plan = self.countries[country] = _territory_plan(self.plan, country)
-            _territory_plans += 1
-        return territory_plan
-
-
-# id(plan) -> its PlanTerritory; at most _TERRITORY_PLANS_LIMIT per-country plans in all
-# (~150 bytes each), then cleared (rebuilt on demand: a few dict lookups per country).
-_PLAN_TERRITORIES: dict[int, PlanTerritory] = {}
-_TERRITORY_PLANS_LIMIT = 300_000
-_territory_plans = 0
-# Per country: a plan's shared holder fields -> the same four named for the country.
-_TERRITORY_HOLDERS: dict[str, dict[_HolderFields, _HolderFields]] = {}
-
-
-def plan_territory(plan: Plan) -> PlanTerritory:
-    """The territory side of ``plan`` (one shared object per plan, while cached)."""
-    known = _PLAN_TERRITORIES.get(id(plan))
-    if known is None or known.plan is not plan:
-        known = _PLAN_TERRITORIES[id(plan)] = PlanTerritory(plan)
-    return known
-
-
-def _territory_plan(plan: Plan, country: str) -> Plan:
-    """``plan`` with every field named for ``country``: territory_holder_field and
-    territory_genre_field of each, from tables shared by the plans."""
-    names = _TERRITORY_FIELDS.get(country)
-    if names is None or len(names) >= _TERRITORY_LIMIT:
-        names = _TERRITORY_FIELDS[country] = {}
-    holders = _TERRITORY_HOLDERS.get(country)
-    if holders is None or len(holders) >= _TERRITORY_LIMIT:
-        holders = _TERRITORY_HOLDERS[country] = {}
-    result: list[Any] = []
-    for genre in plan[:_FIRST_HOLDER]:
-        if genre is not None:
-            named = names.get(genre)
-            if named is None:
-                named = names[genre] = intern(territory_genre_field(genre, country))
-            genre = named
-        result.append(genre)
-    for index in range(_FIRST_HOLDER, len(plan), 2):
-        fields = plan[index]
-        named_fields = holders.get(fields)
-        if named_fields is None:
-            create_uses, create_weight, play_uses, play_weight = (
-                intern(territory_holder_field(name, country)) for name in fields)
-            named_fields = holders[fields] = (create_uses, create_weight, play_uses,
-                                              play_weight)
-        result += (named_fields, plan[index + 1])
-    return tuple(result)
-
-
 # id(plan) -> (plan, catalog version, entry JSON): a plan is one shared object per
 # metadata, so its version (a SHA-256 of the entry) is computed once, not per flush.
 _VERSIONS: dict[int, tuple[Plan, str, str]] = {}
@@ -285,6 +215,11 @@ def plan_version(plan: Plan) -> tuple[str, str]:
         _VERSIONS.clear()
     _VERSIONS[id(plan)] = (plan, entry.version, text)
     return entry.version, text
+
+
+def holder_slots(plan: Plan) -> list[tuple[_HolderFields, int]]:
+    """A plan's holder fields, each with its micro-share (the unclaimed rest included)."""
+    return [(plan[index], plan[index + 1]) for index in range(_FIRST_HOLDER, len(plan), 2)]
 
 
 def add_attribution(holders: dict[str, int], genres: dict[str, int], plan: Plan, use: str,

@@ -21,16 +21,16 @@ from streamer.events.validation import USE_CREATE, TrackMeta
 from streamer.metrics import Metrics
 from streamer.pipeline.attribution import (
     UNATTRIBUTED_PLAN,
-    PlanTerritory,
     add_attribution,
     attribute_uses,
     count_track_uses,
     genre_of,
     known_plan,
     plan_for,
-    plan_territory,
+    plan_version,
 )
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
+from streamer.pipeline.territory import TerritoryCells
 from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import CounterDeltas
 from streamer.state.keys import (
@@ -363,10 +363,9 @@ class Flusher:
 
         Cells are distinct (track, use, base, country). The plain fields need no country:
         they are attributed once per (track, use, base), with the uses summed over its
-        countries (a third of the cells in the benchmark's traffic). Territory fields are
-        attributed once per cell, by the plan named for its country (``PlanTerritory``:
-        built once per plan and country), straight into the territory hashes. Cells of
-        tracks with no known metadata become pending attributions.
+        countries (a third of the cells in the benchmark's traffic). Territory holder and
+        genre fields are summed per cell by territory.py (numpy over the cells' plans).
+        Cells of tracks with no known metadata become pending attributions.
         """
         by_base: dict[int, dict[str, dict[str, int]]] = {}
         entries: dict[int, dict[str, str]] = {}
@@ -409,32 +408,45 @@ class Flusher:
                 if plan_of[track_id] is None:
                     state.add_pending(track_id, use, base_start, country, uses)
             return by_base, entries
-        # The territory counters and the day's attributions, per cell.
-        territory_of: dict[str, PlanTerritory] = {}
+        # The territory counters and the day's attributions, per cell: strings for the
+        # track and ledger fields, three ints for the holders and genres (territory.py).
+        territory = TerritoryCells()
+        which, codes, counts = territory.which, territory.codes, territory.uses
+        country_code: dict[str, int] = {}
+        track_of: dict[str, tuple[int, str, str]] = {}  # plan index, version, entry
         last_base = None
+        base_code = 0
         for (track_id, use, base_start, country), uses in cells.items():
             if base_start != last_base:
                 last_base = base_start
                 parts = by_base[base_start]
                 territory_tracks = parts[TERRITORY_TRACK_COUNTS]
-                territory_holders = parts[TERRITORY_HOLDER_COUNTS]
-                territory_genres = parts[TERRITORY_GENRE_COUNTS]
                 attributions = parts[ATTRIBUTIONS]
-                day_entries = entries.get(base_start - base_start % DAY_MS)
+                base_code = territory.base_code(base_start)
+                day = base_start - base_start % DAY_MS
+                day_entries = entries.get(day)
                 if day_entries is None:
-                    day_entries = entries[base_start - base_start % DAY_MS] = {}
+                    day_entries = entries[day] = {}
             territory_tracks[f"{use}|{country}|{track_id}"] = uses
-            known = territory_of.get(track_id)
+            known = track_of.get(track_id)
             if known is None:
                 plan = plan_of[track_id]
                 if plan is None:
                     state.add_pending(track_id, use, base_start, country, uses)
                     continue
-                known = territory_of[track_id] = plan_territory(plan)
-            add_attribution(territory_holders, territory_genres, known.of(country), use, uses)
-            version = known.version
-            attributions[f"{track_id}|{country}|{use}|{version}"] = uses
-            day_entries[f"{track_id}|{version}"] = known.entry
+                version, entry = plan_version(plan)
+                known = track_of[track_id] = (territory.plan_index(plan), version, entry)
+            day_entries[f"{track_id}|{known[1]}"] = known[2]
+            attributions[f"{track_id}|{country}|{use}|{known[1]}"] = uses
+            code = country_code.get(country)
+            if code is None:
+                code = country_code[country] = territory.country_code(country, USE_CREATE)
+            which.append(known[0])
+            codes.append(base_code | code | (use != USE_CREATE))
+            counts.append(uses)
+        holders = {base: parts[TERRITORY_HOLDER_COUNTS] for base, parts in by_base.items()}
+        genres = {base: parts[TERRITORY_GENRE_COUNTS] for base, parts in by_base.items()}
+        territory.sum_into(holders, genres)
         return by_base, entries
 
     def _resolve_pending(
