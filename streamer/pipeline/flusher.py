@@ -447,6 +447,8 @@ class Flusher:
         holders = {base: parts[TERRITORY_HOLDER_COUNTS] for base, parts in by_base.items()}
         genres = {base: parts[TERRITORY_GENRE_COUNTS] for base, parts in by_base.items()}
         territory.sum_into(holders, genres)
+        for day in [day for day, values in entries.items() if not values]:
+            del entries[day]  # only pending cells that day
         return by_base, entries
 
     def _resolve_pending(
