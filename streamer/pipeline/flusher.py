@@ -411,22 +411,21 @@ class Flusher:
         # The territory counters and the day's attributions, per cell: strings for the
         # track and ledger fields, three ints for the holders and genres (territory.py).
         territory = TerritoryCells()
-        which, codes, counts = territory.which, territory.codes, territory.uses
+        codes, counts = territory.codes, territory.uses
         country_code: dict[str, int] = {}
-        track_of: dict[str, tuple[int, str, str]] = {}  # plan index, version, entry
+        track_of: dict[str, tuple[int, str]] = {}  # plan and base code, version
         last_base = None
         base_code = 0
         for (track_id, use, base_start, country), uses in cells.items():
-            if base_start != last_base:
+            if base_start != last_base:  # cells of one base window mostly come together
                 last_base = base_start
                 parts = by_base[base_start]
                 territory_tracks = parts[TERRITORY_TRACK_COUNTS]
                 attributions = parts[ATTRIBUTIONS]
                 base_code = territory.base_code(base_start)
                 day = base_start - base_start % DAY_MS
-                day_entries = entries.get(day)
-                if day_entries is None:
-                    day_entries = entries[day] = {}
+                day_entries = entries.setdefault(day, {})
+                track_of = {}
             territory_tracks[f"{use}|{country}|{track_id}"] = uses
             known = track_of.get(track_id)
             if known is None:
@@ -435,14 +434,13 @@ class Flusher:
                     state.add_pending(track_id, use, base_start, country, uses)
                     continue
                 version, entry = plan_version(plan)
-                known = track_of[track_id] = (territory.plan_index(plan), version, entry)
-            day_entries[f"{track_id}|{known[1]}"] = known[2]
+                day_entries[f"{track_id}|{version}"] = entry
+                known = track_of[track_id] = (territory.plan_code(plan) | base_code, version)
             attributions[f"{track_id}|{country}|{use}|{known[1]}"] = uses
             code = country_code.get(country)
             if code is None:
                 code = country_code[country] = territory.country_code(country, USE_CREATE)
-            which.append(known[0])
-            codes.append(base_code | code | (use != USE_CREATE))
+            codes.append(known[0] | code | (use != USE_CREATE))
             counts.append(uses)
         holders = {base: parts[TERRITORY_HOLDER_COUNTS] for base, parts in by_base.items()}
         genres = {base: parts[TERRITORY_GENRE_COUNTS] for base, parts in by_base.items()}

@@ -13,6 +13,8 @@ appends three integers; numpy expands the cells over their plans' holders, sums 
 
 from __future__ import annotations
 
+from itertools import chain
+from operator import itemgetter
 from sys import intern
 
 import numpy as np
@@ -26,6 +28,7 @@ from streamer.state.keys import territory_genre_field, territory_holder_field
 _ID_SHIFT = 11
 _BASE_SHIFT = 40
 _NAME_MASK = (1 << _BASE_SHIFT) - 1
+_ID_MASK = (1 << (_BASE_SHIFT - _ID_SHIFT)) - 1
 _NAMES_LIMIT = 2_000_000
 
 
@@ -92,55 +95,57 @@ def _reset_if_full() -> _Tables:
 
 
 class TerritoryCells:
-    """A flush's attributed cells as three columns the caller appends to, one row per
-    cell: ``which`` (``plan_index`` of its track's plan), ``codes`` (``base_code |
-    country_code``) and ``uses``; then ``sum_into`` adds their territory holder and
-    genre fields per base window."""
+    """A flush's attributed cells as two columns the caller appends to, one row per
+    cell: ``codes`` (``plan_code | base_code | country_code``) and ``uses``; then
+    ``sum_into`` adds their territory holder and genre fields per base window."""
 
-    __slots__ = ("_bases", "_plan_index", "_plans", "_tables", "codes", "uses", "which")
+    __slots__ = ("_bases", "_plan_index", "_plans", "_tables", "codes", "uses")
 
     def __init__(self) -> None:
         self._tables = _reset_if_full()
         self._plans: list[tuple[Plan, tuple[int, ...], tuple[int, ...], int]] = []
         self._plan_index: dict[int, int] = {}
         self._bases: list[int] = []
-        self.which: list[int] = []
         self.codes: list[int] = []
         self.uses: list[int] = []
 
-    def plan_index(self, plan: Plan) -> int:
-        """The index ``add`` takes for ``plan`` (look it up once per track)."""
+    def plan_code(self, plan: Plan) -> int:
+        """The part of a cell's code that names its plan (look it up once per track).
+
+        It sits where ``sum_into`` puts holder and genre ids, which replace it."""
         index = self._plan_index.get(id(plan))
         if index is None:
             index = self._plan_index[id(plan)] = len(self._plans)
             self._plans.append(self._tables.plan(plan))
-        return index
+        return index << _ID_SHIFT
 
     def base_code(self, base_start: int) -> int:
-        """The part of ``add``'s code that names the base window."""
+        """The part of a cell's code that names its base window."""
         bases = self._bases
         if base_start not in bases:
             bases.append(base_start)
         return bases.index(base_start) << _BASE_SHIFT
 
     def country_code(self, country: str, use: str) -> int:
+        """The part of a cell's code that names its country and use."""
         return self._tables.country(country) << 1 | USE_SLOT[use]
 
     def sum_into(self, holders_of: dict[int, dict[str, int]],
                  genres_of: dict[int, dict[str, int]]) -> None:
         """Add the cells' territory fields to ``holders_of[base]`` and ``genres_of[base]``."""
-        if not self.which:
+        if not self.codes:
             return
         plans = self._plans
-        which = np.array(self.which, dtype=np.intp)
         codes = np.array(self.codes, dtype=np.int64)
         uses = np.array(self.uses, dtype=np.int64)
-        lengths = np.fromiter((len(plan[1]) for plan in plans), dtype=np.intp,
+        which = (codes >> _ID_SHIFT) & _ID_MASK
+        codes &= ~(_ID_MASK << _ID_SHIFT)
+        lengths = np.fromiter(map(len, map(itemgetter(1), plans)), dtype=np.intp,
                               count=len(plans))
         starts = np.cumsum(lengths) - lengths
-        holder_ids = np.fromiter((h for plan in plans for h in plan[1]), dtype=np.int64,
-                                 count=int(lengths.sum()))
-        micros = np.fromiter((m for plan in plans for m in plan[2]), dtype=np.int64,
+        holder_ids = np.fromiter(chain.from_iterable(map(itemgetter(1), plans)),
+                                 dtype=np.int64, count=int(lengths.sum()))
+        micros = np.fromiter(chain.from_iterable(map(itemgetter(2), plans)), dtype=np.int64,
                              count=len(holder_ids))
         # Each cell once per holder slot of its plan.
         per_cell = lengths[which]
@@ -150,7 +155,7 @@ class TerritoryCells:
         slot_uses = uses[cell_of]
         keys = codes[cell_of] | (holder_ids[slot] << _ID_SHIFT)
         self._emit(keys, slot_uses, slot_uses * micros[slot], holders_of, True)
-        genres = np.fromiter((plan[3] for plan in plans), dtype=np.int64, count=len(plans))
+        genres = np.fromiter(map(itemgetter(3), plans), dtype=np.int64, count=len(plans))
         cell_genres = genres[which]
         attributed = cell_genres >= 0
         self._emit(codes[attributed] | (cell_genres[attributed] << _ID_SHIFT),
