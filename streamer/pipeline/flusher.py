@@ -377,9 +377,15 @@ class Flusher:
             group = key[:3]
             totals[group] = totals_get(group, 0) + uses
         # The plain counters, per (track, use, base); plans looked up once per track.
+        territory = TerritoryCells() if self.territory else None
         plan_of: dict[str, Plan | None] = {}
+        # With territory: per attributed track, its TerritoryCells code, catalog version
+        # and entry.
+        known_of: dict[str, tuple[int, str, str]] = {}
+        unknown: set[str] = set()
         last_base = None
         parts: dict[str, dict[str, int]] = {}
+        day_entries: dict[str, str] = {}
         for (track_id, use, base_start), uses in totals.items():
             if base_start != last_base:
                 last_base = base_start
@@ -389,11 +395,18 @@ class Flusher:
                         TRACK_COUNTS: {}, TRENDING: {}, HOLDER_COUNTS: {}, GENRE_COUNTS: {},
                         TERRITORY_TRACK_COUNTS: {}, TERRITORY_HOLDER_COUNTS: {},
                         TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}, GENRE_TRENDING: {}}
+                if territory is not None:
+                    day_entries = entries.setdefault(base_start - base_start % DAY_MS, {})
             parts[TRACK_COUNTS][f"{use}|{track_id}"] = uses  # groups are distinct
             if track_id in plan_of:
                 plan = plan_of[track_id]
             else:
                 plan = plan_of[track_id] = plans_get(track_id) or cache_get(track_id)
+                if plan is None:
+                    unknown.add(track_id)
+                elif territory is not None:
+                    version, entry = plan_version(plan)
+                    known_of[track_id] = (territory.plan_code(plan), version, entry)
             if use == USE_CREATE:
                 trending = parts[TRENDING]
                 trending[track_id] = trending.get(track_id, 0) + uses
@@ -403,17 +416,20 @@ class Flusher:
                     parts[GENRE_TRENDING][f"{genre}|{track_id}"] = uses
             if plan is not None:
                 add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
-        if not self.territory:
-            for (track_id, use, base_start, country), uses in cells.items():
-                if plan_of[track_id] is None:
-                    state.add_pending(track_id, use, base_start, country, uses)
+                if territory is not None:  # the entry on every day the track has uses
+                    known = known_of[track_id]
+                    day_entries[f"{track_id}|{known[1]}"] = known[2]
+        if territory is None:
+            if unknown:
+                for (track_id, use, base_start, country), uses in cells.items():
+                    if track_id in unknown:
+                        state.add_pending(track_id, use, base_start, country, uses)
             return by_base, entries
         # The territory counters and the day's attributions, per cell: strings for the
-        # track and ledger fields, three ints for the holders and genres (territory.py).
-        territory = TerritoryCells()
+        # track and ledger fields, two ints for the holders and genres (territory.py).
         codes, counts = territory.codes, territory.uses
         country_code: dict[str, int] = {}
-        track_of: dict[str, tuple[int, str]] = {}  # plan and base code, version
+        known_get = known_of.get
         last_base = None
         base_code = 0
         for (track_id, use, base_start, country), uses in cells.items():
@@ -423,24 +439,16 @@ class Flusher:
                 territory_tracks = parts[TERRITORY_TRACK_COUNTS]
                 attributions = parts[ATTRIBUTIONS]
                 base_code = territory.base_code(base_start)
-                day = base_start - base_start % DAY_MS
-                day_entries = entries.setdefault(day, {})
-                track_of = {}
             territory_tracks[f"{use}|{country}|{track_id}"] = uses
-            known = track_of.get(track_id)
-            if known is None:
-                plan = plan_of[track_id]
-                if plan is None:
-                    state.add_pending(track_id, use, base_start, country, uses)
-                    continue
-                version, entry = plan_version(plan)
-                day_entries[f"{track_id}|{version}"] = entry
-                known = track_of[track_id] = (territory.plan_code(plan) | base_code, version)
-            attributions[f"{track_id}|{country}|{use}|{known[1]}"] = uses
+            attributed = known_get(track_id)
+            if attributed is None:
+                state.add_pending(track_id, use, base_start, country, uses)
+                continue
+            attributions[f"{track_id}|{country}|{use}|{attributed[1]}"] = uses
             code = country_code.get(country)
             if code is None:
                 code = country_code[country] = territory.country_code(country, USE_CREATE)
-            codes.append(known[0] | code | (use != USE_CREATE))
+            codes.append(attributed[0] | base_code | code | (use != USE_CREATE))
             counts.append(uses)
         holders = {base: parts[TERRITORY_HOLDER_COUNTS] for base, parts in by_base.items()}
         genres = {base: parts[TERRITORY_GENRE_COUNTS] for base, parts in by_base.items()}

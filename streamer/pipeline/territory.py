@@ -132,7 +132,8 @@ class TerritoryCells:
 
     def sum_into(self, holders_of: dict[int, dict[str, int]],
                  genres_of: dict[int, dict[str, int]]) -> None:
-        """Add the cells' territory fields to ``holders_of[base]`` and ``genres_of[base]``."""
+        """Set the cells' territory fields in ``holders_of[base]`` and ``genres_of[base]``
+        (fields of this flush alone: each is set once, with its sum)."""
         if not self.codes:
             return
         plans = self._plans
@@ -175,10 +176,12 @@ class TerritoryCells:
         tables = self._tables
         names = tables.holder_names if is_holder else tables.genre_names
         name_keys = (keys & _NAME_MASK).tolist()
-        known = [names.get(key) for key in name_keys]
-        for at, found in enumerate(known):
-            if found is None:
-                known[at] = names[name_keys[at]] = self._name(name_keys[at], is_holder)
+        found = [names.get(key) for key in name_keys]
+        if None in found:
+            for at, pair in enumerate(found):
+                if pair is None:
+                    found[at] = names[name_keys[at]] = self._name(name_keys[at], is_holder)
+        known: list[tuple[str, str]] = found  # type: ignore[assignment]  # no None left
         base_of = (keys >> _BASE_SHIFT).tolist()
         for base_index in sorted(set(base_of)):
             lo, hi = base_of.index(base_index), len(base_of) - base_of[::-1].index(base_index)
