@@ -23,8 +23,12 @@ DAY = 86_400_000
 MINUTE = 60_000
 START = 1_715_904_000_000  # 2024-05-17 00:00 UTC
 
+# Valid metadata: a right's shares add up to at most MICRO (validation rejects more), and
+# exactly MICRO leaves nothing unclaimed.
 holders = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "lbl-1", "pub|x"]),
-                             st.integers(1, 400_000)), max_size=3, unique_by=lambda h: h[0])
+                             st.sampled_from([1, 250_000, 333_333, 500_000, 999_999])),
+                   max_size=3, unique_by=lambda h: h[0]).filter(
+    lambda shares: sum(micro for _, micro in shares) <= MICRO)
 metas = st.builds(TrackMeta, genre=st.sampled_from(["lofi", "ambient"]),
                   ai_origin=st.sampled_from(["human", "ai_generated"]),
                   master=holders.map(tuple), publishing=holders.map(tuple))
