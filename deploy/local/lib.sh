@@ -95,12 +95,7 @@ stop_pid() {
     if ((waited >= timeout * 10)); then
       warn "$name (pid $pid) still running after ${timeout}s, sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
-      waited=0
-      while proc_alive "$pid" && ((waited < 100)); do
-        sleep 0.1
-        waited=$((waited + 1))
-      done
-      proc_alive "$pid" && die "$name (pid $pid) survived SIGKILL"
+      wait_killed "$pid" "$name"
       return 0
     fi
     sleep 0.1
@@ -108,16 +103,20 @@ stop_pid() {
   done
 }
 
-# kill_pid PID NAME: SIGKILL (a crash, no shutdown) and wait until it is gone.
-kill_pid() {
+# wait_killed PID NAME: wait up to 10 s for a SIGKILLed process to be gone; die if not.
+wait_killed() {
   local pid="$1" name="$2" waited=0
-  kill -KILL "$pid" 2>/dev/null || return 0
   while proc_alive "$pid" && ((waited < 100)); do
     sleep 0.1
     waited=$((waited + 1))
   done
-  proc_alive "$pid" && die "$name (pid $pid) survived SIGKILL"
-  return 0
+  if proc_alive "$pid"; then die "$name (pid $pid) survived SIGKILL"; fi
+}
+
+# kill_pid PID NAME: SIGKILL (a crash, no shutdown) and wait until it is gone.
+kill_pid() {
+  kill -KILL "$1" 2>/dev/null || return 0
+  wait_killed "$1" "$2"
 }
 
 # with_lock NAME: serialise up/down of one service between concurrent callers.
@@ -145,4 +144,72 @@ find_pids() {
       printf '%s\n' "$pid"
     fi
   done
+}
+
+# -- helpers of the replicated Redis scripts (redis-sentinel.sh, redis-cluster.sh) --
+
+# redis_cli PORT ARGS...: redis-cli against the node on 127.0.0.1:PORT.
+redis_cli() {
+  local port="$1"
+  shift
+  redis-cli -h "$BIND_HOST" -p "$port" "$@"
+}
+
+# wait_until SECONDS DESCRIPTION COMMAND...: run COMMAND every 0.2 s until it succeeds;
+# die after SECONDS.
+wait_until() {
+  local deadline=$((SECONDS + $1)) what="$2"
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || die "timed out waiting for $what"
+    sleep 0.2
+  done
+}
+
+# all_pong PORT...: every Redis server or Sentinel on these ports answers PING.
+all_pong() {
+  local port
+  for port in "$@"; do
+    [[ "$(redis_cli "$port" ping 2>/dev/null)" == PONG ]] || return 1
+  done
+}
+
+# redis_node_pid DIR PORT [PROCESS]: the pid of the redis-server (or PROCESS, e.g.
+# sentinel) on PORT whose pidfile is DIR/redis.pid (DIR/sentinel.pid for a Sentinel).
+redis_node_pid() {
+  local dir="$1" port="$2" process="${3:-redis}"
+  if [[ "$process" == sentinel ]]; then
+    pid_from_file "$dir/sentinel.pid" "$BIND_HOST:$port [sentinel]"
+  else
+    pid_from_file "$dir/redis.pid" "redis-server $BIND_HOST:$port"
+  fi
+}
+
+# start_redis_node PROGRAM CONF PORT LOG: start a daemonizing Redis program
+# (redis-server, redis-sentinel) with CONF on PORT, which must be free; early errors to LOG.
+start_redis_node() {
+  local program="$1" conf="$2" port="$3" logfile="$4"
+  port_open "$port" && die "port $BIND_HOST:$port is already in use ($(port_owner "$port"))"
+  "$program" "$conf" </dev/null >>"$logfile" 2>&1 9>&- ||
+    die "$program on port $port failed to start; log: $logfile"
+}
+
+# stop_redis_node DIR PORT NAME [PROCESS]: stop that node if it runs (SIGTERM, SIGKILL
+# after 30 s) and remove its pidfile; returns 1 if it was not running.
+stop_redis_node() {
+  local dir="$1" port="$2" name="$3" process="${4:-redis}" pid rc=1
+  if pid="$(redis_node_pid "$dir" "$port" "$process")"; then
+    stop_pid "$pid" "$name" 30
+    rc=0
+  fi
+  rm -f "$dir/$process.pid"
+  return "$rc"
+}
+
+# kill_redis_node DIR PORT NAME: SIGKILL the redis-server on PORT (a crash).
+kill_redis_node() {
+  local dir="$1" port="$2" name="$3" pid
+  pid="$(redis_node_pid "$dir" "$port")" || die "no $name of ours runs on port $port"
+  log "killing $name $port (SIGKILL, pid $pid)"
+  kill_pid "$pid" "$name $port"
 }

@@ -29,23 +29,13 @@ NODE_TIMEOUT_MS="${STREAMER_LOCAL_REDIS_CLUSTER_NODE_TIMEOUT_MS:-5000}"
 CLUSTER_DIR="$LOCAL_DIR/redis-cluster"
 
 node_dir() { printf '%s/%s\n' "$CLUSTER_DIR" "$1"; }
-node_pid() { pid_from_file "$(node_dir "$1")/redis.pid" "redis-server $BIND_HOST:$1"; }
-ncli() {
-  local port="$1"
-  shift
-  redis-cli -h "$BIND_HOST" -p "$port" "$@"
-}
-cluster_field() { ncli "$1" cluster info 2>/dev/null | tr -d '\r' | awk -F: -v k="$2" '$1 == k {print $2}'; }
+node_pid() { redis_node_pid "$(node_dir "$1")" "$1"; }
+cluster_field() { redis_cli "$1" cluster info 2>/dev/null | tr -d '\r' | awk -F: -v k="$2" '$1 == k {print $2}'; }
 
 start_node() {
-  local port="$1" dir pid
+  local port="$1" dir
   dir="$(node_dir "$port")"
-  if pid="$(node_pid "$port")"; then
-    return 0
-  fi
-  if port_open "$port"; then
-    die "port $BIND_HOST:$port is already in use by another process ($(port_owner "$port"))"
-  fi
+  node_pid "$port" >/dev/null && return 0
   mkdir -p "$dir"
   cat >"$dir/redis.conf" <<EOF
 # Written by deploy/local/redis-cluster.sh on every start.
@@ -63,25 +53,7 @@ appendonly yes
 appendfsync always
 save ""
 EOF
-  redis-server "$dir/redis.conf" </dev/null >>"$dir/redis.log" 2>&1 9>&- ||
-    die "redis-server on port $port failed to start; log: $dir/redis.log"
-}
-
-wait_until() {
-  # wait_until SECONDS DESCRIPTION COMMAND...
-  local deadline=$((SECONDS + $1)) what="$2"
-  shift 2
-  until "$@"; do
-    ((SECONDS < deadline)) || die "timed out waiting for $what"
-    sleep 0.2
-  done
-}
-
-all_pong() {
-  local port
-  for port in "${PORTS[@]}"; do
-    [[ "$(ncli "$port" ping 2>/dev/null)" == PONG ]] || return 1
-  done
+  start_redis_node redis-server "$dir/redis.conf" "$port" "$dir/redis.log"
 }
 
 all_ok() {
@@ -90,7 +62,7 @@ all_ok() {
   for port in "${PORTS[@]}"; do
     [[ "$(cluster_field "$port" cluster_state)" == ok ]] || return 1
     [[ "$(cluster_field "$port" cluster_known_nodes)" == "${#PORTS[@]}" ]] || return 1
-    info="$(ncli "$port" info replication 2>/dev/null | tr -d '\r')"
+    info="$(redis_cli "$port" info replication 2>/dev/null | tr -d '\r')"
     if grep -qx 'role:slave' <<<"$info"; then
       grep -qx 'master_link_status:up' <<<"$info" || return 1
       replicas=$((replicas + 1))
@@ -106,7 +78,7 @@ cmd_up() {
   fi
   local port start=$SECONDS
   for port in "${PORTS[@]}"; do start_node "$port"; done
-  wait_until 60 "all cluster nodes to answer PING" all_pong
+  wait_until 60 "all cluster nodes to answer PING" all_pong "${PORTS[@]}"
   if [[ "$(cluster_field "${PORTS[0]}" cluster_known_nodes)" == 1 &&
     "$(cluster_field "${PORTS[0]}" cluster_slots_assigned)" == 0 ]]; then
     local seeds=()
@@ -121,22 +93,16 @@ cmd_up() {
 
 cmd_down() {
   with_lock redis-cluster
-  local port pid any=0
+  local port any=0
   for port in "${PORTS[@]}"; do
-    if pid="$(node_pid "$port")"; then
-      stop_pid "$pid" "redis-cluster node $port" 30
-      any=1
-    fi
-    rm -f "$(node_dir "$port")/redis.pid"
+    stop_redis_node "$(node_dir "$port")" "$port" "redis-cluster node $port" && any=1
   done
   if ((any)); then log "stopped"; else log "not running"; fi
 }
 
 cmd_kill() {
-  local port="${1:?usage: redis-cluster.sh kill PORT}" pid
-  pid="$(node_pid "$port")" || die "no cluster node of ours runs on port $port"
-  log "killing node $port (SIGKILL, pid $pid)"
-  kill_pid "$pid" "redis-cluster node $port"
+  local port="${1:?usage: redis-cluster.sh kill PORT}"
+  kill_redis_node "$(node_dir "$port")" "$port" "cluster node"
 }
 
 cmd_status() {

@@ -31,13 +31,7 @@ SENTINEL_DIR="$LOCAL_DIR/redis-sentinel"
 QUORUM=$(((${#SENTINEL_PORTS[@]} / 2) + 1))
 
 node_dir() { printf '%s/%s\n' "$SENTINEL_DIR" "$1"; }
-server_pid() { pid_from_file "$(node_dir "$1")/redis.pid" "redis-server $BIND_HOST:$1"; }
-sentinel_pid() { pid_from_file "$(node_dir "$1")/sentinel.pid" "$BIND_HOST:$1 [sentinel]"; }
-ncli() {
-  local port="$1"
-  shift
-  redis-cli -h "$BIND_HOST" -p "$port" "$@"
-}
+server_pid() { redis_node_pid "$(node_dir "$1")" "$1"; }
 
 write_server_config() {
   local port="$1" dir
@@ -88,29 +82,12 @@ sentinel parallel-syncs $SERVICE 1
 EOF
 }
 
-wait_until() {
-  # wait_until SECONDS DESCRIPTION COMMAND...
-  local deadline=$((SECONDS + $1)) what="$2"
-  shift 2
-  until "$@"; do
-    ((SECONDS < deadline)) || die "timed out waiting for $what"
-    sleep 0.2
-  done
-}
-
-all_pong() {
-  local port
-  for port in "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}"; do
-    [[ "$(ncli "$port" ping 2>/dev/null)" == PONG ]] || return 1
-  done
-}
-
 primary_port() {
   # The primary a majority of the Sentinels name, as PORT.
   local port answer
   declare -A votes=()
   for port in "${SENTINEL_PORTS[@]}"; do
-    answer="$(ncli "$port" sentinel get-master-addr-by-name "$SERVICE" 2>/dev/null | tr -d '\r' | sed -n 2p)"
+    answer="$(redis_cli "$port" sentinel get-master-addr-by-name "$SERVICE" 2>/dev/null | tr -d '\r' | sed -n 2p)"
     [[ -n "$answer" ]] && votes[$answer]=$((${votes[$answer]:-0} + 1))
   done
   for answer in "${!votes[@]}"; do
@@ -127,16 +104,16 @@ settled() {
   # replicates from it with the link up, and each Sentinel sees the others and replicas.
   local primary port info
   primary="$(primary_port)" || return 1
-  [[ "$(ncli "$primary" role 2>/dev/null | head -n1)" == master ]] || return 1
+  [[ "$(redis_cli "$primary" role 2>/dev/null | head -n1)" == master ]] || return 1
   for port in "${REDIS_PORTS[@]}"; do
     [[ "$port" == "$primary" ]] && continue
     server_pid "$port" >/dev/null || continue
-    info="$(ncli "$port" info replication 2>/dev/null | tr -d '\r')"
+    info="$(redis_cli "$port" info replication 2>/dev/null | tr -d '\r')"
     grep -qx "master_port:$primary" <<<"$info" || return 1
     grep -qx 'master_link_status:up' <<<"$info" || return 1
   done
   for port in "${SENTINEL_PORTS[@]}"; do
-    info="$(ncli "$port" sentinel master "$SERVICE" 2>/dev/null | tr -d '\r')"
+    info="$(redis_cli "$port" sentinel master "$SERVICE" 2>/dev/null | tr -d '\r')"
     [[ "$(awk 'p {print; exit} $0 == "num-other-sentinels" {p=1}' <<<"$info")" == $((${#SENTINEL_PORTS[@]} - 1)) ]] || return 1
     [[ "$(awk 'p {print; exit} $0 == "flags" {p=1}' <<<"$info")" == master ]] || return 1
   done
@@ -150,64 +127,52 @@ cmd_up() {
   local port start=$SECONDS dir
   for port in "${REDIS_PORTS[@]}"; do
     server_pid "$port" >/dev/null && continue
-    port_open "$port" && die "port $BIND_HOST:$port is already in use ($(port_owner "$port"))"
     write_server_config "$port"
     dir="$(node_dir "$port")"
-    redis-server "$dir/redis.conf" </dev/null >>"$dir/redis.log" 2>&1 9>&- ||
-      die "redis-server on port $port failed to start; log: $dir/redis.log"
+    start_redis_node redis-server "$dir/redis.conf" "$port" "$dir/redis.log"
   done
   for port in "${SENTINEL_PORTS[@]}"; do
-    sentinel_pid "$port" >/dev/null && continue
-    port_open "$port" && die "port $BIND_HOST:$port is already in use ($(port_owner "$port"))"
+    redis_node_pid "$(node_dir "$port")" "$port" sentinel >/dev/null && continue
     write_sentinel_config "$port"
     dir="$(node_dir "$port")"
-    redis-sentinel "$dir/sentinel.conf" </dev/null >>"$dir/sentinel.log" 2>&1 9>&- ||
-      die "redis-sentinel on port $port failed to start; log: $dir/sentinel.log"
+    start_redis_node redis-sentinel "$dir/sentinel.conf" "$port" "$dir/sentinel.log"
   done
-  wait_until 60 "every server and Sentinel to answer PING" all_pong
+  wait_until 60 "every server and Sentinel to answer PING" all_pong "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}"
   wait_until 120 "the Sentinels to agree on a primary with its replicas in sync" settled
   log "primary on port $(primary_port), replicas and Sentinels ${SENTINEL_PORTS[*]} up in $((SECONDS - start))s; data in $SENTINEL_DIR"
 }
 
 cmd_down() {
   with_lock redis-sentinel
-  local port pid any=0
+  local port any=0
   for port in "${SENTINEL_PORTS[@]}"; do
-    if pid="$(sentinel_pid "$port")"; then
-      stop_pid "$pid" "sentinel $port" 30
-      any=1
-    fi
-    rm -f "$(node_dir "$port")/sentinel.pid"
+    stop_redis_node "$(node_dir "$port")" "$port" "sentinel $port" sentinel && any=1
   done
   for port in "${REDIS_PORTS[@]}"; do
-    if pid="$(server_pid "$port")"; then
-      stop_pid "$pid" "redis $port" 30
-      any=1
-    fi
-    rm -f "$(node_dir "$port")/redis.pid"
+    stop_redis_node "$(node_dir "$port")" "$port" "redis $port" && any=1
   done
   if ((any)); then log "stopped"; else log "not running"; fi
 }
 
 cmd_kill() {
-  local port="${1:?usage: redis-sentinel.sh kill PORT}" pid
-  pid="$(server_pid "$port")" || die "no redis-server of ours runs on port $port"
-  log "killing redis on port $port (SIGKILL, pid $pid)"
-  kill_pid "$pid" "redis $port"
+  local port="${1:?usage: redis-sentinel.sh kill PORT}"
+  kill_redis_node "$(node_dir "$port")" "$port" redis-server
 }
 
 cmd_status() {
   local port pid rc=0
   for port in "${REDIS_PORTS[@]}"; do
     if pid="$(server_pid "$port")"; then
-      log "redis $port: pid $pid, role $(ncli "$port" role 2>/dev/null | head -n1 || true)"
+      log "redis $port: pid $pid, role $(redis_cli "$port" role 2>/dev/null | head -n1 || true)"
     else
       log "redis $port: stopped"
       rc=3
     fi
   done
   for port in "${SENTINEL_PORTS[@]}"; do
-    if pid="$(sentinel_pid "$port")"; then log "sentinel $port: pid $pid"; else
+    if pid="$(redis_node_pid "$(node_dir "$port")" "$port" sentinel)"; then
+      log "sentinel $port: pid $pid"
+    else
       log "sentinel $port: stopped"
       rc=3
     fi

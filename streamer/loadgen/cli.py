@@ -4,6 +4,7 @@
     streamer load --single --rate 2000 --duration 30    # one SoundUsed per record
     streamer load --speed 0 --duration 86400 --rate 230 # a day of event time, flat out
     streamer load --truth truth.jsonl ...               # also write the expected counters
+    streamer load --countries 5 ...                     # uses from the 5 largest markets only
 
 Topics, partitions and the broker come from the worker's STREAMER_* settings; missing
 topics are created like the worker does. The progress bar shows events sent of the
@@ -22,6 +23,7 @@ from typing import Any
 
 from streamer.config import Settings
 from streamer.loadgen.config import DAY_S, TRACKS_PER_DAY, LoadConfig
+from streamer.loadgen.territories import ALL_TERRITORIES
 
 # How far behind the wall clock a generated stream ends when its start is chosen for it.
 START_MARGIN_MS = 60_000
@@ -31,7 +33,7 @@ _OPTIONS = {"use_rate": "--rate", "duration_s": "--duration", "track_rate": "--t
             "catalog": "--catalog", "batch_events": "--batch-events",
             "duplicate_rate": "--duplicates", "late_rate": "--late", "early_rate": "--early",
             "invalid_rate": "--invalid", "ai_share": "--ai-share",
-            "create_share": "--create-share", "zipf": "--zipf",
+            "create_share": "--create-share", "zipf": "--zipf", "countries": "--countries",
             "allowed_lateness_ms": "the worker's STREAMER_ALLOWED_LATENESS; --early 0 "
                                    "drops the early-delay part"}
 
@@ -57,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--create-share", type=float, default=0.05,
         help="share of uses that are 'create' rather than 'play' (0.05)")
     add("--zipf", type=float, default=1.1, help="popularity exponent (1.1)")
+    add("--countries", type=int, default=ALL_TERRITORIES,
+        help="territories uses come from: the first N of a ranking with a few large "
+        "markets (US about 19 %%, the top 5 about 48 %%, the top 25 88 %%) and a long tail "
+        f"falling as 1/(rank + 10) (streamer/loadgen/territories.py; {ALL_TERRITORIES} = all)")
     add("--processes", type=int, default=1, help="sending processes (1)")
     add("--speed", type=float, default=1.0,
         help="simulated seconds per wall second; 0 sends as fast as possible (1)")
@@ -91,10 +97,11 @@ def config_from_args(args: argparse.Namespace, settings: Settings) -> LoadConfig
     return LoadConfig(
         seed=args.seed, start_ms=args.start_ms, duration_s=args.duration, use_rate=args.rate,
         track_rate=args.track_rate, catalog=args.catalog, zipf=args.zipf,
-        ai_share=args.ai_share, create_share=args.create_share,
+        ai_share=args.ai_share, create_share=args.create_share, countries=args.countries,
         duplicate_rate=args.duplicates, late_rate=args.late, early_rate=args.early,
         invalid_rate=args.invalid, batch_events=1 if args.single else args.batch_events,
-        allowed_lateness_ms=settings.allowed_lateness_ms, windows=settings.windows)
+        allowed_lateness_ms=settings.allowed_lateness_ms, windows=settings.windows,
+        territory_windows=settings.territory)
 
 
 class ProgressBar:
@@ -143,6 +150,8 @@ def check_writable(path: str, option: str) -> None:
 
 
 def write_truth(path: str, expected: dict[tuple[Any, ...], int]) -> None:
+    """One JSON array a line: a counter's key (shapes in ``streamer.verify``: the plain
+    counters, the territory counters, the ledger's rows per day), then its value."""
     with open(path, "w", encoding="utf-8") as handle:
         for key, value in sorted(expected.items(), key=repr):
             handle.write(json.dumps([*key, value]) + "\n")
@@ -211,7 +220,8 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.truth and result.truth is not None:
-        write_truth(args.truth, result.truth.expected())
+        write_truth(args.truth, {**result.truth.expected(), **result.truth.expected_territory(),
+                                 **result.truth.expected_ledger()})
     summary = result.summary()
     summary["topics"] = {"tracks": settings.tracks_topic, "uses": settings.uses_topic,
                          "partitions": partitions}

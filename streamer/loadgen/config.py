@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from streamer.loadgen.territories import ALL_TERRITORIES
+
 TRACKS_PER_DAY = 2_000_000
 DAY_S = 86_400
 # The model's longest tick of event time; a tick is sent once the clock reaches its end.
@@ -48,6 +50,9 @@ class LoadConfig:
     # Uses that are 'create' (a video made with the sound) rather than 'play'.
     create_share: float = 0.05
     users: int = 50_000_000
+    # Territories uses come from: the first N of loadgen.territories' ranking (a few
+    # large markets, then a long tail; 211 = all of them).
+    countries: int = ALL_TERRITORIES
     # Faults mixed into the stream (fractions of uses, or of new tracks for early_rate).
     duplicate_rate: float = 0.005
     late_rate: float = 0.001
@@ -73,6 +78,8 @@ class LoadConfig:
     tick_uses: int = 2_000
     windows: tuple[tuple[str, int], ...] = (
         ("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000))
+    # The worker's territory windows (STREAMER_TERRITORY_WINDOWS), for the ground truth.
+    territory_windows: tuple[tuple[str, int], ...] = (("1d", 86_400_000),)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def segments(self) -> list[tuple[float, float]]:
@@ -116,6 +123,7 @@ class LoadConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["windows"] = [list(w) for w in self.windows]
+        data["territory_windows"] = [list(w) for w in self.territory_windows]
         return data
 
     def validate(self) -> None:
@@ -132,6 +140,9 @@ class LoadConfig:
             raise ValueError("batch_events must be within [1, 10000] (the worker's batch limit)")
         if self.catalog < 1:
             raise ValueError("catalog must hold at least one track")
+        if not 1 <= self.countries <= ALL_TERRITORIES:
+            raise ValueError(f"countries must be within [1, {ALL_TERRITORIES}], "
+                             f"got {self.countries}")
         if self.users < 1:
             raise ValueError(f"users must be at least 1, got {self.users}")
         if self.tick_uses < 1:

@@ -25,6 +25,9 @@ Faults and hard cases (all reproducible, all accounted for in the ground truth):
 * replaced metadata: a share of the catalog gets a second TrackCreated mid-run that
   changes the track's splits (``loadgen.catalog`` says how reconciliation allows for
   the order in which the worker reads the two topics);
+* countries: each use's country is drawn from ``loadgen.territories`` (a few large
+  markets, a long tail of small ones; ``LoadConfig.countries`` of them) and counted per
+  territory in the ground truth as well;
 * invalid: malformed uses (a named rule broken, inside a batch or as their own record,
   'future' ones dated in the year 9999 so they stay invalid whatever the start time),
   whole records that are not JSON or are empty batches, and invalid TrackCreated of
@@ -49,13 +52,11 @@ import time
 from array import array
 from bisect import bisect
 from collections.abc import Iterator
-from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from streamer.loadgen.catalog import (
-    COUNTRIES,
     SplitMix,
     TrackMaker,
     partition_of,
@@ -64,6 +65,7 @@ from streamer.loadgen.catalog import (
 from streamer.loadgen.config import EARLY_DELAY_MIN_MS, TICK_MAX_MS, LoadConfig
 from streamer.loadgen.faults import FUTURE_OCCURRED_AT_MS, break_track_event, invalid_use
 from streamer.loadgen.popularity import UsePicker
+from streamer.loadgen.territories import CountryPicker
 from streamer.loadgen.ticks import ModelStats, Tick
 
 if TYPE_CHECKING:
@@ -101,9 +103,9 @@ class TrafficModel:
         self.picker = UsePicker(cfg, self.rng)
         self.n_tracks = 0
         self.catalog_size = cfg.catalog
-        self._country_names = [c for c, _ in COUNTRIES]
-        total = sum(w for _, w in COUNTRIES)
-        self._country_cum = list(accumulate(w / total for _, w in COUNTRIES))
+        countries = CountryPicker(cfg.countries)   # a few large markets, a long tail
+        self._country_names = countries.names
+        self._country_cum = countries.cumulative
         self._wm = [0] * partitions           # watermark per partition, as the worker's
         self._dups: list[_Duplicate] = []            # heap by due time
         self._announce: list[tuple[int, int]] = []   # heap (announce_ms, track index)
@@ -354,6 +356,7 @@ class TrafficModel:
                 tev["track_id"] = track_id
                 tev["occurred_at"] = ts
                 tev["use"] = use
+                tev["country"] = country
                 truth.use(tev, partition)
         self._seq = seq
         return tick

@@ -73,7 +73,8 @@ async def _send_all(plan: SendPlan, index: int, progress: _Progress, go: Any, st
                     start_ms_value: Any) -> tuple[TrafficModel, float, float, int, list[str]]:
     cfg = plan.cfg
     owned = {p for p in range(plan.partitions) if p % plan.processes == index}
-    truth = (PartitionedTruth(windows=cfg.windows, allowed_lateness_ms=cfg.allowed_lateness_ms)
+    truth = (PartitionedTruth(windows=cfg.windows, allowed_lateness_ms=cfg.allowed_lateness_ms,
+                              territory_windows=cfg.territory_windows)
              if plan.keep_truth else None)
     model = TrafficModel(cfg, plan.partitions, owned, truth, catalog_ms=plan.catalog_ms)
     single = cfg.batch_events <= 1

@@ -32,6 +32,7 @@ from streamer.metrics import Metrics
 from streamer.pipeline.cadence import FlushCadence
 from streamer.pipeline.faust_compat import (
     deliver_directly,
+    fence_rewinds,
     resume_from_stored_offsets,
     tune_fetches,
 )
@@ -221,6 +222,8 @@ def create_app(settings: Settings) -> faust.App:
             if settings.direct_delivery:
                 worker.watch.fetch_loop = deliver_directly(app.consumer, set(codes),
                                                            worker.handle)
+            else:  # Faust's drain loop must not undo the worker's rewinds either
+                fence_rewinds(app.consumer)
 
     # Faust's signal type admits any positional arguments; ours take the one it sends.
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -75,12 +75,69 @@ async def seek_offset(faust_consumer: Any, topic: str, partition: int, offset: i
     """
     thread = faust_consumer._thread
     tp = TopicPartition(topic, partition)
+    fence = getattr(faust_consumer, _FENCE, None)
+    if fence is not None:
+        fence.rewound(tp, offset)  # before the seek is queued: see fence_rewinds
 
     def seek_in_consumer_thread() -> None:
         thread._ensure_consumer().seek(tp, offset)
 
     await thread.call_thread(seek_in_consumer_thread)
     faust_consumer._read_offset[tp] = offset if offset else None
+
+
+_FENCE = "_streamer_rewind_fence"
+
+
+class RewindFence:
+    """Which partitions ``seek_offset`` rewound, and when (a count of rewinds)."""
+
+    def __init__(self) -> None:
+        self.rewinds = 0
+        self.last: dict[Any, tuple[int, int]] = {}  # TP -> (rewinds then, offset)
+
+    def rewound(self, tp: Any, offset: int) -> None:
+        self.rewinds += 1
+        self.last[tp] = (self.rewinds, offset)
+
+    def since(self, tp: Any, rewinds: int) -> int | None:
+        """The offset ``tp`` was rewound to after the ``rewinds``-th rewind; None if not."""
+        last = self.last.get(tp)
+        return last[1] if last is not None and last[0] > rewinds else None
+
+
+def fence_rewinds(faust_consumer: Any) -> None:
+    """Keep Faust's own drain loop from undoing a rewind (``STREAMER_DIRECT_DELIVERY=0``).
+
+    Faust's drain loop raises its read offset to each record once it is in the stream
+    buffer. A rewind outside a rebalance (``seek_offset``: a refused flush, Redis lost
+    writes) can come while the loop is in the middle of a fetched batch, waiting for
+    room in a full buffer; the record it was delivering and the rest of the batch then
+    raised the read offset past the rewound records, which it skipped as stale: the
+    partition stalled (tests/unit/test_rewind_agent_delivery.py). So after each record
+    of a partition rewound since its batch was asked for, the read offset goes back to
+    the rewind. The batch's records still reach the worker, which drops those fetched
+    before the rewind until the rewound ones come (``PipelineWorker._expect_rewind``):
+    a fetch that was waiting when the seek ran returns records read after it, from the
+    rewound position, and skipping those would lose them. A batch asked for after the
+    rewind needs nothing: the seek is queued to the consumer thread before its fetch,
+    and aiokafka drops what it had fetched for the old position.
+    (Direct delivery has its own answer: the worker declines those records, and
+    ``deliver_directly`` leaves the read offset alone for them.)
+    """
+    fence = RewindFence()
+    setattr(faust_consumer, _FENCE, fence)
+    getmany = faust_consumer.getmany
+
+    async def getmany_fenced(timeout: float) -> Any:
+        asked_after = fence.rewinds
+        async for tp, message in getmany(timeout=timeout):
+            yield tp, message
+            rewound_to = fence.since(tp, asked_after)
+            if rewound_to is not None:  # the loop set its read offset to this record's
+                faust_consumer._read_offset[tp] = rewound_to if rewound_to else None
+
+    faust_consumer.getmany = getmany_fenced
 
 
 def resume_from_stored_offsets(faust_consumer: Any, stored_positions: StoredPositions) -> None:

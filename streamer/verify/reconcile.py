@@ -14,8 +14,9 @@ CounterKey = tuple[Any, ...]
 class Reconciliation:
     """The outcome of ``compare``; ``add`` sums the outcomes of several shards.
 
-    ``lost`` and ``double`` are summed over every ``"track"`` counter (all windows), so a
-    use missing from three windows adds 3. ``events_expected``/``events_counted`` are the
+    ``lost`` and ``double`` are summed over every per-track counter (all windows; the
+    territory counters ``"ttrack"`` and the ledger's ``"tracks"`` rows too, when compared),
+    so a use missing from three windows adds 3. ``events_expected``/``events_counted`` are the
     uses in one window (each use is counted once per window): the window with the most
     expected uses.
     """
@@ -73,6 +74,10 @@ class Reconciliation:
         return self.summary(limit=20)
 
 
+# Counter families whose keys count uses per track: plain, territory, ledger rows.
+_PER_TRACK = frozenset({"track", "ttrack", "tracks"})
+
+
 def compare(expected: Mapping[CounterKey, int], actual: Mapping[CounterKey, int]) -> Reconciliation:
     """Every counter of either side that differs, and the lost/double uses per track."""
     result = Reconciliation()
@@ -88,9 +93,10 @@ def compare(expected: Mapping[CounterKey, int], actual: Mapping[CounterKey, int]
     for key in expected.keys() | actual.keys():
         want = int(expected.get(key, 0))
         got = int(actual.get(key, 0))
-        if key and key[0] == "track":
-            expected_per_window[key[1]] += want
-            actual_per_window[key[1]] += got
+        if key and key[0] in _PER_TRACK:
+            if key[0] == "track":
+                expected_per_window[key[1]] += want
+                actual_per_window[key[1]] += got
             if got < want:
                 result.lost += want - got
             elif got > want:

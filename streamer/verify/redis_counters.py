@@ -12,6 +12,13 @@ partition N:
 * ``{prefix:N}:z:<window>:<start>`` ZSET track -> creates
 * ``{prefix:N}:pending`` HASH track -> uses waiting for its TrackCreated (only counted)
 
+and the territory counters (``read_territory_counters``), for the territory windows:
+
+* ``{prefix:N}:tt:<window>:<start>`` HASH ``<use>|<country>|<track>`` -> uses
+* ``{prefix:N}:th:<window>:<start>`` HASH ``<right>|<use>|<country>|u|<holder>`` -> uses
+  and ``<right>|<use>|<country>|w|<holder>`` -> weighted micro-shares
+* ``{prefix:N}:tg:<window>:<start>`` HASH ``<ai_origin>|<use>|<country>|<genre>`` -> uses
+
 Other keys under the prefix (meta, dedupe, catalog) are ignored.
 """
 
@@ -30,6 +37,7 @@ CounterKey = tuple[Any, ...]
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 _COUNTER_KINDS = ("t", "h", "g", "z")
+TERRITORY_KINDS = ("tt", "th", "tg")
 _READ_BATCH = 500
 
 
@@ -41,7 +49,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def parse_counter_key(key: str, key_prefix: str) -> tuple[int, str, str, int] | None:
+def parse_counter_key(key: str, key_prefix: str, kinds: tuple[str, ...] = _COUNTER_KINDS
+                      ) -> tuple[int, str, str, int] | None:
     """``{prefix:N}:<kind>:<window>:<start>`` -> ``(N, kind, window, start)``, else None."""
     head = "{" + key_prefix + ":"
     if not key.startswith(head):
@@ -50,7 +59,7 @@ def parse_counter_key(key: str, key_prefix: str) -> tuple[int, str, str, int] | 
     if not sep or not partition.isdigit():
         return None
     parts = rest.split(":")
-    if len(parts) != 3 or parts[0] not in _COUNTER_KINDS:
+    if len(parts) != 3 or parts[0] not in kinds:
         return None
     kind, window, start = parts
     if not start.lstrip("-").isdigit():
@@ -63,7 +72,17 @@ def _add_hash(totals: defaultdict[CounterKey, int], kind: str, window: str, star
     for raw_field, raw_value in fields.items():
         field = _text(raw_field)
         value = int(raw_value)
-        if kind == "t":
+        if kind == "tt":
+            use, country, track = field.split("|", 2)
+            totals[("ttrack", window, start, track, country, use)] += value
+        elif kind == "th":
+            right, use, country, code, holder = field.split("|", 4)
+            measure = {"u": "uses", "w": "weighted_micro"}[code]
+            totals[("tholder", window, start, holder, right, use, country, measure)] += value
+        elif kind == "tg":
+            origin, use, country, genre = field.split("|", 3)
+            totals[("tgenre", window, start, genre, origin, use, country)] += value
+        elif kind == "t":
             use, _, track = field.partition("|")
             totals[("track", window, start, track, use)] += value
         elif kind == "h":
@@ -76,8 +95,17 @@ def _add_hash(totals: defaultdict[CounterKey, int], kind: str, window: str, star
             totals[("genre", window, start, genre, origin, use)] += value
 
 
+async def read_territory_counters(redis_client_or_url: Any, key_prefix: str,
+                                  partition: int | None = None) -> dict[CounterKey, int]:
+    """Every non-zero territory counter (``tt``/``th``/``tg``) under ``key_prefix``, as
+    ``read_counters`` reads the plain ones; key shapes in :mod:`streamer.verify`."""
+    return await read_counters(redis_client_or_url, key_prefix, partition,
+                               kinds=TERRITORY_KINDS)
+
+
 async def read_counters(redis_client_or_url: Any, key_prefix: str,
-                        partition: int | None = None) -> dict[CounterKey, int]:
+                        partition: int | None = None,
+                        kinds: tuple[str, ...] = _COUNTER_KINDS) -> dict[CounterKey, int]:
     """Every non-zero counter under ``key_prefix``, summed over the partition shards
     (or only those of the shard of input ``partition``).
 
@@ -97,7 +125,7 @@ async def read_counters(redis_client_or_url: Any, key_prefix: str,
             if key in seen:  # SCAN may return a key more than once
                 continue
             seen.add(key)
-            parsed = parse_counter_key(key, key_prefix)
+            parsed = parse_counter_key(key, key_prefix, kinds)
             if parsed is not None:
                 _, kind, window, start = parsed
                 wanted.append((key, kind, window, start))

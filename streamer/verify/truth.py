@@ -20,6 +20,12 @@ Attribution rules modelled here:
 * if no TrackCreated arrives before ``finish()`` (or ``expected()``), they go to holder
   ``_unattributed`` with full weight in both rights, and not to any genre.
 
+Territory: a use that carries a ``country`` is also counted per country, by the same
+rules, for the territory windows (default ``1d``, the worker's default) and per UTC day
+in the ledger's shapes (``expected_territory()``, ``expected_ledger()``; key shapes in
+:mod:`streamer.verify`). Replaced metadata and ``_unattributed`` apply per country as
+they do to the totals.
+
 ``PartitionedTruth`` keeps one ``GroundTruth`` per input partition. A track never changes
 partition and the worker keeps each partition's counters in its own Redis shard, so a
 large run is reconciled one partition at a time: a simulated day expands into some 32M
@@ -37,6 +43,9 @@ from typing import Any
 
 DEFAULT_WINDOWS: tuple[tuple[str, int], ...] = (
     ("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000))
+DAY_MS = 86_400_000
+# The worker's default STREAMER_TERRITORY_WINDOWS (when its windows count 1d).
+DEFAULT_TERRITORY_WINDOWS: tuple[tuple[str, int], ...] = (("1d", DAY_MS),)
 WHOLE_RIGHT_MICRO = 1_000_000
 RIGHT_NAMES = ("master", "publishing")
 UNCLAIMED_HOLDER = "_unclaimed"
@@ -120,10 +129,18 @@ class GroundTruth:
         self,
         windows: Iterable[tuple[str, int]] = DEFAULT_WINDOWS,
         allowed_lateness_ms: int = 3_600_000,
+        territory_windows: Iterable[tuple[str, int]] = DEFAULT_TERRITORY_WINDOWS,
     ) -> None:
         self.windows = tuple((str(name), int(size)) for name, size in windows)
         if not self.windows:
             raise ValueError("at least one window is needed")
+        self.territory_windows = tuple((str(n), int(size)) for n, size in territory_windows)
+        # Territory cells are kept per UTC day at least (the ledger's grain).
+        self._tgrain = math.gcd(DAY_MS, *(size for _, size in self.territory_windows))
+        # Territory cells whose metadata was replaced (or settled): (track, info, cells).
+        self._tsealed: list[tuple[str, TrackInfo | None, Counter[tuple[str, int, str]]]] = []
+        # track_id -> (use, territory grain start, country) -> uses not yet expanded
+        self._tcells: dict[str, Counter[tuple[str, int, str]]] = {}
         # Kept for callers deciding what is late; attribution does not depend on it.
         self.allowed_lateness_ms = allowed_lateness_ms
         # Every window start is a function of the event time rounded down to the gcd.
@@ -153,6 +170,10 @@ class GroundTruth:
             # Uses before the replacement keep the metadata they were counted with.
             self._expand(track_id, previous, cells, self._sealed)
             del self._cells[track_id]
+        tcells = self._tcells.get(track_id)
+        if previous is not None and previous != info and tcells:
+            self._tsealed.append((track_id, previous, tcells))
+            del self._tcells[track_id]
         # Uses that waited for metadata (previous is None) get this one.
         self._tracks[track_id] = info
         self.tracks_created += 1
@@ -167,6 +188,12 @@ class GroundTruth:
             cells = self._cells[track_id] = Counter()
         cells[(use, occurred_at - occurred_at % self._grain)] += 1
         self.uses_counted += 1
+        country = event.get("country")
+        if country is not None:
+            tcells = self._tcells.get(track_id)
+            if tcells is None:
+                tcells = self._tcells[track_id] = Counter()
+            tcells[(use, occurred_at - occurred_at % self._tgrain, country)] += 1
 
     def duplicate(self, event: Mapping[str, Any]) -> None:
         """Note a duplicate of a counted use (not counted)."""
@@ -186,6 +213,9 @@ class GroundTruth:
         for track_id, cells in self._cells.items():
             self._expand(track_id, self._tracks.get(track_id), cells, self._sealed)
         self._cells = {}
+        for track_id, tcells in self._tcells.items():
+            self._tsealed.append((track_id, self._tracks.get(track_id), tcells))
+        self._tcells = {}
         self.finished = True
 
     # -- output ---------------------------------------------------------------------
@@ -194,6 +224,63 @@ class GroundTruth:
         """Tracks with uses and no TrackCreated yet."""
         return {track for track, cells in self._cells.items()
                 if cells and track not in self._tracks}
+
+    @property
+    def countries(self) -> Counter[str]:
+        """Counted uses per country (of the uses that carried one)."""
+        total: Counter[str] = Counter()
+        for _, _, tcells in self._tsealed:
+            for (_, _, country), uses in tcells.items():
+                total[country] += uses
+        for tcells in self._tcells.values():
+            for (_, _, country), uses in tcells.items():
+                total[country] += uses
+        return total
+
+    def expected_territory(self) -> dict[CounterKey, int]:
+        """Every non-zero territory counter of the territory windows (``tt``/``th``/``tg``
+        in Redis), as ``read_territory_counters`` returns them."""
+        return self._territory(self.territory_windows, "t")
+
+    def expected_ledger(self) -> dict[CounterKey, int]:
+        """Per UTC day (epoch ms of its start), the ledger's ``tracks``, ``holders`` and
+        ``genres`` rows, as ``streamer.verify.ledger_files`` reads them."""
+        return self._territory((("1d", DAY_MS),), "ledger")
+
+    def _territory(self, windows: tuple[tuple[str, int], ...], shape: str
+                   ) -> dict[CounterKey, int]:
+        result: defaultdict[CounterKey, int] = defaultdict(int)
+        live = [(track_id, self._tracks.get(track_id), tcells)
+                for track_id, tcells in self._tcells.items()]
+        for track_id, info, tcells in self._tsealed + live:
+            weights = info.weights if info is not None else _UNATTRIBUTED_WEIGHTS
+            for name, size in windows:
+                per_window: defaultdict[tuple[str, int, str], int] = defaultdict(int)
+                for (use, grain_start, country), uses in tcells.items():
+                    if uses:
+                        per_window[(use, grain_start - grain_start % size, country)] += uses
+                for (use, start, country), uses in per_window.items():
+                    if shape == "ledger":
+                        result[("tracks", start, track_id, country, use)] += uses
+                        for right, holder, micro in weights:
+                            result[("holders", start, holder, right, use, country,
+                                    "uses")] += uses
+                            result[("holders", start, holder, right, use, country,
+                                    "weighted_micro")] += uses * micro
+                        if info is not None:
+                            result[("genres", start, info.genre, info.ai_origin, use,
+                                    country)] += uses
+                        continue
+                    result[("ttrack", name, start, track_id, country, use)] += uses
+                    for right, holder, micro in weights:
+                        result[("tholder", name, start, holder, right, use, country,
+                                "uses")] += uses
+                        result[("tholder", name, start, holder, right, use, country,
+                                "weighted_micro")] += uses * micro
+                    if info is not None:
+                        result[("tgenre", name, start, info.genre, info.ai_origin, use,
+                                country)] += uses
+        return {key: value for key, value in result.items() if value}
 
     def expected(self) -> dict[CounterKey, int]:
         """Every non-zero counter, as if ``finish()`` were called now (nothing is mutated)."""
@@ -239,15 +326,18 @@ class PartitionedTruth:
         self,
         windows: Iterable[tuple[str, int]] = DEFAULT_WINDOWS,
         allowed_lateness_ms: int = 3_600_000,
+        territory_windows: Iterable[tuple[str, int]] = DEFAULT_TERRITORY_WINDOWS,
     ) -> None:
         self.windows = tuple((str(name), int(size)) for name, size in windows)
         self.allowed_lateness_ms = allowed_lateness_ms
+        self.territory_windows = tuple((str(n), int(size)) for n, size in territory_windows)
         self.parts: dict[int, GroundTruth] = {}
 
     def part(self, partition: int) -> GroundTruth:
         truth = self.parts.get(partition)
         if truth is None:
-            truth = self.parts[partition] = GroundTruth(self.windows, self.allowed_lateness_ms)
+            truth = self.parts[partition] = GroundTruth(
+                self.windows, self.allowed_lateness_ms, self.territory_windows)
         return truth
 
     def track_created(self, event: Mapping[str, Any], partition: int) -> None:
@@ -288,6 +378,32 @@ class PartitionedTruth:
         """Every counter summed over partitions, as ``read_counters`` returns them."""
         return merge_expected([truth.expected() for truth in self.parts.values()])
 
+    def expected_territory_for(self, partition: int) -> dict[CounterKey, int]:
+        """The territory counters of one partition's Redis shard."""
+        truth = self.parts.get(partition)
+        return truth.expected_territory() if truth is not None else {}
+
+    def expected_ledger_for(self, partition: int) -> dict[CounterKey, int]:
+        """The ledger rows (per day) one partition's closes should write."""
+        truth = self.parts.get(partition)
+        return truth.expected_ledger() if truth is not None else {}
+
+    def expected_territory(self) -> dict[CounterKey, int]:
+        """Every territory counter summed over partitions."""
+        return merge_expected([truth.expected_territory() for truth in self.parts.values()])
+
+    def expected_ledger(self) -> dict[CounterKey, int]:
+        """Every ledger row (per day) summed over partitions."""
+        return merge_expected([truth.expected_ledger() for truth in self.parts.values()])
+
+    @property
+    def countries(self) -> Counter[str]:
+        """Counted uses per country, over all partitions."""
+        total: Counter[str] = Counter()
+        for truth in self.parts.values():
+            total.update(truth.countries)
+        return total
+
 
 def merge_expected(parts: Iterable[Mapping[CounterKey, int]]) -> dict[CounterKey, int]:
     """Counter maps added up, zeros dropped."""
@@ -315,11 +431,16 @@ def fold_replaced_holders(counters: Mapping[CounterKey, int]) -> dict[CounterKey
     """
     out: defaultdict[CounterKey, int] = defaultdict(int)
     for key, value in counters.items():
-        if key[0] == "holder" and str(key[3]).startswith(REPLACED_HOLDER_PREFIX):
-            if key[6] != "weighted_micro":
+        at = _HOLDER_AT.get(key[0])
+        if at is not None and str(key[at]).startswith(REPLACED_HOLDER_PREFIX):
+            if key[-1] != "weighted_micro":
                 continue
-            track_holder = str(key[3]).rsplit("-", 1)[0]
-            out[(*key[:3], track_holder, *key[4:])] += value
+            track_holder = str(key[at]).rsplit("-", 1)[0]
+            out[(*key[:at], track_holder, *key[at + 1:])] += value
         else:
             out[key] += value
     return dict(out)
+
+
+# Where the holder id is in each holder key shape (plain, territory, ledger rows).
+_HOLDER_AT = {"holder": 3, "tholder": 3, "holders": 2}

@@ -6,9 +6,9 @@
 * :class:`Sender`: sends a workload's records in order (optionally paced, pausable),
   remembering every record's offset.
 * :class:`Scenario`: names (topics, app id, key prefix, web port), worker processes,
-  and the final check: drained, every counter equal to ground truth, every rejected
-  input in the dead-letter topic with a reason. Its figures go to stdout, to the
-  session summary and to ``$STREAMER_FAULTS_DIR/results.jsonl``.
+  and the final check: drained, every counter (plain and per territory) equal to ground
+  truth, every rejected input in the dead-letter topic with a reason. Its figures go
+  to stdout, to the session summary and to ``$STREAMER_FAULTS_DIR/results.jsonl``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ from fault_workload import USES, Record, Workload
 from streamer.state.connection import connect as connect_redis
 from streamer.verify import compare
 from streamer.verify.kafka_progress import wait_drained
-from streamer.verify.redis_counters import delete_prefixed_keys, pending_tracks, read_counters
+from streamer.verify.redis_counters import (
+    delete_prefixed_keys,
+    pending_tracks,
+    read_counters,
+    read_territory_counters,
+)
 from streamer.verify.worker_process import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -615,9 +620,13 @@ class Scenario:
                 await asyncio.sleep(0.5)
             pending = await self.pending_left(client)
             actual = await read_counters(client, self.names.prefix)
+            territory = await read_territory_counters(client, self.names.prefix)
         finally:
             await client.aclose()
         result = compare(workload.truth.expected(), actual)
+        # The territory counters (the worker's default 1d) per country, by the same rules.
+        result.add(compare(workload.truth.expected_territory(), territory))
+        actual = {**actual, **territory}
         messages = await read_topic(self.bootstrap, self.names.dlq)
         dlq = check_dlq(messages, workload, self.names)
         stats = workload.stats

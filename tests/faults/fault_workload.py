@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
-from streamer.verify import GroundTruth
+from streamer.verify import GroundTruth, PartitionedTruth
 
 USES = "u"
 TRACKS = "t"
@@ -114,6 +114,8 @@ class Workload:
     stats: WorkloadStats
     t0_ms: int
     span_ms: int
+    # The same truth kept per input partition (territory and ledger reconciliation).
+    partitioned: PartitionedTruth = field(default_factory=PartitionedTruth)
 
     @property
     def expected_rejects(self) -> int:
@@ -203,6 +205,7 @@ class WorkloadBuilder:
         self._partitioner = DefaultPartitioner()
         self._all = list(range(partitions))
         self.truth = GroundTruth()
+        self.partitioned = PartitionedTruth()
         self.stats = WorkloadStats()
         self.records: list[Record] = []
         self._open: dict[int, tuple[list[bytes], list[ExpectedReject], int, bytes]] = {}
@@ -299,6 +302,7 @@ class WorkloadBuilder:
         track_id = self.track_ids[k]
         event = make_track(self.rng, track_id, f"{self.tag}-t{k}", occurred_at)
         self.truth.track_created(event)
+        self.partitioned.track_created(event, self.partition_of(track_id))
         self._emit_record(Record(TRACKS, self.partition_of(track_id), track_id.encode(),
                                  orjson.dumps(event), 1))
         self.stats.tracks += 1
@@ -333,6 +337,7 @@ class WorkloadBuilder:
                 self._emit_track(k, self.t0_ms + self.span_ms * i // max(1, n))
             event = self.use_event(i)
             self.truth.use(event)
+            self.partitioned.use(event, self.partition_of(event["track_id"]))
             self.stats.uses_distinct += 1
             self._emit_use(event)
             if rng.random() < self.dup_rate:
@@ -359,7 +364,7 @@ class WorkloadBuilder:
             self._close_batch(partition)
         self.stats.records = len(self.records)
         return Workload(self.seed, self.partitions, self.records, self.truth, self.stats,
-                        self.t0_ms, self.span_ms)
+                        self.t0_ms, self.span_ms, self.partitioned)
 
 
 # -- a few simple bad elements, for the scenarios that are not about input fuzzing ------

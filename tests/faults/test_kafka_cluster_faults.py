@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from failover_load import faults_tolerated, running, under_load
 from failover_services import KafkaCluster
-from fault_harness import Scenario, Sender, log, next_flush
-from fault_workload import WorkloadBuilder, simple_bad
+from fault_harness import Scenario, log, next_flush
 
 PARTITIONS = 4
 EVENTS = 240_000  # ~80 s at RATE: load through both faults (a restart takes 30-60 s)
@@ -34,24 +34,9 @@ RATE = 3_000
 
 @pytest.fixture
 def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
-    cluster = KafkaCluster(f"kafka-cluster-{request.node.name[:40]}")
-    cluster.fresh()
-    try:
-        cluster.run("up", timeout=360)
+    with running(KafkaCluster(f"kafka-cluster-{request.node.name[:40]}"),
+                 up_timeout=360, down_timeout=240) as cluster:
         yield cluster
-    finally:
-        try:
-            cluster.run("down", timeout=240)
-        finally:
-            cluster.fresh()
-
-
-async def _wait_progress(sender: Sender, fraction: float, timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while sender.progress < fraction and not sender.done.is_set():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"sending stuck at {sender.progress:.0%}")
-        await asyncio.sleep(0.1)
 
 
 async def _in_sync_replicas(bootstrap: str, topics: list[str]) -> list[int]:
@@ -80,22 +65,14 @@ async def test_kafka_cluster_loses_a_broker_then_the_controller(
     bootstrap = kafka_cluster.bootstrap
     scenario = Scenario(11, "Kafka x3: broker SIGKILLed, then the controller", bootstrap,
                         redis_url, PARTITIONS, tmp_path)
-    await scenario.setup(replication_factor=3)
     names = scenario.names
     topics = [names.uses, names.tracks, names.dlq]
-    sender = None
-    try:
-        workload = WorkloadBuilder(11011, PARTITIONS, EVENTS, tag=names.tag,
-                                   now_ms=int(time.time() * 1000)).build(default_bad=simple_bad)
-        worker = scenario.worker("worker", STREAMER_REPLICATION_FACTOR="3")
-        worker.start()
-        await worker.wait_healthy(120)
-        sender = Sender(bootstrap, names, workload, events_per_s=RATE)
-        sender.start()
-        await _wait_progress(sender, 0.1)
+    async with under_load(scenario, 11011, PARTITIONS, EVENTS, rate=RATE, start_at=0.1,
+                          healthy_timeout=120, replication_factor=3,
+                          STREAMER_REPLICATION_FACTOR="3") as load:
+        worker, sender = load.worker, load.sender
         for target in ("broker", "controller"):
-            await asyncio.sleep(rng.uniform(0.5, 2.0))
-            assert not sender.done.is_set(), "the load ended before the faults did"
+            await load.before_next_fault(rng)
             controller = await kafka_cluster.controller()
             node = controller if target == "controller" else rng.choice(
                 [n for n in (1, 2, 3) if n != controller])
@@ -118,16 +95,10 @@ async def test_kafka_cluster_loses_a_broker_then_the_controller(
                            f"{sent_while_down:.0%} of the workload was sent (acks=all), "
                            "then restarted")
             await worker.wait_healthy(120)
-        sender.events_per_s = None
-        await sender.wait(300)
-        outcome = await scenario.verify(workload, drain_timeout=240)
+        outcome = await load.finish(drain_timeout=240)
         isr = await _wait_isr(bootstrap, topics, 3, 60)
         scenario.notes.update({"worker_starts": worker.starts, "isr_sizes_at_end": isr})
         log(f"scenario 11: in-sync replica counts at the end: {isr}")
-        assert worker.alive and worker.starts == 1, "the worker process had to be restarted"
+        faults_tolerated(load)
         scenario.assert_exact(outcome)
         assert isr == [3], f"partitions not back to 3 in-sync replicas: {isr}"
-    finally:
-        if sender is not None:
-            await sender.close()
-        await scenario.cleanup()

@@ -18,14 +18,13 @@ rejection in the DLQ.
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from failover_load import faults_tolerated, note_redis_losses, running, under_load
 from failover_services import (
     ClusterRedis,
     SentinelRedis,
@@ -33,8 +32,7 @@ from failover_services import (
     kill_with_lagging_replicas,
     partition_seqs,
 )
-from fault_harness import Scenario, Sender, log, next_flush, worker_log_text
-from fault_workload import WorkloadBuilder, simple_bad
+from fault_harness import Scenario, next_flush
 from redis.asyncio.cluster import key_slot
 
 from streamer.state.keys import KeyLayout
@@ -47,40 +45,16 @@ RATE = 3_000  # events/s: ~100 s of load, longer than three failovers take
 @pytest.fixture
 def sentinel_redis(request: pytest.FixtureRequest) -> Iterator[SentinelRedis]:
     appendfsync = getattr(request, "param", "always")
-    service = SentinelRedis(f"sentinel-{request.node.name[:40]}", appendfsync)
-    service.fresh()
-    try:
-        service.run("up", timeout=120)
+    with running(SentinelRedis(f"sentinel-{request.node.name[:40]}", appendfsync),
+                 up_timeout=120, down_timeout=90) as service:
         yield service
-    finally:
-        try:
-            service.thaw_all()
-            service.run("down", timeout=90)
-        finally:
-            service.fresh()
 
 
 @pytest.fixture
 def cluster_redis(request: pytest.FixtureRequest) -> Iterator[ClusterRedis]:
-    service = ClusterRedis(f"cluster-{request.node.name[:40]}")
-    service.fresh()
-    try:
-        service.run("up", timeout=120)
+    with running(ClusterRedis(f"cluster-{request.node.name[:40]}"),
+                 up_timeout=120, down_timeout=90) as service:
         yield service
-    finally:
-        try:
-            service.thaw_all()
-            service.run("down", timeout=90)
-        finally:
-            service.fresh()
-
-
-async def _wait_progress(sender: Sender, fraction: float, timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while sender.progress < fraction and not sender.done.is_set():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"sending stuck at {sender.progress:.0%}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -92,23 +66,14 @@ async def test_sentinel_failover_under_load(kafka_bootstrap: str, sentinel_redis
     rng = random.Random(8008 + number)
     scenario = Scenario(number, f"Sentinel failover x3, appendfsync {sentinel_redis.appendfsync}",
                         kafka_bootstrap, sentinel_redis.url, PARTITIONS, tmp_path)
-    await scenario.setup()
-    sender = None
     lost_per_failover: list[int] = []
-    try:
-        workload = WorkloadBuilder(8008 + number, PARTITIONS, EVENTS, tag=scenario.names.tag,
-                                   now_ms=int(time.time() * 1000)).build(default_bad=simple_bad)
-        worker = scenario.worker("worker")
-        worker.start()
-        await worker.wait_healthy(90)
-        sender = Sender(kafka_bootstrap, scenario.names, workload, events_per_s=RATE)
-        sender.start()
-        await _wait_progress(sender, 0.05)
+    async with under_load(scenario, 8008 + number, PARTITIONS, EVENTS, rate=RATE,
+                          start_at=0.05, healthy_timeout=90) as load:
+        worker, sender = load.worker, load.sender
         for lagging in (False, True, True):
             # Back to back: a cycle takes ~20 s (the Sentinels convert the restarted old
             # primary into a replica at their next 10 s INFO round).
-            await asyncio.sleep(rng.uniform(0.5, 2.0))
-            assert not sender.done.is_set(), "the load ended before the failovers did"
+            await load.before_next_fault(rng, "failovers")
             old = await sentinel_redis.primary()
             replicas = [port for port in sentinel_redis.ports if port != old]
             if lagging:
@@ -135,22 +100,11 @@ async def test_sentinel_failover_under_load(kafka_bootstrap: str, sentinel_redis
                 assert lost > 0, "the promoted replica had every flush: the lag did not hold"
             await sentinel_redis.arun("up", 120)  # the old primary rejoins as a replica
             await worker.wait_healthy(90)
-        sender.events_per_s = None  # the rest of the workload at full speed
-        await sender.wait(300)
-        outcome = await scenario.verify(workload, drain_timeout=180)
-        reclaims = worker_log_text(worker).count("Redis is behind our state")
-        scenario.notes.update({"worker_starts": worker.starts,
-                               "flushes_lost_per_failover": lost_per_failover,
-                               "reclaims_after_redis_loss": reclaims})
-        log(f"scenario {number}: acknowledged flushes missing on the promoted replica: "
-            f"{lost_per_failover}; re-claims after a loss: {reclaims}")
-        assert worker.alive and worker.starts == 1, "the worker process had to be restarted"
+        outcome = await load.finish(drain_timeout=180)
+        reclaims = note_redis_losses(load, lost_per_failover)
+        faults_tolerated(load)
         assert reclaims >= sum(1 for lost in lost_per_failover if lost)
         scenario.assert_exact(outcome)
-    finally:
-        if sender is not None:
-            await sender.close()
-        await scenario.cleanup()
 
 
 @pytest.mark.slow
@@ -159,24 +113,15 @@ async def test_cluster_primary_killed_replica_takes_over(
     rng = random.Random(10010)
     scenario = Scenario(10, "Redis Cluster primary killed x2, replica takes over",
                         kafka_bootstrap, cluster_redis.url, PARTITIONS, tmp_path)
-    await scenario.setup()
     layout = KeyLayout(scenario.names.prefix)
     slots = {partition: key_slot(layout.meta(partition).encode())
              for partition in range(PARTITIONS)}
-    sender = None
     lost_per_failover: list[int] = []
-    try:
-        workload = WorkloadBuilder(10010, PARTITIONS, EVENTS // 2, tag=scenario.names.tag,
-                                   now_ms=int(time.time() * 1000)).build(default_bad=simple_bad)
-        worker = scenario.worker("worker")
-        worker.start()
-        await worker.wait_healthy(90)
-        sender = Sender(kafka_bootstrap, scenario.names, workload, events_per_s=RATE)
-        sender.start()
-        await _wait_progress(sender, 0.05)
+    async with under_load(scenario, 10010, PARTITIONS, EVENTS // 2, rate=RATE,
+                          start_at=0.05, healthy_timeout=90) as load:
+        worker, sender = load.worker, load.sender
         for lagging in (False, True):
-            await asyncio.sleep(rng.uniform(0.5, 2.0))
-            assert not sender.done.is_set(), "the load ended before the failovers did"
+            await load.before_next_fault(rng, "failovers")
             # A primary holding partitions' state (each partition's keys share one slot).
             owners = {partition: await cluster_redis.primary_of_slot(slot)
                       for partition, slot in slots.items()}
@@ -213,18 +158,7 @@ async def test_cluster_primary_killed_replica_takes_over(
                 assert lost > 0, "the promoted replica had every flush: the lag did not hold"
             await cluster_redis.arun("up", 120)  # the old primary rejoins as a replica
             await worker.wait_healthy(90)
-        sender.events_per_s = None
-        await sender.wait(300)
-        outcome = await scenario.verify(workload, drain_timeout=180)
-        reclaims = worker_log_text(worker).count("Redis is behind our state")
-        scenario.notes.update({"worker_starts": worker.starts,
-                               "flushes_lost_per_failover": lost_per_failover,
-                               "reclaims_after_redis_loss": reclaims})
-        log(f"scenario 10: acknowledged flushes missing on the promoted replica: "
-            f"{lost_per_failover}; re-claims after a loss: {reclaims}")
-        assert worker.alive and worker.starts == 1, "the worker process had to be restarted"
+        outcome = await load.finish(drain_timeout=180)
+        note_redis_losses(load, lost_per_failover)
+        faults_tolerated(load)
         scenario.assert_exact(outcome)
-    finally:
-        if sender is not None:
-            await sender.close()
-        await scenario.cleanup()

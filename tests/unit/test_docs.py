@@ -2,9 +2,10 @@
 
 The README once grew to 23.5 KB, most of it a benchmark log with lines of 1,400
 characters; the log now lives in docs/BENCHMARKS.md. These tests keep the README short
-and readable, and check every relative link of README.md and docs/*.md, anchors
-included (GitHub's heading slugs), so moving a section or renaming a file cannot leave
-a dead link behind.
+and readable, and check every relative link of README.md and docs/ (subfolders too),
+anchors included (GitHub's heading slugs), so moving a section or renaming a file cannot
+leave a dead link behind; a repository file named in a code span (`tests/unit/x.py`)
+must exist too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+DOCS = sorted((ROOT / "docs").rglob("*.md"))
 README_MAX_BYTES = 10_000
 MAX_LINE_CHARS = 200
 WRAPPED = [README, ROOT / "docs" / "BENCHMARKS.md"]
@@ -27,6 +28,10 @@ _INLINE_LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\
 _REFERENCE_DEF = re.compile(r"^\s{0,3}\[[^\]\n]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.MULTILINE)
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$", re.MULTILINE)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+# A repository file in a code span: a top-level folder of the repo, then a path ending in
+# a file name with an extension (`deploy/local/lib.sh`, `tests/unit/test_docs.py::name`).
+_REPO_FILE = re.compile(
+    r"(?<![\w./-])((?:streamer|tests|deploy|benchmarks|docs|examples|\.ci)/[\w./-]*\.[a-z]+)\b")
 
 
 def _prose(markdown: str) -> str:
@@ -74,6 +79,14 @@ def broken_links(path: Path, root: Path) -> list[str]:
     return problems
 
 
+def missing_files(path: Path, root: Path) -> list[str]:
+    """Repository files named in ``path``'s code spans that do not exist."""
+    spans = _CODE_SPAN.findall(_FENCE.sub("", path.read_text(encoding="utf-8")))
+    named = {match for span in spans for match in _REPO_FILE.findall(span)}
+    return sorted(f"{path.relative_to(root)}: `{name}` does not exist"
+                  for name in named if not (root / name).exists())
+
+
 def test_readme_is_under_10_kb() -> None:
     size = len(README.read_bytes())
     assert size < README_MAX_BYTES, (
@@ -95,6 +108,12 @@ def test_no_line_over_200_characters(path: Path) -> None:
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
 def test_relative_links_point_to_existing_files_and_headings(path: Path) -> None:
     problems = broken_links(path, ROOT)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
+def test_files_named_in_code_spans_exist(path: Path) -> None:
+    problems = missing_files(path, ROOT)
     assert not problems, "\n".join(problems)
 
 
@@ -126,6 +145,18 @@ def test_checker_reports_a_missing_file_and_a_missing_anchor(tmp_path: Path) -> 
     assert len(problems) == 4, reported
     for expected in ("GONE.md", "#no-such-heading", "#missing-here", "REF_GONE.md"):
         assert expected in reported
+
+
+def test_checker_reports_a_named_file_that_is_gone(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "here.py").write_text("")
+    page = tmp_path / "README.md"
+    page.write_text(
+        "Run `pytest tests/here.py::test_x` and `tests/gone.py`; the job label\n"
+        "`streamer/streamer` and the folder `tests/` are no files.\n"
+        "```\ntests/in_a_block.py\n```\n"
+    )
+    assert missing_files(page, tmp_path) == ["README.md: `tests/gone.py` does not exist"]
 
 
 @pytest.mark.parametrize(
