@@ -36,9 +36,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    "peers batch topic: 1M, generator: 1M)")
     g.add_argument("--events-single", type=int, default=1_000_000,
                    help="peers: usage events on the single-record topic (1000000)")
-    g.add_argument("--events-single-small", type=int, default=30_000,
+    g.add_argument("--events-single-small", type=int, default=20_000,
                    help="peers: usage events on the small single-record topic, for the "
-                        "consumers not in --large-single-peers (30000; 0: none, all "
+                        "consumers not in --large-single-peers (20000; 0: none, all "
                         "read the large one)")
     g.add_argument("--batch-events", type=int, default=500, help="events per batch record")
     g.add_argument("--single", action="store_true", help="single-event records")

@@ -10,8 +10,9 @@ pools, AI origins 70/20/10 % human/assisted/generated; then writes DIR/rates.tom
 DIR/parties.toml (the largest label receives DSR files for every territory).
 
 ``measure --out DIR`` builds in one process, timing each phase and sampling peak RSS:
-pricing (all lines), every holder's statement, and the DSR files of the DSR recipients.
-Run it in a process of its own so peak RSS is the build's.
+pricing (all lines), every holder's statement, the DSR files of the DSR recipients, and
+``explain`` of the top pooled line's track. Run it in a process of its own so peak RSS is
+the build's (docs/STATEMENTS.md, "Size and speed", has the figures).
 """
 
 from __future__ import annotations

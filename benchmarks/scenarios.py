@@ -657,7 +657,7 @@ async def scenario_suite(opts: argparse.Namespace, report: Report) -> dict[str, 
     half = round(out["max"]["capacity"]["events_per_s"] / 2, -2)
     sus_opts = replace_ns(opts, duration=30.0 if quick else (opts.duration or 300.0))
     out["sustained"] = await scenario_sustained(sus_opts, report, rate=half)
-    peer_opts = replace_ns(opts, events=300_000 if quick else 1_000_000,
+    peer_opts = replace_ns(opts, events=100_000 if quick else None,
                            events_single=30_000 if quick else opts.events_single,
                            events_single_small=10_000 if quick else opts.events_single_small,
                            rounds=1 if quick else opts.rounds)

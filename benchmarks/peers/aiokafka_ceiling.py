@@ -30,6 +30,8 @@ async def main() -> None:
     try:
         while not ends.done:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if batches:
+                reporter.start()
             for tp, messages in batches.items():
                 events = 0
                 for message in messages:

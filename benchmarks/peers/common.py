@@ -129,6 +129,13 @@ class Reporter:
         self.first: float | None = None
         self._next = 0.0
 
+    def start(self) -> None:
+        """Records arrived and none is processed yet: the run's first record consumed.
+        A peer that processes records in batches calls it before the first batch, so the
+        timing includes that batch's work as it does every other consumer's."""
+        if self.first is None:
+            self.first = time.time()
+
     def seen(self, records: int, events: int) -> None:
         now = time.time()
         if self.first is None:

@@ -39,6 +39,7 @@ def main() -> None:
     async def count(stream: faust.StreamT[bytes]) -> None:
         next_flush = time.monotonic() + 1.0
         async for event in stream.events():
+            reporter.start()
             message = event.message
             try:
                 events = valid_events(orjson.loads(message.value), now_ms())

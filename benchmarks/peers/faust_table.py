@@ -49,6 +49,7 @@ def main() -> None:
     @app.agent(topic)
     async def count(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
+            reporter.start()
             message = event.message
             try:
                 events = valid_events(orjson.loads(message.value), now_ms())

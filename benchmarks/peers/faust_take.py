@@ -45,6 +45,8 @@ def main() -> None:
         # take_events is newer than Faust's StreamT type.
         async for batch in stream.take_events(  # type: ignore[attr-defined]
                 TAKE, within=WITHIN_S):
+            # Its first records were consumed at most WITHIN_S before the batch came.
+            reporter.start()
             cells: Counter[tuple[int, str]] = Counter()
             finished = False
             events = 0

@@ -1,4 +1,9 @@
-"""Pieces both Quix Streams peers use: the record deserializer and a summing sink.
+"""What both Quix Streams peers share: the app around their pipeline, the record
+deserializer and a summing sink.
+
+``run_peer`` builds the app the same way for both (consumer group, earliest offset,
+Quix's default commit interval, the harness's progress and end-of-run reporting) and
+hands the peer its dataframe; a peer only says how it counts.
 
 The deserializer decodes a record once (orjson), keeps its valid SoundUsed (the rule
 every peer shares) and ignores a record that is not JSON (``IgnoreMessage``, Quix's
@@ -10,16 +15,30 @@ per checkpoint (``flush``), at Quix's default commit interval (5 s).
 
 from __future__ import annotations
 
+import argparse
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+from quixstreams import Application
+from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models.serializers import Deserializer
 from quixstreams.models.serializers.exceptions import IgnoreMessage
 from quixstreams.sinks.base import BatchingSink, SinkBatch
 
-from benchmarks.peers.common import RedisCounts, Reporter, now_ms, valid_events
+from benchmarks.peers.common import (
+    EndTracker,
+    RedisCounts,
+    Reporter,
+    hard_exit,
+    now_ms,
+    valid_events,
+)
+
+Cells = Callable[[Any, Any], Counter[tuple[int, str]]]
+"""An output item's (key, value) -> its (window start, field) counts."""
 
 
 class UsesDeserializer(Deserializer):
@@ -35,6 +54,7 @@ class UsesDeserializer(Deserializer):
         return self.split
 
     def __call__(self, value: bytes, ctx: Any) -> list[dict[str, Any]]:
+        self.reporter.start()
         try:
             decoded = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -79,3 +99,37 @@ class SummingRedisSink(BatchingSink):
                 total.update(self.cells(item.key, item.value))
         if total:
             self.counts.add(total.items())
+
+
+def run_peer(args: argparse.Namespace, *, key_deserializer: str, split: bool,
+             pipeline: Callable[[StreamingDataFrame], tuple[StreamingDataFrame, Cells]],
+             event_time: bool = False) -> None:
+    """Run one Quix peer on the harness's topic until every partition is processed to
+    its end offset and a checkpoint has written what came before; then report, exit.
+
+    ``pipeline`` turns the topic's dataframe into the items the sink counts;
+    ``event_time`` windows by each event's ``occurred_at`` instead of the record time.
+    """
+    reporter = Reporter()
+    ends = EndTracker(args.end_offsets)
+    counts = RedisCounts(args.redis_url, args.prefix)
+
+    def processed(topic: str, partition: int, offset: int) -> None:
+        ends.processed(partition, offset)
+
+    def flushed() -> None:
+        if ends.done:   # everything processed before this checkpoint is written
+            reporter.done(counts.last_write, sink_writes=counts.writes)
+            hard_exit(0)
+
+    app = Application(
+        broker_address=args.bootstrap, consumer_group=args.group,
+        auto_offset_reset="earliest", loglevel="WARNING",
+        state_dir=args.state_dir or tempfile.mkdtemp(prefix="quix-state-"),
+        on_message_processed=processed)
+    topic = app.topic(args.topic, key_deserializer=key_deserializer,  # type: ignore[arg-type, unused-ignore]
+                      value_deserializer=UsesDeserializer(reporter, split=split),
+                      timestamp_extractor=occurred_at if event_time else None)
+    sdf, cells = pipeline(app.dataframe(topic))
+    sdf.sink(SummingRedisSink(counts, cells, flushed))
+    app.run()

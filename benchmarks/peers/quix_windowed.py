@@ -20,61 +20,38 @@ the event's own time as the worker does; no dedupe, no attribution.
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
+from functools import partial
 from typing import Any
 
-from quixstreams import Application
+from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.dataframe.windows.aggregations import Collect
 
-from benchmarks.peers.common import (
-    EndTracker,
-    RedisCounts,
-    Reporter,
-    hard_exit,
-    parse_args,
-)
-from benchmarks.peers.quix_common import SummingRedisSink, UsesDeserializer, occurred_at
+from benchmarks.peers.common import parse_args
+from benchmarks.peers.quix_common import Cells, run_peer
+
+
+def pipeline(sdf: StreamingDataFrame, *, lateness_ms: int,
+             batch: bool) -> tuple[StreamingDataFrame, Cells]:
+    window = sdf.tumbling_window(duration_ms=60_000, grace_ms=lateness_ms)
+    if batch:
+        def tracks(key: Any, value: Any) -> Counter[tuple[int, str]]:
+            start = value["start"]
+            return Counter((start, track) for track in value["tracks"])
+
+        return (window.agg(tracks=Collect("track_id")).final(closing_strategy="partition"),
+                tracks)
+
+    def per_key(key: Any, value: Any) -> Counter[tuple[int, str]]:
+        return Counter({(value["start"], key): value["value"]})
+
+    return window.count().final(closing_strategy="partition"), per_key
 
 
 def main() -> None:
     args = parse_args()
-    reporter = Reporter()
-    ends = EndTracker(args.end_offsets)
-    counts = RedisCounts(args.redis_url, args.prefix)
-
-    def processed(topic: str, partition: int, offset: int) -> None:
-        ends.processed(partition, offset)
-
-    def flushed() -> None:
-        if ends.done:   # everything processed before this checkpoint: all windows written
-            reporter.done(counts.last_write, sink_writes=counts.writes)
-            hard_exit(0)
-
-    app = Application(
-        broker_address=args.bootstrap, consumer_group=args.group,
-        auto_offset_reset="earliest", loglevel="WARNING",
-        state_dir=args.state_dir or tempfile.mkdtemp(prefix="quix-state-"),
-        on_message_processed=processed)
-    topic = app.topic(args.topic, key_deserializer="str",
-                      value_deserializer=UsesDeserializer(reporter, split=True),
-                      timestamp_extractor=occurred_at)
-    sdf = app.dataframe(topic)
-    window = sdf.tumbling_window(duration_ms=60_000, grace_ms=args.lateness_ms)
-    if args.batch:
-        sdf = window.agg(tracks=Collect("track_id")).final(closing_strategy="partition")
-
-        def cells(key: Any, value: Any) -> Counter[tuple[int, str]]:
-            start = value["start"]
-            return Counter((start, track) for track in value["tracks"])
-    else:
-        sdf = window.count().final(closing_strategy="partition")
-
-        def cells(key: Any, value: Any) -> Counter[tuple[int, str]]:
-            return Counter({(value["start"], key): value["value"]})
-
-    sdf.sink(SummingRedisSink(counts, cells, flushed))
-    app.run()
+    run_peer(args, key_deserializer="str", split=True, event_time=True,
+             pipeline=partial(pipeline, lateness_ms=args.lateness_ms, batch=args.batch))
 
 
 if __name__ == "__main__":

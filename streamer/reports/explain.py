@@ -3,8 +3,10 @@
 Prints, for each line of a holder and track (optionally one territory, use, right): the
 ledger rows that attributed the uses (day, partition, uses; the catalog version and the
 holder's share in it), the weighted uses, the rate-card entry that priced the line and
-the arithmetic from there to the amount, recomputed with the reference functions of
-money.py and checked against the statement's figure.
+the arithmetic from there to the amount, recomputed and checked against the statement's
+figure: a per-use line with money.py's reference rounding; a pool line from the pool's
+totals and the line's place among its remainders, counted in DuckDB (a pool of a 20M-use
+month has millions of lines: only its totals and the explained line reach Python).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from streamer.reports.money import (
     format_micro,
     format_minor,
     format_percent_micro,
-    largest_remainder,
     per_use_minor,
 )
 from streamer.reports.pricing import LINE_KEY, Pricing
@@ -30,15 +31,17 @@ _KEY_COLUMNS = ", ".join(f'"{column}"' for column in LINE_KEY)
 def explain(pricing: Pricing, holder: str, track: str, territory: str | None = None,
             use: str | None = None, right: str | None = None) -> list[str]:
     """The explanation, as lines of text; raises ReportInputError if no line matches."""
-    clauses = ["holder_id = ?", "track_id = ?"]
-    params: list[Any] = [holder, track]
-    for column, value in (("territory", territory), ("use", use), ('"right"', right)):
+    clauses = ["holder_id = $holder", "track_id = $track"]
+    params: dict[str, Any] = {"holder": holder, "track": track}
+    for column, name, value in (("territory", "territory", territory), ("use", "use", use),
+                                ('"right"', "right", right)):
         if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
+            clauses.append(f"{column} = ${name}")
+            params[name] = value
+    where = " AND ".join(clauses)
     con = pricing.con
     lines = con.execute(
-        f"SELECT * FROM priced WHERE {' AND '.join(clauses)} "
+        f"SELECT * FROM priced WHERE {where} "
         'ORDER BY territory, use, "right", catalog_version', params)
     names = [d[0] for d in lines.description]
     rows = [dict(zip(names, row, strict=True)) for row in lines.fetchall()]
@@ -49,7 +52,8 @@ def explain(pricing: Pricing, holder: str, track: str, territory: str | None = N
     out = [f"period {pricing.snapshot.period.text}, ledger {pricing.snapshot.location.url} at "
            f"versions {', '.join(f'{k}={v}' for k, v in sorted(versions.items()))}"
            + (" (PROVISIONAL)" if pricing.snapshot.provisional else "")]
-    pools: dict[str, _PoolSplit] = {}
+    pools = {entry_id: _PoolSplit.of(pricing, entry_id, where, params)
+             for entry_id in sorted({row["entry_id"] for row in rows if row["kind"] == "pool"})}
     days: dict[tuple[str, str, str], list[tuple[Any, int, int]]] = {}
     for day, partition, country, use_, version, uses in con.execute(
             "SELECT day, partition, country, use, catalog_version, uses FROM attributions "
@@ -62,25 +66,54 @@ def explain(pricing: Pricing, holder: str, track: str, territory: str | None = N
 
 @dataclass(frozen=True, slots=True)
 class _PoolSplit:
-    """A pool recomputed with the reference rule, once per explain call."""
+    """What explaining a pool's lines needs, computed in DuckDB: the pool's totals and
+    the explained lines' places among its remainders. The pool's lines never come to
+    Python (a default-territory pool of a 20M-use month has millions)."""
 
     denominator: int
+    lines: int
     left: int
-    allocation: dict[tuple[Any, ...], int]
     place: dict[tuple[Any, ...], int]
 
     @classmethod
-    def of(cls, pricing: Pricing, entry_id: str) -> _PoolSplit:
+    def of(cls, pricing: Pricing, entry_id: str, where: str,
+           params: dict[str, Any]) -> _PoolSplit:
+        """``where`` (with ``params``) selects the explained lines among the pool's."""
         amount = pricing.pools[entry_id].amount_minor
-        members = pricing.con.execute(
-            f"SELECT {_KEY_COLUMNS}, weighted_micro FROM priced WHERE entry_id = ?",
-            [entry_id]).fetchall()
-        weights = [(tuple(m[:-1]), int(m[-1])) for m in members]
-        denominator = sum(w for _, w in weights)
-        left = amount - sum(amount * w // denominator for _, w in weights)
-        order = sorted(weights, key=lambda pair: (-(amount * pair[1] % denominator), pair[0]))
-        return cls(denominator, left, largest_remainder(amount, weights),
-                   {key: number for number, (key, _) in enumerate(order, start=1)})
+        con = pricing.con
+        values = {"entry": entry_id, "amount": str(amount)}
+        denominator, lines, floors = con.execute(_POOL_TOTALS, values).fetchall()[0]
+        places = con.execute(_PLACES.format(where=where), {
+            **values, **params, "denominator": str(denominator)}).fetchall()
+        return cls(int(denominator), int(lines), amount - int(floors),
+                   {tuple(row[:-1]): int(row[-1]) for row in places})
+
+
+_POOL_TOTALS = """
+WITH t AS (SELECT sum(weighted_micro::HUGEINT) AS denominator, count(*) AS lines
+           FROM priced WHERE entry_id = $entry)
+SELECT t.denominator, t.lines,
+       (SELECT sum(($amount::HUGEINT * weighted_micro) // t.denominator) FROM priced
+        WHERE entry_id = $entry)
+FROM t
+"""
+# A line's place among the pool's remainders, counted (not ranked by a window as
+# pricing.py does): 1 + the lines with a larger remainder, + those with an equal one and a
+# smaller key.
+_PLACES = f"""
+WITH p AS MATERIALIZED (
+         SELECT {_KEY_COLUMNS}, ($amount::HUGEINT * weighted_micro) % $denominator::HUGEINT AS r
+         FROM priced WHERE entry_id = $entry),
+     m AS (SELECT {_KEY_COLUMNS}, ($amount::HUGEINT * weighted_micro) % $denominator::HUGEINT
+                  AS r
+           FROM priced WHERE entry_id = $entry AND {{where}})
+SELECT {_KEY_COLUMNS},
+       1 + (SELECT count(*) FROM p WHERE p.r > m.r)
+         + (SELECT count(*) FROM p WHERE p.r = m.r
+            AND ({", ".join(f'p."{c}"' for c in LINE_KEY)})
+                < ({", ".join(f'm."{c}"' for c in LINE_KEY)}))
+FROM m
+"""
 
 
 def _explain_line(pricing: Pricing, row: dict[str, Any], pools: dict[str, _PoolSplit],
@@ -119,16 +152,15 @@ def _explain_line(pricing: Pricing, row: dict[str, Any], pools: dict[str, _PoolS
     else:
         pool = pricing.pools[entry_id]
         key = tuple(row[name] for name in LINE_KEY)
-        split = pools.get(entry_id) or pools.setdefault(entry_id, _PoolSplit.of(pricing,
-                                                                                entry_id))
+        split = pools[entry_id]
         denominator, left = split.denominator, split.left
         floor, remainder = divmod(pool.amount_minor * int(row["weighted_micro"]), denominator)
         place = split.place[key]
-        expected = split.allocation[key]
+        expected = floor + (1 if place <= left else 0)
 
         out += [f"  priced by {entry_id}: a pool of {format_minor(pool.amount_minor, currency)} "
                 f"{currency} over {format_micro(denominator)} weighted uses in "
-                f"{len(split.allocation)} lines (all holders)",
+                f"{split.lines} lines (all holders)",
                 f"  quota = {pool.amount_minor} x {row['weighted_micro']} / {denominator} "
                 f"minor units = {floor} remainder {remainder}/{denominator}",
                 f"  largest remainder: {left} units left after the floors; this line's "

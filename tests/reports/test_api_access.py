@@ -108,3 +108,25 @@ def test_token_files_toml_json_and_their_errors(tmp_path: Path) -> None:
         assert PUB_X not in message  # a token pasted as a key is not echoed
     with pytest.raises(ConfigError, match="cannot read"):
         load_tokens(str(tmp_path / "missing.toml"), None)
+
+
+async def test_spellings_of_another_holder_are_refused(closed_month: ClosedMonth,
+                                                      tokens_file: Path,
+                                                      redis_url: str) -> None:
+    """Encodings, dot segments and near-misses of a holder id never open another holder's
+    figures to a holder token (403, or 400 for an id that is not valid)."""
+    env = {"STREAMER_REDIS_URL": redis_url, "STREAMER_WEB_TOKEN": ADMIN,
+           "STREAMER_WEB_TOKENS_FILE": str(tokens_file)}
+    service = StatementService(closed_month.location, 1, str(RATES), str(PARTIES))
+    async with serving(service, env) as (base, _):
+        for route in ("usage", "statement"):
+            for spelling in ("label%2Da", "%6Cabel-a", f"{OWN}/../{OTHER}",
+                             f"{OWN}%2F..%2F{OTHER}", "PUB-X", f"{OWN}%20", f"{OWN}%00",
+                             f"{OTHER}%09", "_unclaimed", "mystery%09holder"):
+                status, body, raw, _ = await get(base, f"/v1/holders/{spelling}/{route}",
+                                                 token=PUB_X, period="2026-11")
+                assert status in (400, 403, 404), (route, spelling, status, body)
+                assert b"total" not in raw and b"weighted" not in raw, (route, spelling)
+            status, body, _, _ = await get(base, f"/v1/holders/{OWN}/{route}", token=PUB_X,
+                                           period="2026-11")
+            assert status == 200, (route, body)

@@ -272,15 +272,70 @@ def test_a_territory_without_usage_gives_a_summary_only_report(
         tmp_path / next(iter(report.files)))
 
 
-@pytest.mark.skipif(not os.environ.get("STREAMER_TEST_DSR_VALIDATOR"),
-                    reason="set STREAMER_TEST_DSR_VALIDATOR to the dsrf validate script "
-                    "(/work/shared/tools/dsr-validator/setup.sh builds it)")
-def test_the_reference_validator_accepts_every_file(dsr_dir: Path, pricing: Pricing,
-                                                    parties: Parties, tmp_path: Path) -> None:
-    write_dsr(pricing, parties, "label-a", tmp_path, territory="US", max_file_bytes=1500,
-              gzip_over_bytes=1000)
-    groups = [*reports(dsr_dir).values(), *reports(tmp_path).values()]
-    for files in groups:
-        done = subprocess.run([os.environ["STREAMER_TEST_DSR_VALIDATOR"], *map(str, files)],
-                              capture_output=True, text=True, cwd=files[0].parent)
-        assert done.returncode == 0 and "VALID:" in done.stdout, done.stdout[-2000:]
+VALIDATOR = os.environ.get("STREAMER_TEST_DSR_VALIDATOR")
+
+
+def validate(files: list[Path]) -> str:
+    """The reference validator's verdict on one report (all its files)."""
+    assert VALIDATOR
+    done = subprocess.run([VALIDATOR, *(p.name for p in files)], capture_output=True,
+                          text=True, cwd=files[0].parent)
+    assert done.returncode == 0 and "VALID:" in done.stdout, done.stdout[-2000:]
+    return done.stdout
+
+
+def zero_money_pricing(closed: ClosedMonth, tmp_path: Path) -> Pricing:
+    """Usage agreed, no money: a card whose only entry prices a territory without usage,
+    so every line is unpriced and every money cell is 0."""
+    from streamer.reports.pricing import price
+    from streamer.reports.rates import load_rate_card
+    from streamer.reports.source import Period, open_snapshot
+    card = tmp_path / "usage-only.toml"
+    card.write_text('currency = "EUR"\n[[rate]]\nperiod = "2026-11"\nterritory = "JP"\n'
+                    'use = "play"\nright = "master"\nper_use = "0.001"\n')
+    return price(open_snapshot(closed.location, 1, Period.parse("2026-11")),
+                 load_rate_card(card))
+
+
+@pytest.mark.skipif(not VALIDATOR, reason="set STREAMER_TEST_DSR_VALIDATOR to the dsrf "
+                    "validate script (/work/shared/tools/dsr-validator/setup.sh builds it)")
+def test_the_reference_validator_accepts_every_kind_of_file(
+        closed_month: ClosedMonth, dsr_dir: Path, pricing: Pricing, parties: Parties,
+        tmp_path: Path) -> None:
+    """Single files per territory (money from rates and pools, the card has levies), split
+    numbered files plain and gzipped, a single gzipped file, a summary-only report (no
+    usage), and a usage-only report (every money cell 0)."""
+    import dataclasses
+    kinds: dict[str, list[list[Path]]] = {"single file per territory, money cells":
+                                          list(reports(dsr_dir).values())}
+    write_dsr(pricing, parties, "label-a", tmp_path / "split", territory="US",
+              max_file_bytes=1500, gzip_over_bytes=10**9)
+    write_dsr(pricing, parties, "label-a", tmp_path / "split-gz", territory="US",
+              max_file_bytes=1500, gzip_over_bytes=1000)
+    write_dsr(pricing, parties, "pub-x", tmp_path / "gz", territory="DE", gzip_over_bytes=1)
+    party = dataclasses.replace(parties.parties["pub-x"], dsr_territories=("JP",))
+    write_dsr(pricing, dataclasses.replace(parties, parties={**parties.parties,
+                                                             "pub-x": party}),
+              "pub-x", tmp_path / "empty")
+    zero = zero_money_pricing(closed_month, tmp_path)
+    try:
+        write_dsr(zero, parties, "label-a", tmp_path / "zero")
+    finally:
+        zero.close()
+    kinds["split into numbered files"] = list(reports(tmp_path / "split").values())
+    kinds["split and gzipped"] = list(reports(tmp_path / "split-gz").values())
+    kinds["single gzipped file"] = list(reports(tmp_path / "gz").values())
+    kinds["no usage (summary only)"] = list(reports(tmp_path / "empty").values())
+    kinds["usage only, every money cell 0"] = list(reports(tmp_path / "zero").values())
+    assert len(kinds["split into numbered files"][0]) > 2
+    assert all(p.name.endswith(".tsv") for p in kinds["split into numbered files"][0])
+    assert all(p.name.endswith(".gz") for p in kinds["split and gzipped"][0])
+    zero_cells = [r for files in kinds["usage only, every money cell 0"] for f in files
+                  for r in read_records(load(f)) if r[0] in ("SY02.02", "SU03.02", "LI01.02")]
+    money = {"SY02.02": (11,), "SU03.02": (6,), "LI01.02": (8, 9)}  # NetRevenue, Allocated*
+    assert zero_cells and {r[i] for r in zero_cells for i in money[r[0]]} == {"0.00"}
+    for kind, groups in kinds.items():
+        assert groups, kind
+        for files in groups:
+            check_report(files)
+            validate(files)
