@@ -5,7 +5,7 @@ track's plan to a holder x right x use x country field (uses and weighted micro-
 and its genre to a genre x ai_origin x use x country field. Done per cell and holder with
 dict additions, that cost three times the rest of a flush (issue 20's budget: territory
 on at least 90 % of the throughput with it off). Here the Python loop per cell only
-appends three integers; numpy expands the cells over their plans' holders, sums per
+appends two integers; numpy expands the cells over their plans' holders, sums per
 (base, holder, country, use) exactly in int64, and each distinct field is named once
 (names cached). The result equals ``attribution.attribute_uses`` cell by cell
 (tests/unit/test_territory_vectorised.py checks it against that reference).
@@ -29,15 +29,18 @@ _ID_SHIFT = 11
 _BASE_SHIFT = 40
 _NAME_MASK = (1 << _BASE_SHIFT) - 1
 _ID_MASK = (1 << (_BASE_SHIFT - _ID_SHIFT)) - 1
-_NAMES_LIMIT = 2_000_000
+# ~150 bytes a name pair: at most ~150 MB of names, then they are made again.
+_NAMES_LIMIT = 1_000_000
 
 
 class _Tables:
     """Holders, genres and countries as small ints, and the field names of each
-    (id, country, use) once made; replaced whole when full (ids index the names)."""
+    (id, country, use) once made; replaced whole when full (ids index the names). Plans
+    are not kept: a flush reads each of its tracks' plans once (``TerritoryCells``), and
+    keeping them here would keep the catalog cache's evicted plans alive."""
 
     __slots__ = ("countries", "country_ids", "genre_ids", "genre_names", "genres",
-                 "holder_ids", "holder_names", "holders", "plans")
+                 "holder_ids", "holder_names", "holders")
 
     def __init__(self) -> None:
         self.holder_ids: dict[tuple[str, ...], int] = {}
@@ -50,13 +53,9 @@ class _Tables:
         # holder, (uses, "") of a genre
         self.holder_names: dict[int, tuple[str, str]] = {}
         self.genre_names: dict[int, tuple[str, str]] = {}
-        # id(plan) -> (plan, holder ids, micro-shares, genre id or -1)
-        self.plans: dict[int, tuple[Plan, tuple[int, ...], tuple[int, ...], int]] = {}
 
     def plan(self, plan: Plan) -> tuple[Plan, tuple[int, ...], tuple[int, ...], int]:
-        known = self.plans.get(id(plan))
-        if known is not None and known[0] is plan:
-            return known
+        """(plan, holder ids, micro-shares, genre id or -1)."""
         ids = []
         micros = []
         for fields, micro in holder_slots(plan):
@@ -72,8 +71,7 @@ class _Tables:
             if genre < 0:
                 genre = self.genre_ids[plan[0]] = len(self.genres)
                 self.genres.append((plan[0], plan[1]))
-        known = self.plans[id(plan)] = (plan, tuple(ids), tuple(micros), genre)
-        return known
+        return plan, tuple(ids), tuple(micros), genre
 
     def country(self, country: str) -> int:
         known = self.country_ids.get(country)
@@ -88,8 +86,7 @@ _tables = _Tables()
 
 def _reset_if_full() -> _Tables:
     global _tables
-    if (len(_tables.holder_names) + len(_tables.genre_names) > _NAMES_LIMIT
-            or len(_tables.plans) > _NAMES_LIMIT // 4):
+    if len(_tables.holder_names) + len(_tables.genre_names) > _NAMES_LIMIT:
         _tables = _Tables()
     return _tables
 
