@@ -83,3 +83,11 @@ def test_streamer_command_wires_report(ledger_env: None, tmp_path: Path,
                  str(tmp_path)])
     err = capsys.readouterr().err
     assert code == ExitCode.REFUSED and err.count("\n") == 1 and "partial" in err
+
+
+def test_a_levy_only_party_gets_a_line_saying_why_no_dsr_was_written(
+        ledger_env: None, tmp_path: Path) -> None:
+    code, out, err = run(["report", "dsr", *COMMON, "--recipient", "cmo-gema",
+                          "--out", str(tmp_path / "d")])
+    assert code == 0 and out == ""
+    assert err.count("\n") == 1 and "no usage lines for 'cmo-gema' in 2026-11" in err
