@@ -43,7 +43,7 @@ class _Tables:
                  "holder_ids", "holder_names", "holders")
 
     def __init__(self) -> None:
-        self.holder_ids: dict[tuple[str, ...], int] = {}
+        self.holder_ids: dict[str, int] = {}
         self.holders: list[tuple[str, ...]] = []
         self.genre_ids: dict[str, int] = {}
         self.genres: list[tuple[str, str]] = []
@@ -56,22 +56,24 @@ class _Tables:
 
     def plan(self, plan: Plan) -> tuple[Plan, tuple[int, ...], tuple[int, ...], int]:
         """(plan, holder ids, micro-shares, genre id or -1)."""
-        ids = []
-        micros = []
-        for fields, micro in holder_slots(plan):
-            holder = self.holder_ids.get(fields)
-            if holder is None:
-                holder = self.holder_ids[fields] = len(self.holders)
-                self.holders.append(fields)
-            ids.append(holder)
-            micros.append(micro)
+        holder_ids = self.holder_ids
+        slots = holder_slots(plan)
+        # A holder's first field (create uses) names its right and holder: a str key
+        # hashes once, a tuple of four at every lookup.
+        ids = [holder_ids.get(fields[0]) for fields, _ in slots]
+        if None in ids:
+            for at, (fields, _) in enumerate(slots):
+                if ids[at] is None:
+                    ids[at] = holder_ids[fields[0]] = len(self.holders)
+                    self.holders.append(fields)
+        micros = [micro for _, micro in slots]
         genre = -1
         if plan[0] is not None:
             genre = self.genre_ids.get(plan[0], -1)
             if genre < 0:
                 genre = self.genre_ids[plan[0]] = len(self.genres)
                 self.genres.append((plan[0], plan[1]))
-        return plan, tuple(ids), tuple(micros), genre
+        return plan, tuple(ids), tuple(micros), genre  # type: ignore[arg-type]  # no None
 
     def country(self, country: str) -> int:
         known = self.country_ids.get(country)
