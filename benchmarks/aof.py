@@ -42,6 +42,7 @@ from streamer.loadgen.config import LoadConfig
 from streamer.loadgen.model import TrafficModel
 from streamer.loadgen.records import TRACKS, RecordBuilder
 from streamer.metrics import Metrics
+from streamer.pipeline.attribution import plan_bytes
 from streamer.pipeline.flusher import Flusher
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
@@ -128,7 +129,7 @@ async def run(opts: argparse.Namespace, url: str, aof_dir: Path) -> dict[str, An
     settings = Settings()
     client = aioredis.from_url(url, decode_responses=False)
     store = RedisStore(client, KeyLayout(opts.prefix))
-    cache = CatalogCache(settings.catalog_cache_size)
+    cache = CatalogCache(settings.catalog_cache_bytes, plan_bytes)
     metrics = Metrics()
     processor = RecordProcessor(settings, cache, metrics)
     flusher = Flusher(settings, store, cache, metrics)

@@ -80,6 +80,16 @@ class _NoRedis:
     layout = KeyLayout("hotpath")
 
 
+def catalog_cache(settings: Settings) -> CatalogCache:
+    """The worker's plan cache (as the code under test builds it: ``--baseline`` runs
+    this script on older code too)."""
+    try:
+        from streamer.pipeline.attribution import plan_bytes
+    except ImportError:  # before the cache was sized by memory
+        return CatalogCache(getattr(settings, "catalog_cache_size"))  # noqa: B009
+    return CatalogCache(settings.catalog_cache_bytes, plan_bytes)
+
+
 def lookup(flusher: Flusher, state: PartitionState) -> MetadataLookup:
     """What ``Flusher._fetch_metadata`` would find in an empty Redis."""
     found = MetadataLookup(flusher._expire_before(state))
@@ -104,7 +114,7 @@ def build_records(events: int, batch_events: int, partitions: int, seed: int,
 
 def run_once(records: list[Record], settings: Settings, flush_every: int
              ) -> dict[str, float]:
-    cache = CatalogCache(settings.catalog_cache_size)
+    cache = catalog_cache(settings)
     metrics = Metrics()
     processor = RecordProcessor(settings, cache, metrics)
     flusher = Flusher(settings, _NoRedis(), cache, metrics)  # type: ignore[arg-type]
@@ -141,7 +151,7 @@ def run_once(records: list[Record], settings: Settings, flush_every: int
 def run_tracks_once(records: list[Record], settings: Settings) -> dict[str, float]:
     """TrackCreated records alone: handle them, then one snapshot per partition and the
     plans of the tracks they wrote (per-track flusher work a uses-heavy run hides)."""
-    cache = CatalogCache(settings.catalog_cache_size)
+    cache = catalog_cache(settings)
     metrics = Metrics()
     processor = RecordProcessor(settings, cache, metrics)
     flusher = Flusher(settings, _NoRedis(), cache, metrics)  # type: ignore[arg-type]

@@ -245,10 +245,13 @@ class Settings:
     catalog_ttl_ms: int = setting(
         "STREAMER_CATALOG_TTL", 400 * 86_400_000, Duration(),
         "Track metadata expires this long after its last write.")
-    catalog_cache_size: int = setting(
-        "STREAMER_CATALOG_CACHE_SIZE", 200_000, Int(min=1),
-        "Tracks whose attribution plans stay in worker memory (~330 bytes each); others are "
-        "re-read from Redis.")
+    # Sized by memory, not by tracks: plans differ in size (holders, report names). At
+    # ~360 bytes a track, 400 MB keeps a million active tracks (issue 23's target)
+    # within a 1 GB worker (docs/BENCHMARKS.md).
+    catalog_cache_mb: int = setting(
+        "STREAMER_CATALOG_CACHE_MB", 400, Int(min=1),
+        "Memory (MB) for the attribution plans of recently used tracks (~360 bytes a "
+        "track); the least recently written are dropped first and re-read from Redis.")
     # Each partition is flushed once per round: flush_interval_s while the worker keeps
     # up (it sets end-to-end latency), backlog_flush_interval_s while it drains a backlog
     # (fewer, larger flushes cost Redis less per event). See pipeline/cadence.py.
@@ -346,6 +349,10 @@ class Settings:
     log_format: str = setting(
         "STREAMER_LOG_FORMAT", "TEXT", Choice(("TEXT", "JSON")),
         "`json`: the worker logs one JSON object a line, for log pipelines (streamer/logs.py).")
+
+    @property
+    def catalog_cache_bytes(self) -> int:
+        return self.catalog_cache_mb * 1_000_000
 
     @property
     def window_names(self) -> tuple[str, ...]:

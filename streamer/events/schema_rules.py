@@ -162,7 +162,9 @@ def parse_track_created(obj: object) -> tuple[str, str, int, TrackMeta]:
         raise Rejected("invalid_value", "ai_origin", "must be human, ai_assisted or ai_generated")
     master, publishing = _parse_rights(obj.get("rights"))
     _check_optional(obj)
-    return event_id, track_id, occurred_at, TrackMeta(genre, ai_origin, master, publishing)
+    return event_id, track_id, occurred_at, TrackMeta(
+        genre, ai_origin, master, publishing, obj.get("title"), obj.get("isrc"),
+        obj.get("artist"), obj.get("label"))
 
 
 def _parse_rights(rights: object) -> tuple[tuple[tuple[str, int], ...], ...]:

@@ -208,6 +208,11 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
     down the slow path (orjson + ``parse_track_created``), which names the problem; the
     two must agree on every accepted event (tests/unit/test_fast_decode.py proves it on
     generated inputs), and this one may decline anything it is not sure of.
+
+    Per holder it does a dict lookup (the share's micro-shares, cached by value) and
+    one tuple: a string can only hold a control character if the record has a JSON
+    escape (msgspec refuses raw ones), so without a backslash in the record no holder
+    id is searched for them.
     """
     try:
         event = _TRACK_DECODER.decode(value)
@@ -218,43 +223,51 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
     try:
         if track_id not in track_id_cache.seen:
             track_id_cache.check(track_id)
-        if genre not in _genres_seen:
-            if not GENRE_PATTERN.fullmatch(genre):
-                return None
-            if len(_genres_seen) >= 10_000:
-                _genres_seen.clear()
-            _genres_seen.add(genre)
-        isrc = event.isrc
-        if isrc is not None and not ISRC_PATTERN.fullmatch(isrc):
-            return None
-        iswc = event.iswc
-        if iswc is not None and not ISWC_PATTERN.fullmatch(iswc):
-            return None
-        master: list[tuple[str, int]] = []
-        publishing: list[tuple[str, int]] = []
-        for entry in event.rights:
-            holder = entry.holder_id
-            if CONTROL_CHARS.search(holder):
-                return None
-            share = entry.share
-            micro = _shares_seen.get(share)
-            if micro is None:
-                micro = share_to_micro(share)
-                if len(_shares_seen) >= 10_000:
-                    _shares_seen.clear()
-                _shares_seen[share] = micro
-            pair = (holder, micro)
-            if entry.right == "master":
-                master.append(pair)
-            else:
-                publishing.append(pair)
-    except (Rejected, ShareError):
+    except Rejected:
         return None
+    if genre not in _genres_seen:
+        if not GENRE_PATTERN.fullmatch(genre):
+            return None
+        if len(_genres_seen) >= 10_000:
+            _genres_seen.clear()
+        _genres_seen.add(genre)
+    isrc = event.isrc
+    if isrc is not None and not _isrc_ok(isrc):
+        return None
+    iswc = event.iswc
+    if iswc is not None and not ISWC_PATTERN.fullmatch(iswc):
+        return None
+    escaped = b"\\" in value
+    micro_of = _shares_seen.get
+    master: list[tuple[str, int]] = []
+    publishing: list[tuple[str, int]] = []
+    for entry in event.rights:
+        holder = entry.holder_id
+        if escaped and CONTROL_CHARS.search(holder):
+            return None
+        share = entry.share
+        micro = micro_of(share)
+        if micro is None:
+            try:
+                micro = share_to_micro(share)
+            except ShareError:
+                return None
+            if len(_shares_seen) >= 10_000:
+                _shares_seen.clear()
+            _shares_seen[share] = micro
+        if entry.right == "master":
+            master.append((holder, micro))
+        else:
+            publishing.append((holder, micro))
     if ((len(master) > 1 and not _split_ok(master))
             or (len(publishing) > 1 and not _split_ok(publishing))):
         return None
     return event.event_id, track_id, event.occurred_at, TrackMeta(
-        genre, event.ai_origin, tuple(master), tuple(publishing))
+        genre, event.ai_origin, tuple(master), tuple(publishing), event.title, isrc,
+        event.artist, event.label)
+
+
+_isrc_ok = ISRC_PATTERN.fullmatch
 
 
 def _split_ok(holders: list[tuple[str, int]]) -> bool:

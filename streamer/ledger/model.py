@@ -61,6 +61,8 @@ class CatalogEntry:
     publishing: Shares
     artist: str | None = None
     label: str | None = None
+    title: str | None = None
+    isrc: str | None = None
     version: str = field(init=False, compare=False)
     """A content hash (16 hex digits of SHA-256 of the entry): the same entry always gets
     the same version, so a re-run of the same input writes the same rows."""
@@ -70,11 +72,26 @@ class CatalogEntry:
                 (UNATTRIBUTED, MICRO),):
             version = UNATTRIBUTED
         else:
-            canonical = orjson.dumps([self.genre, self.ai_origin, self.artist, self.label,
-                                      [[h, int(m)] for h, m in self.master],
-                                      [[h, int(m)] for h, m in self.publishing]])
-            version = hashlib.sha256(canonical).hexdigest()[:16]
+            fields: list[Any] = [self.genre, self.ai_origin, self.artist, self.label,
+                                 [[h, int(m)] for h, m in self.master],
+                                 [[h, int(m)] for h, m in self.publishing]]
+            if self.title is not None or self.isrc is not None:
+                # Only then: an entry without them keeps the version it had before they
+                # existed (a day attributed by older code still closes).
+                fields += [self.title, self.isrc]
+            version = hashlib.sha256(orjson.dumps(fields)).hexdigest()[:16]
         object.__setattr__(self, "version", version)
+
+    @classmethod
+    def from_json(cls, track_id: str, data: bytes | str) -> CatalogEntry:
+        """From the pipeline's entry JSON (``pipeline.attribution.plan_version``): genre,
+        ai_origin, master, publishing, and the report names it carries."""
+        entry = orjson.loads(data)
+        return cls(track_id, entry["genre"], entry["ai_origin"],
+                   tuple((holder, micro) for holder, micro in entry["master"]),
+                   tuple((holder, micro) for holder, micro in entry["publishing"]),
+                   entry.get("artist"), entry.get("label"), entry.get("title"),
+                   entry.get("isrc"))
 
     @classmethod
     def unattributed(cls, track_id: str) -> CatalogEntry:
@@ -83,10 +100,9 @@ class CatalogEntry:
 
     @classmethod
     def from_track_meta(cls, track_id: str, meta: Any) -> CatalogEntry:
-        """From the pipeline's ``TrackMeta`` (artist and label once it carries them)."""
+        """From the pipeline's ``TrackMeta``."""
         return cls(track_id, meta.genre, meta.ai_origin, tuple(meta.master),
-                   tuple(meta.publishing), getattr(meta, "artist", None),
-                   getattr(meta, "label", None))
+                   tuple(meta.publishing), meta.artist, meta.label, meta.title, meta.isrc)
 
     def allocation(self, right: str) -> Shares:
         """The right's holders with the unclaimed rest: micro-shares adding up to MICRO."""
@@ -159,7 +175,8 @@ def catalog_rows(entries: Iterable[CatalogEntry]) -> pa.Table:
                                     ("genre", entry.genre), ("ai_origin", entry.ai_origin),
                                     ("artist", entry.artist), ("label", entry.label),
                                     ("right", right), ("holder_id", holder),
-                                    ("share_micro", micro)):
+                                    ("share_micro", micro), ("title", entry.title),
+                                    ("isrc", entry.isrc)):
                     rows[name].append(value)
     schema = pa.schema(list(s.SCHEMAS[s.CATALOG])[2:])
     return pa.table(rows, schema=schema)
@@ -216,9 +233,10 @@ def _checked(attributions: pa.Table, catalog: pa.Table, day: date,
     problem = _first_row(con.execute(
         "SELECT track_id, catalog_version, \"right\", sum(share_micro), count(*), "
         "count(DISTINCT holder_id), min(share_micro), "
-        "count(DISTINCT (genre, ai_origin, artist, label)) FROM k GROUP BY ALL "
+        "count(DISTINCT (genre, ai_origin, artist, label, title, isrc)) FROM k GROUP BY ALL "
         "HAVING sum(share_micro) <> ? OR count(*) <> count(DISTINCT holder_id) "
-        "OR min(share_micro) <= 0 OR count(DISTINCT (genre, ai_origin, artist, label)) > 1 "
+        "OR min(share_micro) <= 0 "
+        "OR count(DISTINCT (genre, ai_origin, artist, label, title, isrc)) > 1 "
         "LIMIT 1", [MICRO]))
     if problem:
         raise LedgerInputError(

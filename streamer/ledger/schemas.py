@@ -45,11 +45,12 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
                     ("country", _STR, False), ("uses", _I64, False)),
     # One row per (track, catalog version, right, holder) that attributed the day's uses;
     # the unclaimed rest of a right is a row of its own, so the shares of one version and
-    # right add up to exactly 1,000,000.
+    # right add up to exactly 1,000,000. title and isrc came later: last, so a table
+    # created before them gains them by a schema merge in the same order (writer.py).
     CATALOG: _fields(("track_id", _STR, False), ("catalog_version", _STR, False),
                      ("genre", _STR, True), ("ai_origin", _STR, True), ("artist", _STR, True),
                      ("label", _STR, True), ("right", _STR, False), ("holder_id", _STR, False),
-                     ("share_micro", _I64, False)),
+                     ("share_micro", _I64, False), ("title", _STR, True), ("isrc", _STR, True)),
     # Which catalog version attributed which uses.
     ATTRIBUTIONS: _fields(("track_id", _STR, False), ("country", _STR, False),
                           ("use", _STR, False), ("catalog_version", _STR, False),

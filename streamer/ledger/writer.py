@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import deltalake
 import duckdb
@@ -222,11 +222,16 @@ class LedgerWriter:
         properties = CommitProperties(
             custom_metadata=metadata,
             app_transactions=[Transaction(app, number, int(time.time() * 1000))])
+        # A table created before a column existed (catalog: title, isrc) gains it by a
+        # schema merge in this same commit; its older files read the column as null.
+        known = {column.name for column in table.schema().fields}
+        evolve: Literal["merge"] | None = (
+            "merge" if not known.issuperset(rows.column_names) else None)
         try:
             # The same DeltaTable whose version was read: its snapshot is the commit's
             # read version, so a concurrent commit of this day conflicts.
             write_deltalake(table, rows, mode="append", commit_properties=properties,
-                            writer_properties=_WRITER_PROPERTIES)
+                            writer_properties=_WRITER_PROPERTIES, schema_mode=evolve)
         except CommitFailedError:
             again = self.location.open(name).transaction_version(app)
             if again is not None and again >= number:

@@ -43,6 +43,13 @@ _TITLE_A = ("midnight", "neon", "paper", "velvet", "lost", "golden", "static", "
             "broken", "electric", "slow", "summer", "hollow", "cosmic", "quiet")
 _TITLE_B = ("drive", "dreams", "hearts", "signals", "rain", "city", "echoes", "skyline",
             "tape", "bloom", "waves", "ghosts", "lights", "fever", "garden")
+_ARTIST_A = ("Luna", "DJ", "Kid", "Nova", "MC", "Lil", "Echo", "Sable", "Vera", "Juno",
+             "Rex", "Mira", "Ozzy", "Pixel", "Saint")
+_ARTIST_B = ("Rivers", "Haze", "Nine", "Static", "Bloom", "Vega", "Kane", "Moth", "Orbit",
+             "Fox", "Marlowe", "Quartz", "Tide", "Wren", "Zero")
+_LABELS = ("Nightshift Records", "Blue Hour Music", "Paper Planes Recordings",
+           "Kite & Key", "Low Tide Audio", "Open Sky Records")
+
 
 class SplitMix:
     """SplitMix64: a tiny seeded stream, so each track's metadata is its own."""
@@ -119,12 +126,35 @@ class TrackMaker:
             event["iswc"] = f"T{r.below(10_000_000_000):010d}"
         if origin != "human":
             event["ai_tool"] = AI_TOOLS[r.below(len(AI_TOOLS))]
+        self._report_names(r, event, rights[0]["holder_id"] if rights else None)
         if index < cfg.catalog and self.replaced(index):
             holder = f"{REPLACED_HOLDER_PREFIX}{index:x}"
             event["rights"] = [{"holder_id": f"{holder}-l0", "right": "master", "share": 1},
                                {"holder_id": f"{holder}-p0", "right": "publishing",
                                 "share": "1"}]
         return event
+
+    @staticmethod
+    def _report_names(r: SplitMix, event: dict[str, Any], master: str | None) -> None:
+        """Title, ISRC, display artist and label as a UGC catalog has them (drawn after
+        everything else, so the other fields are what they were before these existed):
+        nearly every track is named, most credit an artist (the creator's name, now and
+        then featuring another), ISRCs only for the share distributed to DSPs, and a
+        label name where a label holds the master rather than the creator."""
+        if r.random() < 0.03:
+            del event["title"]
+        if r.random() < 0.62:
+            del event["isrc"]
+        if r.random() < 0.88:
+            creator = int(event["creator_id"][3:])
+            artist = (f"{_ARTIST_A[creator % len(_ARTIST_A)]} "
+                      f"{_ARTIST_B[creator // len(_ARTIST_A) % len(_ARTIST_B)]}")
+            if r.random() < 0.08:
+                other = r.below(len(_ARTIST_A))
+                artist += f" feat. {_ARTIST_A[other]} {_ARTIST_B[other]}"
+            event["artist"] = artist
+        if master is not None and master.startswith("lbl-") and r.random() < 0.9:
+            event["label"] = f"{_LABELS[int(master[4:]) % len(_LABELS)]} {master[4:]}"
 
     def replacement_event(self, index: int, occurred_at: int) -> dict[str, Any]:
         """The second TrackCreated of a replaced track: the master split in two."""

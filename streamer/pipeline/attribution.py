@@ -9,8 +9,12 @@ once per track metadata, so a flush attributes a cell with a few dict additions 
 string formatting. The catalog cache keeps one plan per track, up to a million tracks,
 so a plan is one flat tuple of shared objects (~100 bytes with 3 holders)::
 
-    (genre field of a create, genre field of a play,
+    (genre field of a create, genre field of a play, report names,
      holder fields, micro-share, holder fields, micro-share, ...)
+
+``report names`` is None, or the track's title, ISRC, artist and label as a JSON
+object in bytes (the only per-track object in a plan): attribution never reads it, the ledger's
+catalog entry (``plan_version``) does.
 
 ``holder fields`` is ``(create u, create w, play u, play w)``, one tuple per holder and
 right shared by every plan that names the holder; the unclaimed rest of a right is
@@ -22,9 +26,10 @@ tells whether a new TrackCreated changes how a track's uses are attributed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from sys import intern
+from sys import getsizeof, intern
 from typing import Any
 
+import msgspec
 import orjson
 
 from streamer.events.shares import MICRO
@@ -63,7 +68,8 @@ Windows = tuple[tuple[str, int], ...]
 
 # A use's index in a plan's genre fields and in each holder's fields.
 USE_SLOT = {use: slot for slot, use in enumerate(USES)}
-_FIRST_HOLDER = 2
+_FIRST_HOLDER = 3
+_REPORT = 2
 
 _HolderFields = tuple[str, str, str, str]
 
@@ -124,23 +130,64 @@ def _micro(value: int) -> int:
     return shared
 
 
+class _Report(msgspec.Struct, gc=False, omit_defaults=True):
+    """A plan's report names as JSON (absent ones left out)."""
+
+    title: str | None = None
+    isrc: str | None = None
+    artist: str | None = None
+    label: str | None = None
+
+
+_encode_report = msgspec.json.Encoder().encode
+
+
 def build_plan(meta: TrackMeta) -> Plan:
-    """The plan of one track's metadata (see the module docstring)."""
-    plan: list[Any] = list(_genre_fields(meta.ai_origin, meta.genre))
+    """The plan of one track's metadata (see the module docstring).
+
+    One tuple per track and nothing else per holder: the holders' fields, the unclaimed
+    rest's and the micro-share ints come from the shared tables (looked up inline: a
+    call per holder cost a fifth of the plan; docs/BENCHMARKS.md).
+    """
+    genres = _GENRES.get((meta.ai_origin, meta.genre))
+    if genres is None:
+        genres = _genre_fields(meta.ai_origin, meta.genre)
+    report = (None if meta.title is None and meta.isrc is None and meta.artist is None
+              and meta.label is None
+              else _encode_report(_Report(meta.title, meta.isrc, meta.artist, meta.label)))
+    plan: list[Any] = [genres[0], genres[1], report]
+    micros = _MICROS
     for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
+        known = _FIELDS[right]
         claimed = 0
         for holder_id, micro in shares:
-            plan += (_holder_fields(right, holder_id), _micro(micro))
+            fields = known.get(holder_id)
+            if fields is None:
+                fields = _holder_fields(right, holder_id)
+            plan.append(fields)
+            plan.append(micros.get(micro) or _micro(micro))
             claimed += micro
         if claimed < MICRO:
-            plan += (_holder_fields(right, UNCLAIMED), _micro(MICRO - claimed))
+            rest = MICRO - claimed
+            plan.append(_UNCLAIMED_FIELDS[right])
+            plan.append(micros.get(rest) or _micro(rest))
     return tuple(plan)
 
 
-UNATTRIBUTED_PLAN: Plan = (None, None,
+_UNCLAIMED_FIELDS = {right: _holder_fields(right, UNCLAIMED) for right in _FIELDS}
+"""Kept here too: a full table is cleared, and the unclaimed rest is in most plans."""
+
+UNATTRIBUTED_PLAN: Plan = (None, None, None,
                            _holder_fields("master", UNATTRIBUTED), MICRO,
                            _holder_fields("publishing", UNATTRIBUTED), MICRO)
 """Uses whose track never got metadata: no genre, the whole of each right unattributed."""
+
+
+def plan_bytes(plan: Plan) -> int:
+    """What a plan alone keeps alive: its tuple and its report names (the rest is shared
+    by the plans), for the catalog cache's memory bound."""
+    report = plan[_REPORT]
+    return getsizeof(plan) + (getsizeof(report) if report is not None else 0)
 
 
 def plan_for(meta: TrackMeta | None) -> Plan:
@@ -150,8 +197,8 @@ def plan_for(meta: TrackMeta | None) -> Plan:
     cached = meta.plan
     if cached is None:
         cached = build_plan(meta)
-        # The plan is derived data: caching it on the frozen metadata object is safe.
-        object.__setattr__(meta, "plan", cached)
+        # The plan is derived data: caching it on the metadata object is safe.
+        meta.plan = cached
     # TrackMeta types its plan as object: events/ knows nothing of attribution plans.
     return cached  # type: ignore[return-value]
 
@@ -220,9 +267,10 @@ def plan_version(plan: Plan) -> tuple[str, str]:
         if right_holder[1] != UNCLAIMED:
             (master if right_holder[0] == "master" else publishing).append(
                 (right_holder[1], plan[index + 1]))
-    entry = _catalog_entry("", genre, ai_origin, tuple(master), tuple(publishing))
+    report = orjson.loads(plan[_REPORT]) if plan[_REPORT] is not None else {}
+    entry = _catalog_entry("", genre, ai_origin, tuple(master), tuple(publishing), **report)
     text = orjson.dumps({"genre": genre, "ai_origin": ai_origin, "master": master,
-                         "publishing": publishing}).decode()
+                         "publishing": publishing, **report}).decode()
     if len(_VERSIONS) >= _VERSIONS_LIMIT:
         _VERSIONS.clear()
     _VERSIONS[id(plan)] = (plan, entry.version, text)

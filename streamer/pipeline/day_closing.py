@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import orjson
-
 from streamer.config import Settings
 from streamer.ledger import CatalogEntry, DayPartition, LedgerLocation, LedgerWriter, close_days
 from streamer.state.keys import CLOSED_BEFORE_FIELD, DAY_MS, KeyLayout
@@ -68,12 +66,7 @@ def day_partition(day: date, partition: int, attributions: Mapping[bytes, bytes]
         track_id, version = field.decode().split("|")
         if version == UNATTRIBUTED:
             continue  # the ledger adds those entries itself
-        entry = orjson.loads(value)
-        catalog.append(CatalogEntry(
-            track_id, entry["genre"], entry["ai_origin"],
-            tuple((holder, micro) for holder, micro in entry["master"]),
-            tuple((holder, micro) for holder, micro in entry["publishing"]),
-            entry.get("artist"), entry.get("label")))
+        catalog.append(CatalogEntry.from_json(track_id, value))
     return DayPartition.from_mappings(day, partition, uses, catalog)
 
 

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.pipeline.attribution import plan_bytes
 from streamer.pipeline.claims import PartitionClaims
 from streamer.pipeline.day_closing import DayCloser
 from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES, DeadLetters
@@ -53,7 +54,7 @@ class PipelineWorker:
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.cache = CatalogCache(settings.catalog_cache_size)
+        self.cache = CatalogCache(settings.catalog_cache_bytes, plan_bytes)
         self.processor = RecordProcessor(settings, self.cache, metrics)
         self.flusher = Flusher(settings, store, self.cache, metrics)
         self.closer = DayCloser(settings, store)

@@ -124,8 +124,9 @@ class UsageProducer:
     async def send_track(self, event: dict[str, Any]) -> None:
         """Send one TrackCreated as its own record; raises ``Rejected`` if invalid.
 
-        The optional ``artist`` (display artist name, 1-512 characters) and ``label``
-        (1-256) are names for reports; they change nothing that is counted.
+        The optional ``title`` (at most 512 characters), ``isrc``, ``artist`` (display
+        artist name, 1-512) and ``label`` (1-256) are names for reports: they reach the
+        ledger's catalog and the DDEX DSR files, and change nothing that is counted.
         """
         if self.validate:
             parse_track_created(event)

@@ -338,10 +338,12 @@ class DsrWriter:
 
     def _metadata(self, holder: str) -> dict[str, dict[str, Any]]:
         """Per track of the recipient's reports: artist, publishers (and title, ISRC,
-        ISWC, duration when the ledger's catalog carries them)."""
-        extra = "".join(f", max({name}) AS {name}" for name in self.optional)
+        ISWC, duration when the ledger's catalog carries them). A name is the latest the
+        period's catalog versions give (by day, then version: deterministic), skipping
+        versions without one."""
+        extra = "".join(f", {_latest(name)}" for name in self.optional)
         rows = self.pricing.con.execute(f"""
-            SELECT track_id, max(artist) AS artist{extra},
+            SELECT track_id, {_latest("artist")}{extra},
                    list(DISTINCT holder_id ORDER BY holder_id)
                      FILTER (WHERE "right" = 'publishing') AS publishers
             FROM catalog WHERE track_id IN (SELECT DISTINCT track_id FROM dsr_rows)
@@ -360,6 +362,12 @@ class DsrWriter:
             f"PT{int(duration) // 1000}S" if duration is not None else None,
             "SoundRecording", meta.get("iswc"), None, None, None, None,
             sorted(publishers) or None, None, None, None, f"streamer::{track_id}", None)
+
+
+def _latest(column: str) -> str:
+    """The catalog's latest non-null ``column`` of a track (by day, then version)."""
+    return (f"arg_max({column}, day::VARCHAR || catalog_version) "
+            f"FILTER (WHERE {column} IS NOT NULL) AS {column}")
 
 
 def _created(text: str) -> datetime:

@@ -33,6 +33,9 @@ TRACKS: dict[str, list[tuple[str, str]] | None] = {
     "cli-b": [("label-c1", "0.25"), ("label-c2", "0.5")],
     "cli-x": None,
 }
+# Report names a TrackCreated may carry, to the ledger's catalog rows (cli-a has none).
+NAMES = {"cli-b": {"title": "Tab\there | pipe \\ slash", "isrc": "USQX91300108",
+                   "artist": "Daft Punk feat. Pharrell Williams", "label": "Columbia"}}
 
 
 def run_close(pipe: Pipeline, ledger: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,7 +67,8 @@ async def test_ledger_close_closes_sealed_days_once(make_pipeline: Any, tmp_path
         for track, shares in TRACKS.items():
             if shares is not None:
                 await producer.send_track(track_event(
-                    track, day_one, rights=[right(h, "master", s) for h, s in shares]))
+                    track, day_one, rights=[right(h, "master", s) for h, s in shares],
+                    **NAMES.get(track, {})))
         await producer.flush()
         for event in uses:
             await producer.send_use(event)
@@ -121,6 +125,13 @@ async def test_ledger_close_closes_sealed_days_once(make_pipeline: Any, tmp_path
         if row["right"] == "master":
             weighed[(row["day"], row["holder_id"], row["use"])] += row["weighted_micro"]
     assert +weighed == weights
+
+    # The names came through Kafka, the worker's Redis entries and the close.
+    catalog = DeltaTable(str(ledger / "catalog")).to_pyarrow_table().to_pylist()
+    for row in catalog:
+        assert {name: row[name] for name in ("title", "isrc", "artist", "label")} == \
+            NAMES.get(row["track_id"], dict.fromkeys(("title", "isrc", "artist", "label")))
+    assert {row["track_id"] for row in catalog} == set(TRACKS)
 
     # The same rows as the worker's own closes.
     for table in TABLES:

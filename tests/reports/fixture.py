@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from streamer.ledger import CatalogEntry, DayPartition, LedgerLocation, LedgerWriter
@@ -16,6 +16,7 @@ COUNTRIES = ("US", "DE", "GB", "FR", "BR", "IS")
 COUNTRY_WEIGHTS = (30, 12, 10, 8, 7, 1)
 ORIGINS = ("human", "ai_assisted", "ai_generated")
 HOLDERS = ("label-a", "label-b", "pub-x", "pub-y", "indie", "mystery\tholder")
+TRICKY_TITLE = "Tab\there | pipe \\ backslash"
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,15 @@ def random_entry(rng: random.Random, track_id: str) -> CatalogEntry:
             out.append((holder, micro))
             left -= micro
         return tuple(out)
+    # Title and ISRC from the track's number (the rng draws stay as they were): some
+    # tracks have none, one a title that needs escaping in a DSR.
+    number = int(track_id[4:])
+    title = (None if number % 5 == 0 else TRICKY_TITLE if number % 5 == 1
+             else f"Song {number}")
     return CatalogEntry(track_id, "pop", rng.choice(ORIGINS), shares(), shares(),
                         artist=rng.choice([None, "Artist | One", "Back\\slash"]),
-                        label=rng.choice([None, "Label"]))
+                        label=rng.choice([None, "Label"]), title=title,
+                        isrc=None if number % 3 == 0 else f"QZABC26{number:05d}")
 
 
 def make_month(seed: int, first: date = date(2026, 11, 1), days: int = 30,
@@ -104,6 +111,11 @@ def make_month(seed: int, first: date = date(2026, 11, 1), days: int = 30,
         track_id = f"trk-{index:03d}"
         versions[track_id] = ([None] if index % 7 == 3 else
                               [random_entry(rng, track_id) for _ in range(rng.choice((1, 1, 2)))])
+        if len(versions[track_id]) == 2 and index % 2:  # renamed in the second version
+            second = versions[track_id][1]
+            assert second is not None
+            renamed = f"{second.title or track_id} (remix)"
+            versions[track_id][1] = replace(second, title=renamed)
     ids = list(versions)
     weights = [1 / (rank + 1) for rank in range(tracks)]
     month = Month(first, days, partitions)

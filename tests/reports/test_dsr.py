@@ -223,6 +223,38 @@ def test_names_with_tabs_pipes_and_backslashes_are_escaped(dsr_dir: Path) -> Non
     assert "Publisher X | Songs" not in text
 
 
+def test_resource_cells_carry_title_artist_and_isrc(closed_month: ClosedMonth,
+                                                    dsr_dir: Path) -> None:
+    """AS02.02: ISRC, Title and DisplayArtistName are the latest the period's catalog
+    versions give (a version without one does not blank it); no title: the track id."""
+    latest: dict[str, dict[str, str]] = {}
+    for event in closed_month.month.events:  # in day order
+        names = latest.setdefault(event.track_id, {})
+        for name in ("isrc", "title", "artist"):
+            value = getattr(event.entry, name) if event.entry else None
+            if value is not None:
+                names[name] = value
+    seen = set()
+    for files in reports(dsr_dir).values():
+        for cells in check_report(files):
+            if cells[0] != "AS02.02":
+                continue
+            track = cells[3]
+            names = latest[track]
+            title = names.get("title", track)
+            expected = (names.get("isrc", ""), title, names.get("artist", "Unknown Artist"))
+            # read_records keeps an escaped pipe as \|
+            assert (cells[4], cells[5], cells[7]) == tuple(
+                cell.replace("|", "\\|") for cell in expected), track
+            seen.add((bool(names.get("isrc")), "title" in names, title.startswith("Tab\t")))
+    # Reports hold tracks with and without ISRC and title, and the title needing escapes.
+    assert {(False, True, False), (True, True, False), (True, False, False),
+            (True, True, True)} <= seen
+    text = "".join(load(p) for p in dsr_dir.iterdir())
+    assert "Tab\\\there \\| pipe \\\\ backslash" in text
+    assert "Tab\there" not in text  # an unescaped TAB
+
+
 def test_rebuilds_are_byte_identical_and_split_reports_hold_together(
         pricing: Pricing, parties: Parties, dsr_dir: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"

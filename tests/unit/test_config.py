@@ -145,7 +145,7 @@ def test_durations_are_accepted_exactly_when_positive_and_within_bounds(
     ({"STREAMER_WEB_PORT": "99999"}, "must be at most 65535, got '99999'"),
     ({"STREAMER_WEB_PORT": "0"}, "must be at least 1, got '0'"),
     ({"STREAMER_REPLICATION_FACTOR": "0"}, "must be at least 1, got '0'"),
-    ({"STREAMER_CATALOG_CACHE_SIZE": "-5"}, "must be at least 1, got '-5'"),
+    ({"STREAMER_CATALOG_CACHE_MB": "-5"}, "must be at least 1, got '-5'"),
     ({"STREAMER_MAX_UNFLUSHED_EVENTS": "-1"}, "must be at least 1, got '-1'"),
     ({"STREAMER_KAFKA_MAX_PARTITION_FETCH_BYTES": "1000"}, "must be at least 1048576"),
     ({"STREAMER_KAFKA_SESSION_TIMEOUT": "500ms"}, "must be at least 2s, got '500ms'"),
@@ -222,7 +222,7 @@ def test_a_wrong_choice_lists_the_choices() -> None:
 # ------------------------------------------------------------------ several at once
 
 BAD = {"STREAMER_WEB_PORT": "99999", "STREAMER_REPLICATION_FACTOR": "0",
-       "STREAMER_CATALOG_CACHE_SIZE": "-1", "STREAMER_PARTITIONS": "many",
+       "STREAMER_CATALOG_CACHE_MB": "-1", "STREAMER_PARTITIONS": "many",
        "STREAMER_FLUSH_INTERVAL_S": "nan", "STREAMER_WINDOWS": "1m,90s",
        "STREAMER_ALLOWED_LATENESS": "0s", "STREAMER_KAFKA_SECURITY_PROTOCOL": "TLS",
        "STREAMER_REDIS_URL": "http://redis:6379", "STREAMER_DIRECT_DELIVERY": "2",

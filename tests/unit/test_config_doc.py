@@ -48,14 +48,14 @@ def test_doc_command_prints_and_writes_the_doc(tmp_path: Path) -> None:
 
 def test_check_command_reports_problems_and_typos() -> None:
     bad = run_config("check", env={"STREAMER_WEB_PORT": "99999",
-                                   "STREAMER_CATALOG_CACHE_SIZE": "-1",
+                                   "STREAMER_CATALOG_CACHE_MB": "-1",
                                    "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"})
     assert bad.returncode == 2
     lines = bad.stderr.splitlines()
     assert lines[0] == ("streamer: configuration warning: STREAMER_KAFKA_BOOTSTRAP_SERVERS is "
                         "not a streamer setting and is ignored; did you mean "
                         "STREAMER_KAFKA_BOOTSTRAP?")
-    assert lines[1] == ("streamer: configuration error: STREAMER_CATALOG_CACHE_SIZE must be at "
+    assert lines[1] == ("streamer: configuration error: STREAMER_CATALOG_CACHE_MB must be at "
                         "least 1, got '-1'; STREAMER_WEB_PORT must be at most 65535, got '99999'")
     good = run_config("check", env={"STREAMER_WEB_PORT": "8080"})
     assert (good.returncode, good.stdout, good.stderr) == (0, "streamer: configuration ok\n", "")

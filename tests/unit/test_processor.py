@@ -15,7 +15,7 @@ import pytest
 from streamer.config import Settings
 from streamer.events.validation import TrackMeta
 from streamer.metrics import Metrics
-from streamer.pipeline.attribution import plan_for
+from streamer.pipeline.attribution import plan_bytes, plan_for
 from streamer.pipeline.processor import RecordProcessor
 from streamer.state.catalog import CatalogCache
 from streamer.state.deltas import HOLDERS, TRACKS
@@ -33,8 +33,10 @@ FIVE_MINUTES = 300_000
 
 class Rig:
     def __init__(self, settings: Settings | None = None, cache_size: int = 1000) -> None:
+        # cache_size: in tracks, as the tests think of it (the cache counts bytes).
+        cache_bytes = cache_size * 400
         self.settings = settings or Settings()
-        self.cache = CatalogCache(cache_size)
+        self.cache = CatalogCache(cache_bytes, plan_bytes)
         self.metrics = Metrics()
         self.processor = RecordProcessor(self.settings, self.cache, self.metrics)
         self.state = PartitionState(partition=3, owner="worker-a", seq=0,

@@ -482,12 +482,22 @@ def test_report_names_rejected_with_their_reason(field: str, value: object, code
 
 
 def test_report_names_change_nothing_the_worker_counts() -> None:
-    """artist and label are for reports: the catalog entry is the same with or without."""
+    """title, isrc, artist and label are for reports: they travel in the catalog entry
+    and change nothing that is attributed; null is the same as absent."""
+    names = {"title": "Get Lucky", "isrc": "USQX91300108", "artist": "Daft Punk",
+             "label": "Columbia"}
     plain = parse_track_created(track())
-    named = parse_track_created(track(artist="Daft Punk", label="Columbia"))
-    nulls = parse_track_created(track(artist=None, label=None))
-    assert plain == named == nulls
-    assert plain[3].to_json() == named[3].to_json()
+    named = parse_track_created(track(**names))
+    nulls = parse_track_created(track(**dict.fromkeys(names)))
+    assert plain == nulls
+    assert plain[:3] == named[:3]
+    counted = ("genre", "ai_origin", "master", "publishing")
+    assert [getattr(plain[3], f) for f in counted] == [getattr(named[3], f) for f in counted]
+    assert {name: getattr(named[3], name) for name in names} == names
+    assert plain[3].to_json() == nulls[3].to_json()
+    assert orjson.loads(named[3].to_json()) == {
+        **orjson.loads(plain[3].to_json()),
+        "t": "Get Lucky", "i": "USQX91300108", "a": "Daft Punk", "l": "Columbia"}
 
 
 def test_rejected_reason_names_code_and_field() -> None:

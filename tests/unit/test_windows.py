@@ -202,7 +202,7 @@ def test_unparseable_window_is_a_config_error_naming_the_variable(windows: str) 
 
 @pytest.mark.parametrize(
     "name",
-    ["PARTITIONS", "REPLICATION_FACTOR", "CATALOG_CACHE_SIZE", "MAX_UNFLUSHED_EVENTS",
+    ["PARTITIONS", "REPLICATION_FACTOR", "CATALOG_CACHE_MB", "MAX_UNFLUSHED_EVENTS",
      "WEB_PORT"],
 )
 @pytest.mark.parametrize("value", ["eight", "1.5", "0x10", "1e3"])
@@ -213,8 +213,8 @@ def test_bad_integers_are_named(name: str, value: str) -> None:
 
 def test_integers_are_read() -> None:
     s = load_settings({"STREAMER_PARTITIONS": "32", "STREAMER_WEB_PORT": "8080",
-                       "STREAMER_CATALOG_CACHE_SIZE": "1000"})
-    assert (s.partitions, s.web_port, s.catalog_cache_size) == (32, 8080, 1000)
+                       "STREAMER_CATALOG_CACHE_MB": "1000"})
+    assert (s.partitions, s.web_port, s.catalog_cache_mb) == (32, 8080, 1000)
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
