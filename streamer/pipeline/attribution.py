@@ -234,6 +234,9 @@ def territory_fields(fields: dict[str, int], country: str, is_holder: bool) -> d
 # id(plan) -> (plan, catalog version, entry JSON): a plan is one shared object per
 # metadata, so its version (a SHA-256 of the entry) is computed once, not per flush.
 _VERSIONS: dict[int, tuple[Plan, str, str]] = {}
+# A holder's first field -> (right, holder), read once per field rather than per plan.
+_RIGHT_HOLDER: dict[str, tuple[str, str]] = {}
+_catalog_entry: Any = None
 _VERSIONS_LIMIT = 400_000
 
 
@@ -243,26 +246,40 @@ def plan_version(plan: Plan) -> tuple[str, str]:
     known = _VERSIONS.get(id(plan))
     if known is not None and known[0] is plan:
         return known[1], known[2]
-    from streamer.ledger.model import CatalogEntry  # the ledger's rules, imported late
+    global _catalog_entry
+    if _catalog_entry is None:
+        from streamer.ledger.model import CatalogEntry  # the ledger's rules, imported late
 
+        _catalog_entry = CatalogEntry
     genre = ai_origin = None
     if plan[0] is not None:
         ai_origin, _, genre = plan[0].split("|", 2)
-    shares: dict[str, list[tuple[str, int]]] = {"master": [], "publishing": []}
+    master: list[tuple[str, int]] = []
+    publishing: list[tuple[str, int]] = []
     for index in range(_FIRST_HOLDER, len(plan), 2):
-        right, _, _, holder = plan[index][0].split("|", 3)
-        if holder != UNCLAIMED:
-            shares[right].append((holder, plan[index + 1]))
+        first = plan[index][0]
+        right_holder = _RIGHT_HOLDER.get(first)
+        if right_holder is None:
+            if len(_RIGHT_HOLDER) >= _FIELDS_LIMIT:
+                _RIGHT_HOLDER.clear()
+            right, _, _, holder = first.split("|", 3)
+            right_holder = _RIGHT_HOLDER[first] = (right, holder)
+        if right_holder[1] != UNCLAIMED:
+            (master if right_holder[0] == "master" else publishing).append(
+                (right_holder[1], plan[index + 1]))
     report = orjson.loads(plan[_REPORT]) if plan[_REPORT] is not None else {}
-    entry = CatalogEntry("", genre, ai_origin, tuple(shares["master"]),
-                         tuple(shares["publishing"]), **report)
-    text = orjson.dumps({"genre": genre, "ai_origin": ai_origin,
-                         "master": shares["master"],
-                         "publishing": shares["publishing"], **report}).decode()
+    entry = _catalog_entry("", genre, ai_origin, tuple(master), tuple(publishing), **report)
+    text = orjson.dumps({"genre": genre, "ai_origin": ai_origin, "master": master,
+                         "publishing": publishing, **report}).decode()
     if len(_VERSIONS) >= _VERSIONS_LIMIT:
         _VERSIONS.clear()
     _VERSIONS[id(plan)] = (plan, entry.version, text)
     return entry.version, text
+
+
+def holder_slots(plan: Plan) -> list[tuple[_HolderFields, int]]:
+    """A plan's holder fields, each with its micro-share (the unclaimed rest included)."""
+    return [(plan[index], plan[index + 1]) for index in range(_FIRST_HOLDER, len(plan), 2)]
 
 
 def add_attribution(holders: dict[str, int], genres: dict[str, int], plan: Plan, use: str,

@@ -28,9 +28,9 @@ from streamer.pipeline.attribution import (
     known_plan,
     plan_for,
     plan_version,
-    territory_fields,
 )
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
+from streamer.pipeline.territory import TerritoryCells
 from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import CounterDeltas
 from streamer.state.keys import (
@@ -358,79 +358,103 @@ class Flusher:
     def _aggregate(
         self, state: PartitionState, cells: dict[CellKey, int], plans: dict[str, Plan],
     ) -> tuple[dict[int, dict[str, dict[str, int]]], dict[int, dict[str, str]]]:
-        """Counter increments per base window, one pass over the cells, and the catalog
-        entries of the day's attributions (territory on).
+        """Counter increments per base window and the catalog entries of the day's
+        attributions (territory on).
 
-        Cells are distinct (track, use, base, country): per-track fields sum over
-        countries, holder and genre fields over the tracks that share them. With
-        territory on, holders and genres are attributed per country first and the plain
-        fields summed from those (one attribution per cell either way). Cells of tracks
-        with no known metadata become pending attributions.
+        Cells are distinct (track, use, base, country). The plain fields need no country:
+        they are attributed once per (track, use, base), with the uses summed over its
+        countries (a third of the cells in the benchmark's traffic). Territory holder and
+        genre fields are summed per cell by territory.py (numpy over the cells' plans).
+        Cells of tracks with no known metadata become pending attributions.
         """
         by_base: dict[int, dict[str, dict[str, int]]] = {}
-        per_country: dict[int, dict[str, tuple[dict[str, int], dict[str, int]]]] = {}
         entries: dict[int, dict[str, str]] = {}
-        versions: dict[int, dict[str, str]] = {}  # per base window: track -> version
-        territory = bool(self.territory)
         cache_get = self.cache.get
         plans_get = plans.get
-        for (track_id, use, base_start, country), uses in cells.items():
-            parts = by_base.get(base_start)
-            if parts is None:
-                parts = by_base[base_start] = {
-                    TRACK_COUNTS: {}, TRENDING: {}, HOLDER_COUNTS: {}, GENRE_COUNTS: {},
-                    TERRITORY_TRACK_COUNTS: {}, TERRITORY_HOLDER_COUNTS: {},
-                    TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}, GENRE_TRENDING: {}}
-                per_country[base_start] = {}
-                versions[base_start] = {}
-            tracks = parts[TRACK_COUNTS]
-            field = use + "|" + track_id
-            tracks[field] = tracks.get(field, 0) + uses
+        totals: dict[tuple[str, str, int], int] = {}
+        totals_get = totals.get
+        for key, uses in cells.items():
+            group = key[:3]
+            totals[group] = totals_get(group, 0) + uses
+        # The plain counters, per (track, use, base); plans looked up once per track.
+        territory = TerritoryCells() if self.territory else None
+        plan_of: dict[str, Plan | None] = {}
+        # With territory: per attributed track, its TerritoryCells code, catalog version
+        # and entry.
+        known_of: dict[str, tuple[int, str, str]] = {}
+        unknown: set[str] = set()
+        last_base = None
+        parts: dict[str, dict[str, int]] = {}
+        day_entries: dict[str, str] = {}
+        for (track_id, use, base_start), uses in totals.items():
+            if base_start != last_base:
+                last_base = base_start
+                parts = by_base.get(base_start)  # type: ignore[assignment]
+                if parts is None:
+                    parts = by_base[base_start] = {
+                        TRACK_COUNTS: {}, TRENDING: {}, HOLDER_COUNTS: {}, GENRE_COUNTS: {},
+                        TERRITORY_TRACK_COUNTS: {}, TERRITORY_HOLDER_COUNTS: {},
+                        TERRITORY_GENRE_COUNTS: {}, ATTRIBUTIONS: {}, GENRE_TRENDING: {}}
+                if territory is not None:
+                    day_entries = entries.setdefault(base_start - base_start % DAY_MS, {})
+            parts[TRACK_COUNTS][f"{use}|{track_id}"] = uses  # groups are distinct
+            if track_id in plan_of:
+                plan = plan_of[track_id]
+            else:
+                plan = plan_of[track_id] = plans_get(track_id) or cache_get(track_id)
+                if plan is None:
+                    unknown.add(track_id)
+                elif territory is not None:
+                    version, entry = plan_version(plan)
+                    known_of[track_id] = (territory.plan_code(plan), version, entry)
             if use == USE_CREATE:
                 trending = parts[TRENDING]
                 trending[track_id] = trending.get(track_id, 0) + uses
-            if territory:
-                parts[TERRITORY_TRACK_COUNTS][use + "|" + country + "|" + track_id] = uses
-            plan = plans_get(track_id) or cache_get(track_id)
-            if plan is None:
+                genre = genre_of(plan) if plan is not None else None
+                if genre is not None:
+                    # keys.genre_trending_field, inline as the track field above
+                    parts[GENRE_TRENDING][f"{genre}|{track_id}"] = uses
+            if plan is not None:
+                add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
+                if territory is not None:  # the entry on every day the track has uses
+                    known = known_of[track_id]
+                    day_entries[f"{track_id}|{known[1]}"] = known[2]
+        if territory is None:
+            if unknown:
+                for (track_id, use, base_start, country), uses in cells.items():
+                    if track_id in unknown:
+                        state.add_pending(track_id, use, base_start, country, uses)
+            return by_base, entries
+        # The territory counters and the day's attributions, per cell: strings for the
+        # track and ledger fields, two ints for the holders and genres (territory.py).
+        codes, counts = territory.codes, territory.uses
+        country_code: dict[str, int] = {}
+        known_get = known_of.get
+        last_base = None
+        base_code = 0
+        for (track_id, use, base_start, country), uses in cells.items():
+            if base_start != last_base:  # cells of one base window mostly come together
+                last_base = base_start
+                parts = by_base[base_start]
+                territory_tracks = parts[TERRITORY_TRACK_COUNTS]
+                attributions = parts[ATTRIBUTIONS]
+                base_code = territory.base_code(base_start)
+            territory_tracks[f"{use}|{country}|{track_id}"] = uses
+            attributed = known_get(track_id)
+            if attributed is None:
                 state.add_pending(track_id, use, base_start, country, uses)
                 continue
-            if use == USE_CREATE:
-                genre = genre_of(plan)
-                if genre is not None:  # cells cannot be unattributed; kept for the type
-                    # keys.genre_trending_field, inline as the track field above
-                    ranked = parts[GENRE_TRENDING]
-                    field = genre + "|" + track_id
-                    ranked[field] = ranked.get(field, 0) + uses
-            if not territory:
-                add_attribution(parts[HOLDER_COUNTS], parts[GENRE_COUNTS], plan, use, uses)
-                continue
-            countries = per_country[base_start]
-            sums = countries.get(country)
-            if sums is None:
-                sums = countries[country] = ({}, {})
-            add_attribution(sums[0], sums[1], plan, use, uses)
-            base_versions = versions[base_start]
-            version = base_versions.get(track_id)
-            if version is None:  # once per track and base window (one plan per flush)
-                version, entry = plan_version(plan)
-                base_versions[track_id] = version
-                day = base_start - base_start % DAY_MS
-                day_entries = entries.get(day)
-                if day_entries is None:
-                    day_entries = entries[day] = {}
-                day_entries[track_id + "|" + version] = entry
-            parts[ATTRIBUTIONS][track_id + "|" + country + "|" + use + "|" + version] = uses
-        for base_start, countries in per_country.items():
-            parts = by_base[base_start]
-            for kind, territory_kind, at in ((HOLDER_COUNTS, TERRITORY_HOLDER_COUNTS, 0),
-                                             (GENRE_COUNTS, TERRITORY_GENRE_COUNTS, 1)):
-                plain, per = parts[kind], parts[territory_kind]
-                for country, sums in countries.items():
-                    fields = sums[at]
-                    for name, value in fields.items():
-                        plain[name] = plain.get(name, 0) + value
-                    per.update(territory_fields(fields, country, at == 0))
+            attributions[f"{track_id}|{country}|{use}|{attributed[1]}"] = uses
+            code = country_code.get(country)
+            if code is None:
+                code = country_code[country] = territory.country_code(country, USE_CREATE)
+            codes.append(attributed[0] | base_code | code | (use != USE_CREATE))
+            counts.append(uses)
+        holders = {base: parts[TERRITORY_HOLDER_COUNTS] for base, parts in by_base.items()}
+        genres = {base: parts[TERRITORY_GENRE_COUNTS] for base, parts in by_base.items()}
+        territory.sum_into(holders, genres)
+        for day in [day for day, values in entries.items() if not values]:
+            del entries[day]  # only pending cells that day
         return by_base, entries
 
     def _resolve_pending(

@@ -1,0 +1,100 @@
+"""The flush's aggregation (plain fields once per (track, use, base); territory holder and
+genre fields summed with numpy in pipeline/territory.py) against an oracle written here
+from the field definitions: every cell attributed on its own, field by field, from its
+track's metadata, with nothing shared with the code under test but the catalog version."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer.config import Settings
+from streamer.events.validation import TrackMeta
+from streamer.metrics import Metrics
+from streamer.pipeline.attribution import plan_for, plan_version
+from streamer.pipeline.flusher import Flusher
+from streamer.state.catalog import CatalogCache
+from streamer.state.partition import PartitionState
+
+MICRO = 1_000_000
+DAY = 86_400_000
+MINUTE = 60_000
+START = 1_715_904_000_000  # 2024-05-17 00:00 UTC
+
+# Valid metadata: a right's shares add up to at most MICRO (validation rejects more), and
+# exactly MICRO leaves nothing unclaimed.
+holders = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "lbl-1", "pub|x"]),
+                             st.sampled_from([1, 250_000, 333_333, 500_000, 999_999])),
+                   max_size=3, unique_by=lambda h: h[0]).filter(
+    lambda shares: sum(micro for _, micro in shares) <= MICRO)
+metas = st.builds(TrackMeta, genre=st.sampled_from(["lofi", "ambient"]),
+                  ai_origin=st.sampled_from(["human", "ai_generated"]),
+                  master=holders.map(tuple), publishing=holders.map(tuple))
+cell_keys = st.tuples(st.sampled_from(["t1", "t2", "t3", "t4", "unknown"]),
+                      st.sampled_from(["create", "play"]),
+                      st.sampled_from([START, START + MINUTE, START + DAY - MINUTE, START + DAY]),
+                      st.sampled_from(["DE", "US", "FR", "ZZ"]))
+
+
+def oracle(cells: dict, metas_of: dict[str, TrackMeta]) -> tuple[dict, dict, dict]:
+    """Per base window and kind: the fields; the pending cells; the entries per day."""
+    out: defaultdict = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    pending: dict = {}
+    entries: defaultdict = defaultdict(dict)
+    for (track, use, base, country), uses in cells.items():
+        parts = out[base]
+        parts["t"][f"{use}|{track}"] += uses
+        parts["tt"][f"{use}|{country}|{track}"] += uses
+        if use == "create":
+            parts["z"][track] += uses
+        meta = metas_of.get(track)
+        if meta is None:
+            pending.setdefault(track, {})[(use, base, country)] = uses
+            continue
+        parts["g"][f"{meta.ai_origin}|{use}|{meta.genre}"] += uses
+        parts["tg"][f"{meta.ai_origin}|{use}|{country}|{meta.genre}"] += uses
+        if use == "create":
+            parts["zg"][f"{meta.genre}|{track}"] += uses
+        for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
+            rest = MICRO - sum(micro for _, micro in shares)
+            allocation = list(shares) + ([("_unclaimed", rest)] if rest else [])
+            for holder, micro in allocation:
+                parts["h"][f"{right}|{use}|u|{holder}"] += uses
+                parts["h"][f"{right}|{use}|w|{holder}"] += uses * micro
+                parts["th"][f"{right}|{use}|{country}|u|{holder}"] += uses
+                parts["th"][f"{right}|{use}|{country}|w|{holder}"] += uses * micro
+        version, entry = plan_version(plan_for(meta))
+        parts["a"][f"{track}|{country}|{use}|{version}"] += uses
+        entries[base - base % DAY][f"{track}|{version}"] = entry
+    fields = {base: {kind: dict(values) for kind, values in parts.items()}
+              for base, parts in out.items()}
+    return fields, pending, dict(entries)
+
+
+FLUSHERS = {territory: Flusher(Settings() if territory else Settings(territory_windows=()),
+                               None, CatalogCache(10), Metrics())  # type: ignore[arg-type]
+            for territory in (True, False)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(cells=st.dictionaries(cell_keys, st.integers(1, 10**9), min_size=1, max_size=40),
+       track_metas=st.lists(metas, min_size=4, max_size=4), territory=st.booleans())
+def test_aggregate_equals_the_cell_by_cell_definition(
+        cells: dict, track_metas: list[TrackMeta], territory: bool) -> None:
+    metas_of = dict(zip(["t1", "t2", "t3", "t4"], track_metas, strict=True))
+    flusher = FLUSHERS[territory]
+    assert bool(flusher.territory) == territory
+    state = PartitionState(0, "o", 0, 300_000)
+    plans = {track: plan_for(meta) for track, meta in metas_of.items()}
+    by_base, entries = flusher._aggregate(state, dict(cells), plans)
+    expected, pending, expected_entries = oracle(cells, metas_of)
+    territory_kinds = {"tt", "th", "tg", "a"}
+    for base in expected.keys() | by_base.keys():
+        got = {kind: fields for kind, fields in by_base.get(base, {}).items() if fields}
+        want = {kind: fields for kind, fields in expected.get(base, {}).items()
+                if territory or kind not in territory_kinds}
+        assert got == want, base
+    assert state.pending == pending
+    assert entries == (expected_entries if territory else {})
