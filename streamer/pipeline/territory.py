@@ -7,8 +7,8 @@ dict additions, that cost three times the rest of a flush (issue 20's budget: te
 on at least 90 % of the throughput with it off). Here the Python loop per cell only
 appends two integers; numpy expands the cells over their plans' holders, sums per
 (base, holder, country, use) exactly in int64, and each distinct field is named once
-(names cached). The result equals ``attribution.attribute_uses`` cell by cell
-(tests/unit/test_territory_vectorised.py checks it against that reference).
+(names cached). The result equals the cell-by-cell definition
+(tests/unit/test_flush_aggregate_parity.py checks the whole flush against an oracle).
 """
 
 from __future__ import annotations
