@@ -14,8 +14,9 @@ import contextlib
 import csv
 import logging
 import os
+import stat
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import date
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -378,6 +379,40 @@ def _open_input(path: str) -> Iterator[IO[bytes]]:
         yield handle
 
 
+async def _input_lines(handle: IO[bytes]) -> AsyncIterator[bytes]:
+    """Lines of the input without blocking the event loop on a pipe or terminal.
+
+    ``tail -f events.jsonl | streamer produce -`` keeps its pipe open: a blocking read
+    there would also stop the producer's linger task, so nothing would be sent until the
+    pipe closed. A regular file never blocks and is read directly (faster).
+    """
+    try:
+        regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+    except (OSError, ValueError):
+        regular = True
+    if regular:
+        for line in handle:
+            yield line
+        return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_MAX_LINE_BYTES)
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), handle)
+    except (OSError, ValueError):  # not pollable (e.g. /dev/null): it does not block
+        for line in handle:
+            yield line
+        return
+    try:
+        while line := await reader.readline():
+            yield line
+    finally:
+        transport.close()
+
+
+_MAX_LINE_BYTES = 64 << 20  # far above any event or batch record the producer accepts
+
+
 def _input_size(handle: IO[bytes]) -> int | None:
     try:
         size = os.fstat(handle.fileno()).st_size
@@ -410,7 +445,9 @@ async def produce_file(settings: Settings, path: str, kind: str, batch_events: i
         bar = progress_bar(total=_input_size(stream), unit="B", desc="reading",
                            enabled=progress)
         try:
-            for number, line in enumerate(stream, start=1):
+            number = 0
+            async for line in _input_lines(stream):
+                number += 1
                 bar.update(len(line))
                 if not line.strip():
                     continue

@@ -7,6 +7,7 @@ and no "Unclosed AIOKafkaProducer"; events that were sent are really in Kafka.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 
 from streamer.exit_codes import ExitCode
 from tests.conftest import MakeTopic
+from tests.support.interrupt import default_sigint
 
 
 def env_for(bootstrap: str, topics: dict[str, str]) -> dict[str, str]:
@@ -114,12 +116,20 @@ async def test_ctrl_c_mid_run_is_quiet_and_closes_the_producer(
             if command == "load" else ["produce", "-"])
     process = subprocess.Popen([sys.executable, "-m", "streamer", *args],
                                env=env_for(kafka_bootstrap, topics), stdin=subprocess.PIPE,
+                               preexec_fn=default_sigint,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdin is not None
     if command == "produce":
         process.stdin.write("\n".join(use_line(n) for n in range(50)) + "\n")
         process.stdin.flush()  # and the pipe stays open: produce waits for more
-    time.sleep(8)
+    # Interrupt mid-run: once events are in Kafka (the CLI is past start-up and sending),
+    # not after a fixed sleep, which a loaded machine's slow imports outlast.
+    deadline = time.monotonic() + 90
+    while await count_records(kafka_bootstrap, topics["uses"]) == 0:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no event reached Kafka in 90 s"
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1)
     assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGINT)
     try:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from streamer.exit_codes import EXIT_CODE_MEANINGS, ExitCode
+from tests.support.interrupt import default_sigint
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE_KAFKA = "127.0.0.1:1"
@@ -62,6 +63,7 @@ class _Answers(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         mode = self.server.mode  # type: ignore[attr-defined]
         if mode == "hang":
+            self.server.asked.set()  # type: ignore[attr-defined]
             time.sleep(30)
             return
         status, body, kind = {
@@ -93,6 +95,7 @@ def fake_worker() -> Iterator[http.server.ThreadingHTTPServer]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
     server.daemon_threads = True
     server.mode = "ok"  # type: ignore[attr-defined]
+    server.asked = threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -245,9 +248,12 @@ def test_ctrl_c_is_quiet_with_130(fake_worker: http.server.ThreadingHTTPServer) 
     fake_worker.mode = "hang"  # type: ignore[attr-defined]
     process = subprocess.Popen(
         [sys.executable, "-m", "streamer", "query", "health", "--url", url_of(fake_worker)],
-        env=clean_env(STREAMER_QUERY_TIMEOUT_S="60"), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # imports done, waiting for the answer
+        env=clean_env(STREAMER_QUERY_TIMEOUT_S="60"), preexec_fn=default_sigint,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Interrupt once the request is out (imports done, waiting for the answer), not after
+    # a fixed sleep that a loaded machine's imports outlast.
+    assert fake_worker.asked.wait(60), "the CLI never sent its request"  # type: ignore[attr-defined]
+    time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == ExitCode.INTERRUPTED
