@@ -23,6 +23,25 @@ import pytest
 from streamer.config import ConfigError, Settings, load_settings
 
 
+def _no_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's start-up checks of Kafka and Redis answer without a broker or Redis."""
+    import streamer.cli as cli
+    import streamer.pipeline.topics as topics_module
+
+    async def reachable(settings: Settings) -> None:
+        return None
+
+    async def topics_exist(settings: Settings) -> int:
+        return settings.partitions
+
+    async def layout_ok(settings: Settings) -> None:
+        return None
+
+    monkeypatch.setattr(cli, "kafka_reachable", reachable)
+    monkeypatch.setattr(cli, "_check_state_layout", layout_ok)
+    monkeypatch.setattr(topics_module, "ensure_topics", topics_exist)
+
+
 @pytest.mark.parametrize(("loglevel", "expected"), [("warn", logging.WARNING),
                                                     ("error", logging.ERROR),
                                                     ("info", logging.INFO)])
@@ -30,11 +49,7 @@ def test_worker_root_logger_level_follows_loglevel(monkeypatch: pytest.MonkeyPat
                                                    loglevel: str, expected: int) -> None:
     import uvloop
 
-    import streamer.pipeline.topics as worker_module
     from streamer.cli import run_worker
-
-    async def topics_exist(settings: Settings) -> int:
-        return settings.partitions
 
     seen: dict[str, Any] = {}
 
@@ -42,7 +57,7 @@ def test_worker_root_logger_level_follows_loglevel(monkeypatch: pytest.MonkeyPat
         self._setup_logging()
         seen["root"] = logging.root.level
 
-    monkeypatch.setattr(worker_module, "ensure_topics", topics_exist)
+    _no_services(monkeypatch)
     monkeypatch.setattr(uvloop, "install", lambda: None)
     monkeypatch.setattr(faust.Worker, "execute_from_commandline", set_up_logging_only)
     monkeypatch.setattr(faust.Worker, "_redirect_stdouts", lambda self: None)
@@ -60,11 +75,7 @@ def test_worker_sets_the_gc_threshold_before_it_runs(monkeypatch: pytest.MonkeyP
                                                      threshold: int) -> None:
     import uvloop
 
-    import streamer.pipeline.topics as worker_module
     from streamer.cli import run_worker
-
-    async def topics_exist(settings: Settings) -> int:
-        return settings.partitions
 
     seen: dict[str, Any] = {}
 
@@ -72,7 +83,7 @@ def test_worker_sets_the_gc_threshold_before_it_runs(monkeypatch: pytest.MonkeyP
         seen["threshold"] = gc.get_threshold()
         seen["frozen"] = gc.get_freeze_count()
 
-    monkeypatch.setattr(worker_module, "ensure_topics", topics_exist)
+    _no_services(monkeypatch)
     monkeypatch.setattr(uvloop, "install", lambda: None)
     monkeypatch.setattr(faust.Worker, "execute_from_commandline", record_gc)
     before = gc.get_threshold()
