@@ -245,13 +245,15 @@ class Settings:
     catalog_ttl_ms: int = setting(
         "STREAMER_CATALOG_TTL", 400 * 86_400_000, Duration(),
         "Track metadata expires this long after its last write.")
-    # Sized by memory, not by tracks: plans differ in size (holders, report names). At
-    # ~360 bytes a track, 400 MB keeps a million active tracks (issue 23's target)
-    # within a 1 GB worker (docs/BENCHMARKS.md).
+    # Sized by memory, not by tracks: plans differ in size (holders, report names). The
+    # cache charges ~360 bytes a track; measured RSS grows ~450 bytes a track (1M tracks:
+    # 470 MB), so 400 MB keeps a million active tracks (issue 23's target) within a 1 GB
+    # worker (docs/BENCHMARKS.md).
     catalog_cache_mb: int = setting(
         "STREAMER_CATALOG_CACHE_MB", 400, Int(min=1),
-        "Memory (MB) for the attribution plans of recently used tracks (~360 bytes a "
-        "track); the least recently written are dropped first and re-read from Redis.")
+        "Memory (MB) for the attribution plans of recently used tracks (charged ~360 bytes "
+        "a track; the process grows ~450 bytes a track); the least recently written are "
+        "dropped first and re-read from Redis.")
     # Each partition is flushed once per round: flush_interval_s while the worker keeps
     # up (it sets end-to-end latency), backlog_flush_interval_s while it drains a backlog
     # (fewer, larger flushes cost Redis less per event). See pipeline/cadence.py.
