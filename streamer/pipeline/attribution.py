@@ -246,6 +246,15 @@ def plan_version(plan: Plan) -> tuple[str, str]:
     known = _VERSIONS.get(id(plan))
     if known is not None and known[0] is plan:
         return known[1], known[2]
+    version, text = compute_plan_version(plan)
+    if len(_VERSIONS) >= _VERSIONS_LIMIT:
+        _VERSIONS.clear()
+    _VERSIONS[id(plan)] = (plan, version, text)
+    return version, text
+
+
+def compute_plan_version(plan: Plan) -> tuple[str, str]:
+    """``plan_version`` without its cache (territory.py keeps its own per plan)."""
     global _catalog_entry
     if _catalog_entry is None:
         from streamer.ledger.model import CatalogEntry  # the ledger's rules, imported late
@@ -271,9 +280,6 @@ def plan_version(plan: Plan) -> tuple[str, str]:
     entry = _catalog_entry("", genre, ai_origin, tuple(master), tuple(publishing), **report)
     text = orjson.dumps({"genre": genre, "ai_origin": ai_origin, "master": master,
                          "publishing": publishing, **report}).decode()
-    if len(_VERSIONS) >= _VERSIONS_LIMIT:
-        _VERSIONS.clear()
-    _VERSIONS[id(plan)] = (plan, entry.version, text)
     return entry.version, text
 
 

@@ -27,7 +27,6 @@ from streamer.pipeline.attribution import (
     genre_of,
     known_plan,
     plan_for,
-    plan_version,
 )
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
 from streamer.pipeline.territory import TerritoryCells
@@ -405,8 +404,7 @@ class Flusher:
                 if plan is None:
                     unknown.add(track_id)
                 elif territory is not None:
-                    version, entry = plan_version(plan)
-                    known_of[track_id] = (territory.plan_code(plan), version, entry)
+                    known_of[track_id] = territory.track(plan)
             if use == USE_CREATE:
                 trending = parts[TRENDING]
                 trending[track_id] = trending.get(track_id, 0) + uses

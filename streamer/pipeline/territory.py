@@ -19,7 +19,7 @@ from sys import intern
 
 import numpy as np
 
-from streamer.pipeline.attribution import USE_SLOT, holder_slots
+from streamer.pipeline.attribution import USE_SLOT, compute_plan_version, holder_slots
 from streamer.state.catalog import Plan
 from streamer.state.keys import territory_genre_field, territory_holder_field
 
@@ -31,16 +31,23 @@ _NAME_MASK = (1 << _BASE_SHIFT) - 1
 _ID_MASK = (1 << (_BASE_SHIFT - _ID_SHIFT)) - 1
 # ~150 bytes a name pair: at most ~150 MB of names, then they are made again.
 _NAMES_LIMIT = 1_000_000
+# Plans whose catalog version and ids are kept (as attribution.plan_version keeps its
+# versions): a plan is read by every flush with a use of its track.
+_PLANS_LIMIT = 400_000
+
+# What a flush needs of a plan: (plan, catalog version, entry JSON, holder ids,
+# micro-shares, genre id or -1). The plan is kept so that an id() reused by another
+# object after the plan is freed is not mistaken for it.
+_PlanInfo = tuple[Plan, str, str, tuple[int, ...], tuple[int, ...], int]
 
 
 class _Tables:
-    """Holders, genres and countries as small ints, and the field names of each
-    (id, country, use) once made; replaced whole when full (ids index the names). Plans
-    are not kept: a flush reads each of its tracks' plans once (``TerritoryCells``), and
-    keeping them here would keep the catalog cache's evicted plans alive."""
+    """Holders, genres and countries as small ints, the field names of each (id, country,
+    use) once made, and per plan its ids and catalog version; replaced whole when the
+    names are full (ids index the names)."""
 
     __slots__ = ("countries", "country_ids", "genre_ids", "genre_names", "genres",
-                 "holder_ids", "holder_names", "holders")
+                 "holder_ids", "holders", "plans", "uses_names", "weight_names")
 
     def __init__(self) -> None:
         self.holder_ids: dict[str, int] = {}
@@ -49,13 +56,18 @@ class _Tables:
         self.genres: list[tuple[str, str]] = []
         self.country_ids: dict[str, int] = {}
         self.countries: list[str] = []
-        # name key (a sort key without its base) -> the fields: (uses, weight) of a
-        # holder, (uses, "") of a genre
-        self.holder_names: dict[int, tuple[str, str]] = {}
-        self.genre_names: dict[int, tuple[str, str]] = {}
+        # name key (a sort key without its base) -> a holder's uses field, its weight
+        # field, a genre's field
+        self.uses_names: dict[int, str] = {}
+        self.weight_names: dict[int, str] = {}
+        self.genre_names: dict[int, str] = {}
+        self.plans: dict[int, _PlanInfo] = {}  # id(plan) -> its info
 
-    def plan(self, plan: Plan) -> tuple[Plan, tuple[int, ...], tuple[int, ...], int]:
-        """(plan, holder ids, micro-shares, genre id or -1)."""
+    def plan(self, plan: Plan) -> _PlanInfo:
+        """The plan's info, made once per plan (``_PLANS_LIMIT`` at a time)."""
+        known = self.plans.get(id(plan))
+        if known is not None and known[0] is plan:
+            return known
         holder_ids = self.holder_ids
         slots = holder_slots(plan)
         # A holder's first field (create uses) names its right and holder: a str key
@@ -73,7 +85,12 @@ class _Tables:
             if genre < 0:
                 genre = self.genre_ids[plan[0]] = len(self.genres)
                 self.genres.append((plan[0], plan[1]))
-        return plan, tuple(ids), tuple(micros), genre  # type: ignore[arg-type]  # no None
+        version, entry = compute_plan_version(plan)
+        info = (plan, version, entry, tuple(ids), tuple(micros), genre)  # no None left
+        if len(self.plans) >= _PLANS_LIMIT:
+            self.plans.clear()
+        self.plans[id(plan)] = info  # type: ignore[assignment]
+        return info  # type: ignore[return-value]
 
     def country(self, country: str) -> int:
         known = self.country_ids.get(country)
@@ -88,35 +105,39 @@ _tables = _Tables()
 
 def _reset_if_full() -> _Tables:
     global _tables
-    if len(_tables.holder_names) + len(_tables.genre_names) > _NAMES_LIMIT:
+    if len(_tables.uses_names) + len(_tables.genre_names) > _NAMES_LIMIT:
         _tables = _Tables()
     return _tables
 
 
 class TerritoryCells:
     """A flush's attributed cells as two columns the caller appends to, one row per
-    cell: ``codes`` (``plan_code | base_code | country_code``) and ``uses``; then
+    cell: ``codes`` (``track's code | base_code | country_code``) and ``uses``; then
     ``sum_into`` adds their territory holder and genre fields per base window."""
 
-    __slots__ = ("_bases", "_plan_index", "_plans", "_tables", "codes", "uses")
+    __slots__ = ("_bases", "_plan_index", "_plans", "_tables", "_tracks", "codes", "uses")
 
     def __init__(self) -> None:
         self._tables = _reset_if_full()
-        self._plans: list[tuple[Plan, tuple[int, ...], tuple[int, ...], int]] = []
+        self._plans: list[_PlanInfo] = []
+        self._tracks: list[tuple[int, str, str]] = []
         self._plan_index: dict[int, int] = {}
         self._bases: list[int] = []
         self.codes: list[int] = []
         self.uses: list[int] = []
 
-    def plan_code(self, plan: Plan) -> int:
-        """The part of a cell's code that names its plan (look it up once per track).
+    def track(self, plan: Plan) -> tuple[int, str, str]:
+        """(the part of a cell's code that names its plan, the plan's catalog version, its
+        entry JSON): look it up once per track.
 
-        It sits where ``sum_into`` puts holder and genre ids, which replace it."""
+        The code sits where ``sum_into`` puts holder and genre ids, which replace it."""
         index = self._plan_index.get(id(plan))
         if index is None:
             index = self._plan_index[id(plan)] = len(self._plans)
-            self._plans.append(self._tables.plan(plan))
-        return index << _ID_SHIFT
+            info = self._tables.plan(plan)
+            self._plans.append(info)
+            self._tracks.append((index << _ID_SHIFT, info[1], info[2]))
+        return self._tracks[index]
 
     def base_code(self, base_start: int) -> int:
         """The part of a cell's code that names its base window."""
@@ -140,12 +161,12 @@ class TerritoryCells:
         uses = np.array(self.uses, dtype=np.int64)
         which = (codes >> _ID_SHIFT) & _ID_MASK
         codes &= ~(_ID_MASK << _ID_SHIFT)
-        lengths = np.fromiter(map(len, map(itemgetter(1), plans)), dtype=np.intp,
+        lengths = np.fromiter(map(len, map(itemgetter(3), plans)), dtype=np.intp,
                               count=len(plans))
         starts = np.cumsum(lengths) - lengths
-        holder_ids = np.fromiter(chain.from_iterable(map(itemgetter(1), plans)),
+        holder_ids = np.fromiter(chain.from_iterable(map(itemgetter(3), plans)),
                                  dtype=np.int64, count=int(lengths.sum()))
-        micros = np.fromiter(chain.from_iterable(map(itemgetter(2), plans)), dtype=np.int64,
+        micros = np.fromiter(chain.from_iterable(map(itemgetter(4), plans)), dtype=np.int64,
                              count=len(holder_ids))
         # Each cell once per holder slot of its plan.
         per_cell = lengths[which]
@@ -154,15 +175,17 @@ class TerritoryCells:
         slot = starts[which][cell_of] + (np.arange(len(cell_of)) - first[cell_of])
         slot_uses = uses[cell_of]
         keys = codes[cell_of] | (holder_ids[slot] << _ID_SHIFT)
-        self._emit(keys, slot_uses, slot_uses * micros[slot], holders_of, True)
-        genres = np.fromiter(map(itemgetter(3), plans), dtype=np.int64, count=len(plans))
+        self._emit(keys, slot_uses, slot_uses * micros[slot], holders_of)
+        genres = np.fromiter(map(itemgetter(5), plans), dtype=np.int64, count=len(plans))
         cell_genres = genres[which]
         attributed = cell_genres >= 0
         self._emit(codes[attributed] | (cell_genres[attributed] << _ID_SHIFT),
-                   uses[attributed], None, genres_of, False)
+                   uses[attributed], None, genres_of)
 
     def _emit(self, keys: np.ndarray, uses: np.ndarray, weights: np.ndarray | None,
-              target_of: dict[int, dict[str, int]], is_holder: bool) -> None:
+              target_of: dict[int, dict[str, int]]) -> None:
+        """Sum per key; set each sum under its field (holders: ``weights`` given, two
+        fields a key; genres: one)."""
         if not len(keys):
             return
         order = np.argsort(keys, kind="stable")
@@ -173,30 +196,53 @@ class TerritoryCells:
                    if weights is not None else None)
         keys = keys[bounds]
         tables = self._tables
-        names = tables.holder_names if is_holder else tables.genre_names
         name_keys = (keys & _NAME_MASK).tolist()
-        found = [names.get(key) for key in name_keys]
+        names = tables.uses_names if weights is not None else tables.genre_names
+        found = list(map(names.get, name_keys))
         if None in found:
-            for at, pair in enumerate(found):
-                if pair is None:
-                    found[at] = names[name_keys[at]] = self._name(name_keys[at], is_holder)
-        known: list[tuple[str, str]] = found  # type: ignore[assignment]  # no None left
+            self._name_new(name_keys, weights is not None)
+            found = list(map(names.get, name_keys))
+        weight_found = (list(map(tables.weight_names.get, name_keys))
+                        if weighed is not None else None)
         base_of = (keys >> _BASE_SHIFT).tolist()
-        for base_index in sorted(set(base_of)):
-            lo, hi = base_of.index(base_index), len(base_of) - base_of[::-1].index(base_index)
+        if base_of[0] == base_of[-1]:  # one base window (sorted by base first)
+            spans = [(base_of[0], 0, len(base_of))]
+        else:
+            spans = []
+            for base_index in sorted(set(base_of)):
+                spans.append((base_index, base_of.index(base_index),
+                              len(base_of) - base_of[::-1].index(base_index)))
+        for base_index, lo, hi in spans:
             target = target_of.setdefault(self._bases[base_index], {})
-            part = known[lo:hi]
-            target.update(zip([pair[0] for pair in part], summed[lo:hi], strict=True))
+            if lo == 0 and hi == len(base_of):
+                target.update(zip(found, summed, strict=True))
+                if weighed is not None:
+                    target.update(zip(weight_found, weighed, strict=True))  # type: ignore[arg-type]
+                continue
+            target.update(zip(found[lo:hi], summed[lo:hi], strict=True))
             if weighed is not None:
-                target.update(zip([pair[1] for pair in part], weighed[lo:hi], strict=True))
+                target.update(zip(weight_found[lo:hi],  # type: ignore[index]
+                                  weighed[lo:hi], strict=True))
 
-    def _name(self, key: int, is_holder: bool) -> tuple[str, str]:
+    def _name_new(self, name_keys: list[int], is_holder: bool) -> None:
+        """Make the fields of the keys not named yet."""
         tables = self._tables
-        use = key & 1
-        country = tables.countries[(key >> 1) & ((1 << (_ID_SHIFT - 1)) - 1)]
-        which = key >> _ID_SHIFT
+        countries = tables.countries
         if is_holder:
-            fields = tables.holders[which]
-            return (intern(territory_holder_field(fields[2 * use], country)),
-                    intern(territory_holder_field(fields[2 * use + 1], country)))
-        return intern(territory_genre_field(tables.genres[which][use], country)), ""
+            uses_names, weight_names = tables.uses_names, tables.weight_names
+            for key in name_keys:
+                if key in uses_names:
+                    continue
+                use = key & 1
+                country = countries[(key >> 1) & ((1 << (_ID_SHIFT - 1)) - 1)]
+                fields = tables.holders[key >> _ID_SHIFT]
+                uses_names[key] = intern(territory_holder_field(fields[2 * use], country))
+                weight_names[key] = intern(territory_holder_field(fields[2 * use + 1],
+                                                                  country))
+            return
+        genre_names = tables.genre_names
+        for key in name_keys:
+            if key not in genre_names:
+                country = countries[(key >> 1) & ((1 << (_ID_SHIFT - 1)) - 1)]
+                genre_names[key] = intern(territory_genre_field(
+                    tables.genres[key >> _ID_SHIFT][key & 1], country))
