@@ -3,9 +3,14 @@ reports print (title, ISRC, display artist, label)."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import orjson
+
+from streamer.events.shares import MICRO
 
 REPORT_FIELDS = ("title", "isrc", "artist", "label")
 """Optional TrackCreated fields that reach the ledger and the DSR files, never a counter."""
@@ -23,6 +28,31 @@ class _Entry(msgspec.Struct, gc=False, omit_defaults=True):
     i: str | None = None
     a: str | None = None
     l: str | None = None  # noqa: E741 (the stored key)
+
+
+UNATTRIBUTED_VERSION = "_unattributed"
+"""The catalog version of uses whose track never got metadata (its only holder)."""
+_UNATTRIBUTED_SHARES = (("_unattributed", MICRO),)
+
+
+def catalog_version(genre: str | None, ai_origin: str | None, artist: str | None,
+                    label: str | None, master: Sequence[tuple[str, int]],
+                    publishing: Sequence[tuple[str, int]], title: str | None = None,
+                    isrc: str | None = None) -> str:
+    """A catalog entry's version (``streamer.ledger.CatalogEntry.version``): 16 hex digits
+    of SHA-256 of the entry, so the same entry always gets the same version. Here, where
+    the pipeline computes it per new plan without importing the ledger."""
+    if genre is None and ai_origin is None and tuple(master) == tuple(publishing) \
+            == _UNATTRIBUTED_SHARES:
+        return UNATTRIBUTED_VERSION
+    fields: list[Any] = [genre, ai_origin, artist, label,
+                         [[h, int(m)] for h, m in master],
+                         [[h, int(m)] for h, m in publishing]]
+    if title is not None or isrc is not None:
+        # Only then: an entry without them keeps the version it had before they
+        # existed (a day attributed by older code still closes).
+        fields += [title, isrc]
+    return hashlib.sha256(orjson.dumps(fields)).hexdigest()[:16]
 
 
 _encode_entry = msgspec.json.Encoder().encode

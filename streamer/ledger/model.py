@@ -11,7 +11,6 @@ alone, and the three count tables agree with the attributions by construction.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,12 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamer.events.shares import MICRO
+from streamer.events.track_meta import UNATTRIBUTED_VERSION, catalog_version
 from streamer.ledger import schemas as s
 
 USES = ("create", "play")
 RIGHTS = ("master", "publishing")
 UNCLAIMED = "_unclaimed"
-UNATTRIBUTED = "_unattributed"
+UNATTRIBUTED = UNATTRIBUTED_VERSION
 """The holder of uses whose track never got metadata, and their catalog version."""
 
 EPOCH = date(1970, 1, 1)
@@ -68,19 +68,9 @@ class CatalogEntry:
     the same version, so a re-run of the same input writes the same rows."""
 
     def __post_init__(self) -> None:
-        if self.genre is None and self.ai_origin is None and self.master == self.publishing == (
-                (UNATTRIBUTED, MICRO),):
-            version = UNATTRIBUTED
-        else:
-            fields: list[Any] = [self.genre, self.ai_origin, self.artist, self.label,
-                                 [[h, int(m)] for h, m in self.master],
-                                 [[h, int(m)] for h, m in self.publishing]]
-            if self.title is not None or self.isrc is not None:
-                # Only then: an entry without them keeps the version it had before they
-                # existed (a day attributed by older code still closes).
-                fields += [self.title, self.isrc]
-            version = hashlib.sha256(orjson.dumps(fields)).hexdigest()[:16]
-        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "version", catalog_version(
+            self.genre, self.ai_origin, self.artist, self.label, self.master,
+            self.publishing, self.title, self.isrc))
 
     @classmethod
     def from_json(cls, track_id: str, data: bytes | str) -> CatalogEntry:

@@ -33,6 +33,7 @@ import msgspec
 import orjson
 
 from streamer.events.shares import MICRO
+from streamer.events.track_meta import catalog_version
 from streamer.events.validation import USE_CREATE, USES, TrackMeta
 from streamer.state.catalog import CatalogCache, Plan
 from streamer.state.deltas import (
@@ -236,7 +237,6 @@ def territory_fields(fields: dict[str, int], country: str, is_holder: bool) -> d
 _VERSIONS: dict[int, tuple[Plan, str, str]] = {}
 # A holder's first field -> (right, holder), read once per field rather than per plan.
 _RIGHT_HOLDER: dict[str, tuple[str, str]] = {}
-_catalog_entry: Any = None
 _VERSIONS_LIMIT = 400_000
 
 
@@ -255,11 +255,6 @@ def plan_version(plan: Plan) -> tuple[str, str]:
 
 def compute_plan_version(plan: Plan) -> tuple[str, str]:
     """``plan_version`` without its cache (territory.py keeps its own per plan)."""
-    global _catalog_entry
-    if _catalog_entry is None:
-        from streamer.ledger.model import CatalogEntry  # the ledger's rules, imported late
-
-        _catalog_entry = CatalogEntry
     genre = ai_origin = None
     if plan[0] is not None:
         ai_origin, _, genre = plan[0].split("|", 2)
@@ -277,10 +272,12 @@ def compute_plan_version(plan: Plan) -> tuple[str, str]:
             (master if right_holder[0] == "master" else publishing).append(
                 (right_holder[1], plan[index + 1]))
     report = orjson.loads(plan[_REPORT]) if plan[_REPORT] is not None else {}
-    entry = _catalog_entry("", genre, ai_origin, tuple(master), tuple(publishing), **report)
+    get = report.get
+    version = catalog_version(genre, ai_origin, get("artist"), get("label"), master,
+                              publishing, get("title"), get("isrc"))
     text = orjson.dumps({"genre": genre, "ai_origin": ai_origin, "master": master,
                          "publishing": publishing, **report}).decode()
-    return entry.version, text
+    return version, text
 
 
 def holder_slots(plan: Plan) -> list[tuple[_HolderFields, int]]:

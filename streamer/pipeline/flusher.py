@@ -376,7 +376,8 @@ class Flusher:
             group = key[:3]
             totals[group] = totals_get(group, 0) + uses
         # The plain counters, per (track, use, base); plans looked up once per track.
-        territory = TerritoryCells() if self.territory else None
+        territory = (TerritoryCells(tuple(size for _, size in self.territory))
+                     if self.territory else None)
         plan_of: dict[str, Plan | None] = {}
         # With territory: per attributed track, its TerritoryCells code, catalog version
         # and entry.

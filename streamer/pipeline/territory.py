@@ -115,14 +115,21 @@ class TerritoryCells:
     cell: ``codes`` (``track's code | base_code | country_code``) and ``uses``; then
     ``sum_into`` adds their territory holder and genre fields per base window."""
 
-    __slots__ = ("_bases", "_plan_index", "_plans", "_tables", "_tracks", "codes", "uses")
+    __slots__ = ("_base_codes", "_bases", "_groups", "_plan_index", "_plans", "_sizes",
+                 "_tables", "_tracks", "codes", "uses")
 
-    def __init__(self) -> None:
+    def __init__(self, sizes: tuple[int, ...] = ()) -> None:
+        """``sizes``: the territory window sizes (ms). Base windows that fall into the
+        same window of every size are summed together (their fields would meet in
+        Redis' same hashes anyway), under the first of them."""
         self._tables = _reset_if_full()
+        self._sizes = sizes
         self._plans: list[_PlanInfo] = []
         self._tracks: list[tuple[int, str, str]] = []
         self._plan_index: dict[int, int] = {}
-        self._bases: list[int] = []
+        self._base_codes: dict[int, int] = {}
+        self._groups: dict[tuple[int, ...], int] = {}
+        self._bases: list[int] = []  # per group, the base its fields are set under
         self.codes: list[int] = []
         self.uses: list[int] = []
 
@@ -140,11 +147,16 @@ class TerritoryCells:
         return self._tracks[index]
 
     def base_code(self, base_start: int) -> int:
-        """The part of a cell's code that names its base window."""
-        bases = self._bases
-        if base_start not in bases:
-            bases.append(base_start)
-        return bases.index(base_start) << _BASE_SHIFT
+        """The part of a cell's code that names its base window's group."""
+        code = self._base_codes.get(base_start)
+        if code is None:
+            group = tuple(base_start - base_start % size for size in self._sizes)
+            index = self._groups.get(group)
+            if index is None:
+                index = self._groups[group] = len(self._bases)
+                self._bases.append(base_start)
+            code = self._base_codes[base_start] = index << _BASE_SHIFT
+        return code
 
     def country_code(self, country: str, use: str) -> int:
         """The part of a cell's code that names its country and use."""
@@ -188,7 +200,7 @@ class TerritoryCells:
         fields a key; genres: one)."""
         if not len(keys):
             return
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)  # sums: the order among equal keys does not matter
         keys = keys[order]
         bounds = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
         summed = np.add.reduceat(uses[order], bounds).tolist()
