@@ -19,7 +19,13 @@ from sys import intern
 
 import numpy as np
 
-from streamer.pipeline.attribution import USE_SLOT, compute_plan_version, holder_slots
+from streamer.pipeline.attribution import (
+    _FIRST_HOLDER,
+    UNCLAIMED,
+    USE_SLOT,
+    entry_version,
+    right_holder,
+)
 from streamer.state.catalog import Plan
 from streamer.state.keys import territory_genre_field, territory_holder_field
 
@@ -51,7 +57,9 @@ class _Tables:
 
     def __init__(self) -> None:
         self.holder_ids: dict[str, int] = {}
-        self.holders: list[tuple[str, ...]] = []
+        # per holder id: its fields, whether its right is master, its name (None: the
+        # unclaimed rest)
+        self.holders: list[tuple[tuple[str, ...], bool, str | None]] = []
         self.genre_ids: dict[str, int] = {}
         self.genres: list[tuple[str, str]] = []
         self.country_ids: dict[str, int] = {}
@@ -69,28 +77,38 @@ class _Tables:
         if known is not None and known[0] is plan:
             return known
         holder_ids = self.holder_ids
-        slots = holder_slots(plan)
-        # A holder's first field (create uses) names its right and holder: a str key
-        # hashes once, a tuple of four at every lookup.
-        ids = [holder_ids.get(fields[0]) for fields, _ in slots]
-        if None in ids:
-            for at, (fields, _) in enumerate(slots):
-                if ids[at] is None:
-                    ids[at] = holder_ids[fields[0]] = len(self.holders)
-                    self.holders.append(fields)
-        micros = [micro for _, micro in slots]
+        holders = self.holders
+        ids: list[int] = []
+        micros: list[int] = []
+        claimed: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
+        for index in range(_FIRST_HOLDER, len(plan), 2):
+            fields = plan[index]
+            # A holder's first field (create uses) names its right and holder: a str key
+            # hashes once, a tuple of four at every lookup.
+            holder = holder_ids.get(fields[0])
+            if holder is None:
+                holder = holder_ids[fields[0]] = len(holders)
+                right, name = right_holder(fields)
+                holders.append((fields, right == "master", None if name == UNCLAIMED
+                                else name))
+            ids.append(holder)
+            micro = plan[index + 1]
+            micros.append(micro)
+            _, is_master, claimant = holders[holder]
+            if claimant is not None:
+                claimed[0 if is_master else 1].append((claimant, micro))
         genre = -1
         if plan[0] is not None:
             genre = self.genre_ids.get(plan[0], -1)
             if genre < 0:
                 genre = self.genre_ids[plan[0]] = len(self.genres)
                 self.genres.append((plan[0], plan[1]))
-        version, entry = compute_plan_version(plan)
-        info = (plan, version, entry, tuple(ids), tuple(micros), genre)  # no None left
+        version, entry = entry_version(plan, *claimed)
+        info = (plan, version, entry, tuple(ids), tuple(micros), genre)
         if len(self.plans) >= _PLANS_LIMIT:
             self.plans.clear()
-        self.plans[id(plan)] = info  # type: ignore[assignment]
-        return info  # type: ignore[return-value]
+        self.plans[id(plan)] = info
+        return info
 
     def country(self, country: str) -> int:
         known = self.country_ids.get(country)
@@ -214,27 +232,24 @@ class TerritoryCells:
         if None in found:
             self._name_new(name_keys, weights is not None)
             found = list(map(names.get, name_keys))
-        weight_found = (list(map(tables.weight_names.get, name_keys))
-                        if weighed is not None else None)
+        fields: list[str] = found  # type: ignore[assignment]  # all named now
+        weight_fields: list[str] = (list(map(tables.weight_names.__getitem__, name_keys))
+                                    if weighed is not None else [])
         base_of = (keys >> _BASE_SHIFT).tolist()
-        if base_of[0] == base_of[-1]:  # one base window (sorted by base first)
+        if base_of[0] == base_of[-1]:  # one group of base windows (sorted by it first)
             spans = [(base_of[0], 0, len(base_of))]
         else:
-            spans = []
-            for base_index in sorted(set(base_of)):
-                spans.append((base_index, base_of.index(base_index),
-                              len(base_of) - base_of[::-1].index(base_index)))
+            spans = [(base_index, base_of.index(base_index),
+                      len(base_of) - base_of[::-1].index(base_index))
+                     for base_index in sorted(set(base_of))]
         for base_index, lo, hi in spans:
             target = target_of.setdefault(self._bases[base_index], {})
-            if lo == 0 and hi == len(base_of):
-                target.update(zip(found, summed, strict=True))
-                if weighed is not None:
-                    target.update(zip(weight_found, weighed, strict=True))  # type: ignore[arg-type]
-                continue
-            target.update(zip(found[lo:hi], summed[lo:hi], strict=True))
+            whole = lo == 0 and hi == len(base_of)
+            target.update(zip(fields if whole else fields[lo:hi],
+                              summed if whole else summed[lo:hi], strict=True))
             if weighed is not None:
-                target.update(zip(weight_found[lo:hi],  # type: ignore[index]
-                                  weighed[lo:hi], strict=True))
+                target.update(zip(weight_fields if whole else weight_fields[lo:hi],
+                                  weighed if whole else weighed[lo:hi], strict=True))
 
     def _name_new(self, name_keys: list[int], is_holder: bool) -> None:
         """Make the fields of the keys not named yet."""
@@ -247,7 +262,7 @@ class TerritoryCells:
                     continue
                 use = key & 1
                 country = countries[(key >> 1) & ((1 << (_ID_SHIFT - 1)) - 1)]
-                fields = tables.holders[key >> _ID_SHIFT]
+                fields = tables.holders[key >> _ID_SHIFT][0]
                 uses_names[key] = intern(territory_holder_field(fields[2 * use], country))
                 weight_names[key] = intern(territory_holder_field(fields[2 * use + 1],
                                                                   country))
