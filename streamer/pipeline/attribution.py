@@ -69,7 +69,7 @@ Windows = tuple[tuple[str, int], ...]
 
 # A use's index in a plan's genre fields and in each holder's fields.
 USE_SLOT = {use: slot for slot, use in enumerate(USES)}
-_FIRST_HOLDER = 3
+FIRST_HOLDER = 3  # a plan's first holder fields; each is followed by its micro-share
 _REPORT = 2
 
 _HolderFields = tuple[str, str, str, str]
@@ -255,34 +255,22 @@ def plan_version(plan: Plan) -> tuple[str, str]:
 
 def compute_plan_version(plan: Plan) -> tuple[str, str]:
     """``plan_version`` without its cache."""
-    master: list[tuple[str, int]] = []
-    publishing: list[tuple[str, int]] = []
-    for index in range(_FIRST_HOLDER, len(plan), 2):
-        right, holder = right_holder(plan[index])
-        if holder != UNCLAIMED:
-            (master if right == "master" else publishing).append((holder, plan[index + 1]))
-    return entry_version(plan, master, publishing)
-
-
-def right_holder(fields: _HolderFields) -> tuple[str, str]:
-    """The right and holder of a plan's holder fields (read once per fields)."""
-    first = fields[0]
-    known = _RIGHT_HOLDER.get(first)
-    if known is None:
-        if len(_RIGHT_HOLDER) >= _FIELDS_LIMIT:
-            _RIGHT_HOLDER.clear()
-        right, _, _, holder = first.split("|", 3)
-        known = _RIGHT_HOLDER[first] = (right, holder)
-    return known
-
-
-def entry_version(plan: Plan, master: list[tuple[str, int]],
-                  publishing: list[tuple[str, int]]) -> tuple[str, str]:
-    """The catalog version and entry JSON of a plan whose claimed shares per right
-    (``_unclaimed`` left out) are given."""
     genre = ai_origin = None
     if plan[0] is not None:
         ai_origin, _, genre = plan[0].split("|", 2)
+    master: list[tuple[str, int]] = []
+    publishing: list[tuple[str, int]] = []
+    for index in range(FIRST_HOLDER, len(plan), 2):
+        first = plan[index][0]
+        right_holder = _RIGHT_HOLDER.get(first)
+        if right_holder is None:
+            if len(_RIGHT_HOLDER) >= _FIELDS_LIMIT:
+                _RIGHT_HOLDER.clear()
+            right, _, _, holder = first.split("|", 3)
+            right_holder = _RIGHT_HOLDER[first] = (right, holder)
+        if right_holder[1] != UNCLAIMED:
+            (master if right_holder[0] == "master" else publishing).append(
+                (right_holder[1], plan[index + 1]))
     report = orjson.loads(plan[_REPORT]) if plan[_REPORT] is not None else {}
     get = report.get
     version = catalog_version(genre, ai_origin, get("artist"), get("label"), master,
@@ -294,7 +282,7 @@ def entry_version(plan: Plan, master: list[tuple[str, int]],
 
 def holder_slots(plan: Plan) -> list[tuple[_HolderFields, int]]:
     """A plan's holder fields, each with its micro-share (the unclaimed rest included)."""
-    return [(plan[index], plan[index + 1]) for index in range(_FIRST_HOLDER, len(plan), 2)]
+    return [(plan[index], plan[index + 1]) for index in range(FIRST_HOLDER, len(plan), 2)]
 
 
 def add_attribution(holders: dict[str, int], genres: dict[str, int], plan: Plan, use: str,
@@ -305,7 +293,7 @@ def add_attribution(holders: dict[str, int], genres: dict[str, int], plan: Plan,
     if genre is not None:
         genres[genre] = genres.get(genre, 0) + uses
     count_at = 2 * slot
-    for index in range(_FIRST_HOLDER, len(plan), 2):
+    for index in range(FIRST_HOLDER, len(plan), 2):
         fields = plan[index]
         count_field = fields[count_at]
         weight_field = fields[count_at + 1]

@@ -19,13 +19,7 @@ from sys import intern
 
 import numpy as np
 
-from streamer.pipeline.attribution import (
-    _FIRST_HOLDER,
-    UNCLAIMED,
-    USE_SLOT,
-    entry_version,
-    right_holder,
-)
+from streamer.pipeline.attribution import FIRST_HOLDER, USE_SLOT, plan_version
 from streamer.state.catalog import Plan
 from streamer.state.keys import territory_genre_field, territory_holder_field
 
@@ -57,9 +51,7 @@ class _Tables:
 
     def __init__(self) -> None:
         self.holder_ids: dict[str, int] = {}
-        # per holder id: its fields, whether its right is master, its name (None: the
-        # unclaimed rest)
-        self.holders: list[tuple[tuple[str, ...], bool, str | None]] = []
+        self.holders: list[tuple[str, ...]] = []  # per holder id: its fields
         self.genre_ids: dict[str, int] = {}
         self.genres: list[tuple[str, str]] = []
         self.country_ids: dict[str, int] = {}
@@ -80,30 +72,24 @@ class _Tables:
         holders = self.holders
         ids: list[int] = []
         micros: list[int] = []
-        claimed: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
-        for index in range(_FIRST_HOLDER, len(plan), 2):
+        for index in range(FIRST_HOLDER, len(plan), 2):
             fields = plan[index]
             # A holder's first field (create uses) names its right and holder: a str key
             # hashes once, a tuple of four at every lookup.
             holder = holder_ids.get(fields[0])
             if holder is None:
                 holder = holder_ids[fields[0]] = len(holders)
-                right, name = right_holder(fields)
-                holders.append((fields, right == "master", None if name == UNCLAIMED
-                                else name))
+                holders.append(fields)
             ids.append(holder)
-            micro = plan[index + 1]
-            micros.append(micro)
-            _, is_master, claimant = holders[holder]
-            if claimant is not None:
-                claimed[0 if is_master else 1].append((claimant, micro))
+            micros.append(plan[index + 1])
         genre = -1
         if plan[0] is not None:
             genre = self.genre_ids.get(plan[0], -1)
             if genre < 0:
                 genre = self.genre_ids[plan[0]] = len(self.genres)
                 self.genres.append((plan[0], plan[1]))
-        version, entry = entry_version(plan, *claimed)
+        # Cached there too: a track's pending uses resolved by its TrackCreated asked first.
+        version, entry = plan_version(plan)
         info = (plan, version, entry, tuple(ids), tuple(micros), genre)
         if len(self.plans) >= _PLANS_LIMIT:
             self.plans.clear()
@@ -262,7 +248,7 @@ class TerritoryCells:
                     continue
                 use = key & 1
                 country = countries[(key >> 1) & ((1 << (_ID_SHIFT - 1)) - 1)]
-                fields = tables.holders[key >> _ID_SHIFT][0]
+                fields = tables.holders[key >> _ID_SHIFT]
                 uses_names[key] = intern(territory_holder_field(fields[2 * use], country))
                 weight_names[key] = intern(territory_holder_field(fields[2 * use + 1],
                                                                   country))
