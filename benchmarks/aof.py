@@ -126,7 +126,8 @@ def callgrind_instructions(out: Path) -> int:
 
 
 async def run(opts: argparse.Namespace, url: str, aof_dir: Path) -> dict[str, Any]:
-    settings = Settings()
+    settings = (Settings() if opts.territory_windows is None else
+                Settings(territory_windows=tuple(filter(None, opts.territory_windows.split(",")))))
     client = aioredis.from_url(url, decode_responses=False)
     store = RedisStore(client, KeyLayout(opts.prefix))
     cache = CatalogCache(settings.catalog_cache_bytes, plan_bytes)
@@ -277,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dump", type=Path, help="write every key's value here, sorted")
     p.add_argument("--port", type=int, default=6390, help="private redis-server port (6390)")
     p.add_argument("--prefix", default="aofbench")
+    p.add_argument("--territory-windows", metavar="NAMES",
+                   help="STREAMER_TERRITORY_WINDOWS for the run ('' : territory off; "
+                        "default: the default windows)")
     p.add_argument("--keep", action="store_true", help="keep the Redis directory")
     p.add_argument("--callgrind", action="store_true",
                    help="run redis-server under valgrind's callgrind and report the "

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from itertools import chain
 from operator import itemgetter
-from sys import intern
 
 import numpy as np
 
 from streamer.pipeline.attribution import FIRST_HOLDER, USE_SLOT, plan_version
 from streamer.state.catalog import Plan
-from streamer.state.keys import territory_genre_field, territory_holder_field
+from streamer.state.keys import territory_genre_field
 
 # A sort key: base index (bits 40+), holder or genre id (bits 11-39), country id (bits
 # 1-10: at most 676 two-letter codes), use (bit 0).
@@ -51,7 +50,9 @@ class _Tables:
 
     def __init__(self) -> None:
         self.holder_ids: dict[str, int] = {}
-        self.holders: list[tuple[str, ...]] = []  # per holder id: its fields
+        # per holder id, per field of its plan fields (create u, create w, play u, play w):
+        # what its territory field has before and after the country
+        self.holders: list[tuple[tuple[str, str], ...]] = []
         self.genre_ids: dict[str, int] = {}
         self.genres: list[tuple[str, str]] = []
         self.country_ids: dict[str, int] = {}
@@ -79,7 +80,7 @@ class _Tables:
             holder = holder_ids.get(fields[0])
             if holder is None:
                 holder = holder_ids[fields[0]] = len(holders)
-                holders.append(fields)
+                holders.append(tuple(map(_around_country, fields)))
             ids.append(holder)
             micros.append(plan[index + 1])
         genre = -1
@@ -216,7 +217,7 @@ class TerritoryCells:
         names = tables.uses_names if weights is not None else tables.genre_names
         found = list(map(names.get, name_keys))
         if None in found:
-            self._name_new(name_keys, weights is not None)
+            self._name_new(name_keys, found, weights is not None)
             found = list(map(names.get, name_keys))
         fields: list[str] = found  # type: ignore[assignment]  # all named now
         weight_fields: list[str] = (list(map(tables.weight_names.__getitem__, name_keys))
@@ -237,25 +238,34 @@ class TerritoryCells:
                 target.update(zip(weight_fields if whole else weight_fields[lo:hi],
                                   weighed if whole else weighed[lo:hi], strict=True))
 
-    def _name_new(self, name_keys: list[int], is_holder: bool) -> None:
-        """Make the fields of the keys not named yet."""
+    def _name_new(self, name_keys: list[int], found: list[str | None],
+                  is_holder: bool) -> None:
+        """Make the fields of the keys not named yet (``found`` None)."""
         tables = self._tables
         countries = tables.countries
+        country_mask = (1 << (_ID_SHIFT - 1)) - 1
+        missing = [key for key, name in zip(name_keys, found, strict=True) if name is None]
         if is_holder:
             uses_names, weight_names = tables.uses_names, tables.weight_names
-            for key in name_keys:
-                if key in uses_names:
-                    continue
+            holders = tables.holders
+            for key in missing:
                 use = key & 1
-                country = countries[(key >> 1) & ((1 << (_ID_SHIFT - 1)) - 1)]
-                fields = tables.holders[key >> _ID_SHIFT]
-                uses_names[key] = intern(territory_holder_field(fields[2 * use], country))
-                weight_names[key] = intern(territory_holder_field(fields[2 * use + 1],
-                                                                  country))
+                country = countries[(key >> 1) & country_mask]
+                around = holders[key >> _ID_SHIFT]
+                before, after = around[2 * use]
+                uses_names[key] = before + country + after
+                before, after = around[2 * use + 1]
+                weight_names[key] = before + country + after
             return
         genre_names = tables.genre_names
-        for key in name_keys:
-            if key not in genre_names:
-                country = countries[(key >> 1) & ((1 << (_ID_SHIFT - 1)) - 1)]
-                genre_names[key] = intern(territory_genre_field(
-                    tables.genres[key >> _ID_SHIFT][key & 1], country))
+        for key in missing:
+            country = countries[(key >> 1) & country_mask]
+            genre_names[key] = territory_genre_field(tables.genres[key >> _ID_SHIFT][key & 1],
+                                                     country)
+
+
+def _around_country(holder_field_name: str) -> tuple[str, str]:
+    """What a holder field's territory field has before and after its country
+    (``keys.territory_holder_field``), so naming one is two concatenations."""
+    right, use, rest = holder_field_name.split("|", 2)
+    return f"{right}|{use}|", f"|{rest}"
