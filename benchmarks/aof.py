@@ -50,7 +50,7 @@ from streamer.state.keys import KeyLayout
 from streamer.state.partition import PartitionState
 from streamer.state.store import RedisStore
 
-_KIND = re.compile(rb"^(?:\{[^}]*\}:(?P<counter>[thgz]):|\{[^}]*\}:(?P<part>meta|pending|dd)"
+_KIND = re.compile(rb"^(?:\{[^}]*\}:(?P<counter>zg|tt|th|tg|av|[thgza]):|\{[^}]*\}:(?P<part>meta|pending|dd)"
                    rb"|[^{]*:cat:)")
 
 
@@ -79,7 +79,8 @@ def command_size(args: list[bytes]) -> int:
 
 
 def kind_of(args: list[bytes]) -> str:
-    """``HSET t`` etc.: the command and the kind of key it writes (t/h/g/z counters)."""
+    """``HSET t`` etc.: the command and the kind of key it writes (t/h/g/z counters,
+    zg per-genre trending, tt/th/tg territory counters, a/av the day's attributions)."""
     name = args[0].decode().upper()
     if len(args) < 2 or name in ("MULTI", "EXEC", "SELECT"):
         return name

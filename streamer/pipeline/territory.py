@@ -6,9 +6,12 @@ and its genre to a genre x ai_origin x use x country field. Done per cell and ho
 dict additions, that cost three times the rest of a flush (issue 20's budget: territory
 on at least 90 % of the throughput with it off). Here the Python loop per cell only
 appends two integers; numpy expands the cells over their plans' holders, sums per
-(base, holder, country, use) exactly in int64, and each distinct field is named once
-(names cached). The result equals the cell-by-cell definition
-(tests/unit/test_flush_aggregate_parity.py checks the whole flush against an oracle).
+(territory window, holder, country, use) exactly in int64 (a flush's base windows of one
+territory window summed together, as Redis would), and each distinct field is named once
+(names cached). A plan's holder ids and catalog version are made once per plan, not per
+flush. The result equals the cell-by-cell definition
+(tests/unit/test_flush_aggregate_parity.py checks whole flushes against an oracle, also
+while these tables are replaced).
 """
 
 from __future__ import annotations
