@@ -39,6 +39,7 @@ from streamer.events.validation import (
 from streamer.metrics import Metrics
 from streamer.pipeline.attribution import (
     attribute_uses,
+    build_plan,
     count_track_uses,
     plan_for,
 )
@@ -210,9 +211,9 @@ class RecordProcessor:
         if not state.take_offset(TRACKS_CODE, offset):
             self.metrics.replayed_records.inc()
             return 0
-        if not self._size_ok(state, self.settings.tracks_topic, offset, value):
+        if not value or len(value) > self.max_record_bytes:  # _size_ok's cases, inline
+            self._size_ok(state, self.settings.tracks_topic, offset, value)
             return 0
-        assert value is not None
         parsed = decode_track_created(value)
         if parsed is None:
             checked = check_track(value)
@@ -236,7 +237,7 @@ class RecordProcessor:
         # known_plan, inline: a call less per record.
         written = state.catalog_writes.get(track_id)
         previous = plan_for(written) if written is not None else cache.get(track_id)
-        plan = plan_for(meta)
+        plan = meta.plan = build_plan(meta)  # plan_for, inline: a decoded meta has none
         if previous is not None:
             if previous != plan:  # equal plans: the same attribution, nothing to seal
                 self._seal(state, track_id, previous)
