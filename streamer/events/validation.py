@@ -220,13 +220,11 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
         return None
     track_id = event.track_id
     genre = event.genre
-    # A new track's id is new to track_id_cache too: letters and digits alone (most ids)
-    # are in the pattern without the regex; anything else takes it.
-    if not (track_id.isalnum() and track_id.isascii()) and track_id not in track_id_cache.seen:
-        try:
-            track_id_cache.check(track_id)
-        except Rejected:
-            return None
+    try:
+        if track_id not in track_id_cache.seen:
+            track_id_cache.check(track_id)  # and remembered for the track's uses
+    except Rejected:
+        return None
     if genre not in _genres_seen:
         if not GENRE_PATTERN.fullmatch(genre):
             return None
