@@ -351,6 +351,17 @@ def kafka_unreachable_text(settings: Settings) -> str:
             "STREAMER_CONNECT_TIMEOUT_S to wait longer")
 
 
+def missing_topics_text(settings: Settings, topics: list[str]) -> str:
+    """What to do when Kafka lacks an input topic: create it, or name the right one."""
+    variables = {settings.uses_topic: "STREAMER_USES_TOPIC",
+                 settings.tracks_topic: "STREAMER_TRACKS_TOPIC"}
+    names = ", ".join(f"{topic!r} ({variables.get(topic, 'topic')})" for topic in topics)
+    noun = "topic" if len(topics) == 1 else "topics"
+    return (f"Kafka at {settings.kafka.bootstrap} has no {noun} {names}; start `streamer "
+            "worker` once (it creates the input and dead-letter topics with "
+            "STREAMER_PARTITIONS partitions), or point the variable at an existing topic")
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -425,7 +436,7 @@ async def produce_file(settings: Settings, path: str, kind: str, batch_events: i
                        progress: bool | None = None) -> int:
     from aiokafka.errors import KafkaError
 
-    from streamer.producer import UsageProducer
+    from streamer.producer import MissingTopics, UsageProducer
     from streamer.progress import progress_bar
 
     sent = rejected = 0
@@ -438,10 +449,10 @@ async def produce_file(settings: Settings, path: str, kind: str, batch_events: i
         except (KafkaError, TimeoutError, OSError):
             await producer.stop()
             raise CommandFailed(ExitCode.UNREACHABLE, kafka_unreachable_text(settings)) from None
-        except RuntimeError as exc:  # the input topic does not exist
+        except MissingTopics as exc:
             await producer.stop()
-            raise CommandFailed(ExitCode.USAGE, f"{exc}; start a worker once (it "
-                                "creates the topics) or check STREAMER_USES_TOPIC") from None
+            raise CommandFailed(ExitCode.NO_TOPIC, missing_topics_text(settings, exc.topics)
+                                ) from None
         bar = progress_bar(total=_input_size(stream), unit="B", desc="reading",
                            enabled=progress)
         try:

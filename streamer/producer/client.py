@@ -31,6 +31,19 @@ class _Batch:
         self.started = started
 
 
+class MissingTopics(Exception):
+    """Kafka has no topic of these names: nothing could be sent to them.
+
+    Found from one metadata request at start, before any send: asking aiokafka for the
+    partitions of a missing topic retries until its request timeout and logs "Topic ...
+    not found in cluster metadata" on every retry.
+    """
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(f"Kafka has no topic {', '.join(map(repr, topics))}")
+        self.topics = topics
+
+
 class UsageProducer:
     def __init__(
         self,
@@ -74,9 +87,12 @@ class UsageProducer:
         )
         try:
             await self._producer.start()
-            partitions = await self._producer.partitions_for(self.uses_topic)
-            if not partitions:
-                raise RuntimeError(f"topic {self.uses_topic!r} does not exist")
+            cluster = await self._producer.client.fetch_all_metadata()
+            missing = [topic for topic in (self.uses_topic, self.tracks_topic)
+                       if not cluster.partitions_for_topic(topic)]
+            if missing:
+                raise MissingTopics(missing)
+            partitions = cluster.partitions_for_topic(self.uses_topic)
         except BaseException:
             # Closed here, or aiokafka warns "Unclosed AIOKafkaProducer" at exit.
             producer, self._producer = self._producer, None

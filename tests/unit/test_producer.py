@@ -70,7 +70,14 @@ class _DrainingKafka:
     async def start(self) -> None:
         return None
 
-    async def partitions_for(self, topic: str) -> set[int]:
+    @property
+    def client(self) -> _DrainingKafka:
+        return self
+
+    async def fetch_all_metadata(self) -> _DrainingKafka:
+        return self
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
         return {0, 1, 2, 3}
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None,
