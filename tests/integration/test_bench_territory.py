@@ -12,13 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from support.generated import send_generated
 from support.pipeline import Pipeline, now_ms
 
 from benchmarks.__main__ import _all_reconciled
 from benchmarks.common import BenchRun, Stack, territory_cell
 from streamer.config import load_settings
-from streamer.loadgen.config import LoadConfig
-from streamer.loadgen.sender import SendPlan, run_inline
 from streamer.state.connection import connect as connect_redis
 
 PARTITIONS = 2
@@ -35,24 +34,17 @@ async def first_key_and_field(redis: Any, pattern: str) -> tuple[str, str]:
 async def test_bench_reconcile_reports_territory_lost_and_double_per_family(
         make_pipeline: Any, tmp_path: Path) -> None:
     pipe: Pipeline = await make_pipeline(partitions=PARTITIONS)
-    settings = load_settings(pipe.env())
-    assert settings.territory  # on by default
-    cfg = LoadConfig(seed=7, start_ms=now_ms() - 30 * 60_000, duration_s=600.0, use_rate=3.0,
-                     catalog=200, batch_events=50, windows=settings.windows,
-                     territory_windows=settings.territory,
-                     allowed_lateness_ms=settings.allowed_lateness_ms)
-    plan = SendPlan(cfg=cfg, kafka={"bootstrap_servers": pipe.kafka_bootstrap},
-                    tracks_topic=pipe.tracks_topic, uses_topic=pipe.uses_topic,
-                    partitions=PARTITIONS, speed=0, catalog_ms=cfg.start_ms)
-    load = await run_inline(plan)
-    assert not load.errors and load.truth is not None
+    assert load_settings(pipe.env()).territory  # on by default
+    _, truth = await send_generated(pipe, PARTITIONS, seed=7, start_ms=now_ms() - 30 * 60_000,
+                                    duration_s=600.0, use_rate=3.0, catalog=200,
+                                    batch_events=50)
     await pipe.start_worker()
     await pipe.drained(timeout=120)
 
     run = BenchRun(Stack(pipe.kafka_bootstrap, pipe.redis_url), "territory", tmp_path,
                    partitions=PARTITIONS)
     run.prefix = pipe.key_prefix
-    exact = await run.reconcile(load.truth)
+    exact = await run.reconcile(truth)
     assert exact["ok"] and _all_reconciled(exact), exact
     territory = exact["territory"]
     assert territory["counters"] > 0 and territory["countries"] > 1  # not vacuous
@@ -70,7 +62,7 @@ async def test_bench_reconcile_reports_territory_lost_and_double_per_family(
     finally:
         await redis.aclose()
 
-    tampered = await run.reconcile(load.truth)
+    tampered = await run.reconcile(truth)
     assert (tampered["lost"], tampered["double"], tampered["mismatched_counters"]) == (0, 0, 0)
     families = tampered["territory"]["families"]
     assert families["ttrack"] == {"lost": 0, "double": 1, "mismatched_counters": 1}
