@@ -443,7 +443,8 @@ async def produce_file(settings: Settings, path: str, kind: str, batch_events: i
     with _open_input(path) as stream:
         await kafka_reachable(settings)
         producer = UsageProducer(settings.kafka, uses_topic=settings.uses_topic,
-                                 tracks_topic=settings.tracks_topic, batch_events=batch_events)
+                                 tracks_topic=settings.tracks_topic, batch_events=batch_events,
+                                 require_tracks_topic=kind != "use")
         try:
             await asyncio.wait_for(producer.start(), settings.connect_timeout_s)
         except (KafkaError, TimeoutError, OSError):

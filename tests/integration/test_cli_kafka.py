@@ -166,6 +166,13 @@ async def test_produce_to_a_missing_topic_is_one_line_naming_it(
                            f"'{absent}' ({variable}); start `streamer worker` once"), line
     assert absent not in await kafka_admin.list_topics()  # nothing was created
     assert await count_records(kafka_bootstrap, topics["uses"]) == 0  # nothing was sent
+    if missing == "tracks":  # uses alone need no tracks topic
+        done = subprocess.run(
+            [sys.executable, "-m", "streamer", "produce", "--kind", "use", str(events)],
+            capture_output=True, text=True, timeout=120, check=False,
+            env=env_for(kafka_bootstrap, {**topics, missing: absent}))
+        assert done.returncode == ExitCode.OK, done.stderr
+        assert await count_records(kafka_bootstrap, topics["uses"]) == 1
 
 
 async def test_load_creates_missing_input_topics_like_the_worker(
