@@ -268,7 +268,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     # Before any thread exists: an arena limit applies to arenas created after it.
     applied = configure_malloc(settings.malloc_mmap_threshold_bytes, settings.malloc_arena_max)
     configure_logging(loglevel, settings.log_format.lower())
-    partitions = asyncio.run(_prepare_topics(settings, ensure_topics))
+    partitions = asyncio.run(prepare_topics(settings, ensure_topics))
     asyncio.run(_check_state_layout(settings))
     logging.getLogger(__name__).info("malloc settings: %s", ", ".join(applied) or "glibc's")
     if partitions != settings.partitions:
@@ -289,10 +289,17 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     return ExitCode.OK
 
 
-async def _prepare_topics(settings: Settings, ensure_topics: Callable[[Settings], Any]) -> int:
+async def prepare_topics(settings: Settings, ensure_topics: Callable[[Settings], Any]) -> int:
+    """Create missing input and dead-letter topics (worker, load); their partition count."""
+    from streamer.pipeline.topics import TopicsNotCoPartitioned
+
     await kafka_reachable(settings)
     try:
         partitions: int = await asyncio.wait_for(ensure_topics(settings), timeout=60)
+    except TopicsNotCoPartitioned as exc:  # Kafka answered: the topics named do not fit
+        raise CommandFailed(ExitCode.USAGE, f"{exc}; point STREAMER_USES_TOPIC and "
+                            "STREAMER_TRACKS_TOPIC at topics with equal partition counts"
+                            ) from None
     except Exception as exc:
         raise CommandFailed(ExitCode.UNREACHABLE, f"cannot prepare the topics on Kafka at "
                             f"{settings.kafka.bootstrap}: {_describe(exc)}; check the broker's "

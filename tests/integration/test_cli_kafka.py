@@ -4,7 +4,8 @@ Rejected lines are each named and the run ends with exit 3; the progress bar sho
 total, the rate and the time left; Ctrl-C in the middle of a run ends quietly with 130
 and no "Unclosed AIOKafkaProducer"; events that were sent are really in Kafka. An input
 topic that does not exist: ``produce`` says so in one line (exit 11) and creates nothing,
-``load`` creates it as the worker does.
+``load`` creates it as the worker does; input topics of different partition counts: one
+line, exit 2.
 """
 
 from __future__ import annotations
@@ -192,3 +193,21 @@ async def test_load_creates_missing_input_topics_like_the_worker(
     finally:
         with contextlib.suppress(Exception):
             await kafka_admin.delete_topics(list(absent.values()))
+
+
+async def test_load_on_topics_of_different_partition_counts_is_one_line(
+        kafka_bootstrap: str, make_topic: MakeTopic) -> None:
+    """Was exit 5 "cannot prepare the topics ... check the broker's log": the broker had
+    answered; the topics named are what is wrong."""
+    topics = {"uses": await make_topic("cli-uses", partitions=4),
+              "tracks": await make_topic("cli-tracks", partitions=2),
+              "dlq": await make_topic("cli-dlq", partitions=4)}
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "load", "--rate", "10", "--duration", "1",
+         "--no-progress"], capture_output=True, text=True, timeout=120, check=False,
+        env=env_for(kafka_bootstrap, topics))
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == "", done.stderr
+    assert "must have the same number of partitions" in done.stderr
+    assert "point STREAMER_USES_TOPIC and STREAMER_TRACKS_TOPIC at topics" in done.stderr
+    assert await count_records(kafka_bootstrap, topics["uses"]) == 0
