@@ -18,7 +18,7 @@ from streamer.ledger import CatalogEntry
 from streamer.reports.dsr import FIELDS, escape, read_records, record, write_dsr
 from streamer.reports.parties import Parties
 from streamer.reports.pricing import Pricing
-from tests.reports.conftest import ClosedMonth
+from tests.reports.conftest import RATES, ClosedMonth
 
 NAME = re.compile(r"DSR_(PADPIDA\w+?)_(PADPIDA\w+?)_([A-Za-z0-9-]+)_(\d{4}-\d{2})_([A-Z]{2})_"
                   r"(\d+)of(\d+)_(\d{8}T\d{6})\.tsv(\.gz)?")
@@ -356,6 +356,37 @@ def test_a_levy_only_recipient_gets_its_levies_as_summary_records(
             assert allocated in (floor, floor + Decimal("0.01")) and cells[15] == cells[16]
             seen[key] += 1
     assert seen == dict.fromkeys(bases, 1)  # every levy base once, nothing else
+
+
+def test_a_recipient_with_usage_and_a_levy_gets_both_kinds_of_summary(
+        closed_month: ClosedMonth, parties: Parties, tmp_path: Path) -> None:
+    """pub-x given half of levy#1: its usage summaries, then one levy summary per
+    territory, numbered on; the usage lines are the same as without the levy."""
+    from streamer.reports.pricing import price
+    from streamer.reports.rates import load_rate_card
+    from streamer.reports.source import Period, open_snapshot
+    card = tmp_path / "rates.toml"
+    card.write_text(RATES.read_text().replace('{ "cmo-gema" = "0.6", "cmo-sacem" = "0.4" }',
+                                              '{ "cmo-gema" = "0.5", "pub-x" = "0.5" }'))
+    shared = price(open_snapshot(closed_month.location, 1, Period.parse("2026-11")),
+                   load_rate_card(card))
+    try:
+        write_dsr(shared, parties, "pub-x", tmp_path / "mixed", "DE")
+    finally:
+        shared.close()
+    ((_, files),) = reports(tmp_path / "mixed").items()
+    body = check_report(files)
+    records = list(read_records(load(files[0])))
+    summaries = [r for r in records if r[0] == "SY02.02"]
+    levy = [r for r in summaries if r[18].startswith("levy_")]
+    assert [r[1] for r in summaries] == [str(n) for n in range(1, len(summaries) + 1)]
+    assert len(levy) == 1 and summaries[-1] is levy[0] and len(summaries) > 1
+    uses = levy_bases(closed_month)[("DE", "Use", "levy_ai_generated")]
+    assert (levy[0][8], levy[0][12]) == (str(uses), escape("Publisher X | Songs"))
+    assert Decimal(levy[0][14]) == uses * Decimal("0.5")
+    assert any(r[0] == "SU03.02" for r in body)
+    if VALIDATOR:
+        validate(files)
 
 
 VALIDATOR = os.environ.get("STREAMER_TEST_DSR_VALIDATOR")
