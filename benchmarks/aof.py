@@ -50,8 +50,8 @@ from streamer.state.keys import KeyLayout
 from streamer.state.partition import PartitionState
 from streamer.state.store import RedisStore
 
-_KIND = re.compile(rb"^(?:\{[^}]*\}:(?P<counter>zg|tt|th|tg|av|[thgza]):|\{[^}]*\}:(?P<part>meta|pending|dd)"
-                   rb"|[^{]*:cat:)")
+_KIND = re.compile(rb"^(?:\{[^}]*\}:(?P<counter>zg|tt|th|tg|av|[thgza]):"
+                   rb"|\{[^}]*\}:(?P<part>meta|pending|dd)|[^{]*:cat:)")
 
 
 def parse_aof(data: bytes) -> list[list[bytes]]:
