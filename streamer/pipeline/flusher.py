@@ -72,6 +72,9 @@ class Snapshot:
     catalog_writes: dict[str, bytes]
     events: int
     newest_event_ms: int | None
+    # Per day, the catalog entry fields the payload writes (the state remembers them once
+    # Redis applied it).
+    entries_written: dict[int, list[str]] = dataclass_field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -140,7 +143,7 @@ class Flusher:
             await self._redis("flush", lambda: self.store.flush(
                 state.partition, state.owner, state.seq, snapshot.payload))
             # Step 6. Confirmed.
-            state.confirm_flush()
+            state.confirm_flush(snapshot.entries_written)
             # Step 7. Metrics.
             self._report(snapshot, time.perf_counter() - started)
 
@@ -246,8 +249,9 @@ class Flusher:
 
         payload = FlushPayload()  # c.
         self._add_counters(payload, state.partition, by_base, sealed)
+        entries_written: dict[int, list[str]] = {}
         if self.territory:
-            self._add_ledger_input(payload, state.partition, by_base, entries, sealed)
+            entries_written = self._add_ledger_input(payload, state, by_base, entries, sealed)
         layout = self.store.layout
         partition = state.partition
         changed = state.take_pending_changes()
@@ -278,7 +282,8 @@ class Flusher:
         catalog_writes = {track_id: meta.to_json()
                           for track_id, meta in closed.catalog_writes.items()}
         newest = closed.watermarks[USES_CODE] if closed.events else None
-        return Snapshot(payload, closed.dlq_pending, catalog_writes, closed.events, newest)
+        return Snapshot(payload, closed.dlq_pending, catalog_writes, closed.events, newest,
+                        entries_written)
 
     def _add_counters(self, payload: FlushPayload, partition: int,
                       by_base: dict[int, dict[str, dict[str, int]]],
@@ -320,12 +325,19 @@ class Flusher:
                 payload.add_zset(layout.genre_trending(partition, window, start, genre),
                                  retention[window], members)
 
-    def _add_ledger_input(self, payload: FlushPayload, partition: int,
+    def _add_ledger_input(self, payload: FlushPayload, state: PartitionState,
                           by_base: dict[int, dict[str, dict[str, int]]],
-                          entries: dict[int, dict[str, str]], sealed: CounterDeltas) -> None:
+                          entries: dict[int, dict[str, str]], sealed: CounterDeltas,
+                          ) -> dict[int, list[str]]:
         """The day's attributions (uses per track, country, use and catalog version) and
-        the entries of those versions, for the ledger's close of the day."""
+        the entries of those versions, for the ledger's close of the day; returns the
+        entries written, per day.
+
+        An entry this state's confirmed flushes wrote already is left out (the same field
+        with the same value: Redis' contents are the same, a flush of a popular track's
+        day rewrote it every time); the key's TTL is renewed all the same."""
         layout = self.store.layout
+        partition = state.partition
         sealed_of_kind = {hash_key[1:]: fields for hash_key, fields in sealed.hashes.items()
                           if hash_key[0] == ATTRIBUTIONS}
         for (_, day), fields in spread_over_windows(
@@ -335,9 +347,14 @@ class Flusher:
             payload.add_hash(layout.attributions(partition, day), self.ledger_ttl_ms, fields)
         for day, more in sealed.entries.items():
             entries.setdefault(day, {}).update(more)
+        written: dict[int, list[str]] = {}
         for day, values in entries.items():
+            values = state.unwritten_entries(day, values)
             payload.set_pending(layout.attribution_entries(partition, day), values,
                                 self.ledger_ttl_ms)
+            if values:
+                written[day] = list(values)
+        return written
 
     def _seal_replaced(
         self, needs_old_meta: dict[str, tuple[dict[CellKey, int], TrackMeta]],

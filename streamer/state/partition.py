@@ -46,6 +46,10 @@ Cells = dict[tuple[str, int, str], int]
 # (track_id, use, base window start, country): one counter cell of the hot path. The
 # country is always there (the schema requires it); the plain counters sum over it.
 CellKey = tuple[str, str, int, str]
+# Catalog entries remembered as written (``entries_written``): days, and entries per day
+# (~100 bytes each; past it a day's are forgotten and written again, which is harmless).
+_ENTRY_DAYS = 3
+_ENTRIES_PER_DAY = 100_000
 # The country of pending uses persisted before cells had one (ISO 3166 user-assigned
 # "unknown"), so an upgrade neither loses them nor invents a real country.
 UNKNOWN_COUNTRY = "ZZ"
@@ -128,6 +132,10 @@ class PartitionState:
     flushed_marks: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     dedupe: dict[str, Deduper] = field(default_factory=dict)
+    # Per UTC day, the fields (``track|version``) of the day's catalog entries that a
+    # confirmed flush of this state wrote to Redis: writing one again would change
+    # nothing there. Bounded, and empty in a new state (a claim), which writes them again.
+    entries_written: dict[int, set[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for code in TOPIC_CODES:
@@ -349,9 +357,28 @@ class PartitionState:
         self.unflushed_events = 0
         return closed
 
-    def confirm_flush(self) -> None:
-        """Redis applied the flush: the next one carries the next sequence number."""
+    def confirm_flush(self, entries_written: dict[int, list[str]] | None = None) -> None:
+        """Redis applied the flush: the next one carries the next sequence number, and
+        the catalog entries it wrote (per day, their fields) are there."""
         self.seq += 1
+        if entries_written:
+            remembered = self.entries_written
+            for day, fields in entries_written.items():
+                written = remembered.get(day)
+                if written is None:
+                    if len(remembered) >= _ENTRY_DAYS:
+                        del remembered[min(remembered)]
+                    written = remembered[day] = set()
+                elif len(written) + len(fields) > _ENTRIES_PER_DAY:
+                    written.clear()
+                written.update(fields)
+
+    def unwritten_entries(self, day: int, values: dict[str, str]) -> dict[str, str]:
+        """The day's catalog entries no confirmed flush of this state wrote yet."""
+        written = self.entries_written.get(day)
+        if not written:
+            return values
+        return {name: value for name, value in values.items() if name not in written}
 
     # -- reporting ---------------------------------------------------------------------
 
