@@ -48,6 +48,7 @@ _MARK_WORD = _U64(_MARK << 8)
 _QUOTIENT = (1 << 54) - 1  # the quotient in ``word >> 9``, below the marker
 _LOW9 = _U64(0x1FF)  # choice bit and code
 _ONES = _U64(0x0101_0101_0101_0101)  # sums the bytes of a word (each 0 or 1)
+_INSERT_ROUNDS = 3  # vectorised passes of a batch insert before one by one
 _SWEEP_BLOCKS = 1 << 16  # blocks per step of an expiry sweep (bounds its temporaries)
 # Tables from 1 MB reserve 2 GB of address space (2**25 blocks), not memory.
 _RESERVE_FROM = 1 << 14
@@ -209,29 +210,55 @@ class BlockTable:
     def insert(self, probe: Probe, codes: np.ndarray, digests: np.ndarray,
                rows1: np.ndarray, rows2: np.ndarray) -> list[int]:
         """Store new hashes, given their probe and the rows it read, with their codes
-        (one per hash); return the positions that found no free slot."""
+        (one per hash); return the positions that found no free slot.
+
+        Vectorised in up to ``_INSERT_ROUNDS`` rounds (each re-reads the rows of the
+        words the previous one left without a slot); what is left after them goes
+        one by one (``insert_one``, which can move a resident).
+        """
+        positions = np.arange(len(digests))
+        for round_ in range(_INSERT_ROUNDS):
+            left = self._insert_round(probe, codes, rows1, rows2)
+            if not len(left):
+                return []
+            positions, probe, codes = positions[left], probe.take(left), codes[left]
+            if round_ + 1 < _INSERT_ROUNDS:
+                rows1, rows2 = self.rows(probe.block1), self.rows(probe.block2)
+        return [position for position, code in zip(positions.tolist(), codes.tolist(),
+                                                   strict=True)
+                if not self.insert_one(int(digests[position]), code)]
+
+    def _insert_round(self, probe: Probe, codes: np.ndarray, rows1: np.ndarray,
+                      rows2: np.ndarray) -> np.ndarray:
+        """One vectorised pass: each word into the emptier of its blocks (as the rows
+        show them), the k-th word of the batch for a block into its k-th free slot.
+        Return the positions left without a slot."""
         free1 = (rows1 == 0).view(np.uint64)[:, 0]  # one byte per slot: 1 if free
         free2 = (rows2 == 0).view(np.uint64)[:, 0]
         first = ((free1 * _ONES) >> _U64(56)) >= ((free2 * _ONES) >> _U64(56))
         blocks = np.where(first, probe.block1, probe.block2)
         free = np.where(first, free1, free2)
-        # Two new words for one block would take the same slot: those go one by one.
-        order = np.argsort(blocks, kind="stable")
-        ordered = blocks[order]
-        shared = np.zeros(len(blocks), dtype=bool)
         if len(blocks) > 1:
+            order = np.argsort(blocks, kind="stable")
+            ordered = blocks[order]
             same = ordered[1:] == ordered[:-1]
             if same.any():
-                shared[order[1:][same]] = True
-                shared[order[:-1][same]] = True
-        fast = (free != 0) & ~shared
-        lowest = free[fast] & (~free[fast] + _U64(1))  # the first free slot's byte
+                steps = np.arange(len(blocks))
+                run_start = np.maximum.accumulate(np.where(
+                    np.concatenate(([True], ~same)), steps, 0))
+                rank = np.empty(len(blocks), dtype=np.intp)
+                rank[order] = steps - run_start
+                for taken in range(int(rank.max())):
+                    later = rank > taken
+                    free[later] &= free[later] - _U64(1)  # drop the lowest free slot
+        fast = free != 0
+        lowest = free[fast] & (~free[fast] + _U64(1))  # the chosen free slot's byte
         slots = (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
         keys = np.where(first, probe.key1, probe.key2)
         self.words[blocks[fast], slots] = (keys[fast] << _U64(8)) | codes[fast]
         self.entries += int(np.count_nonzero(fast))
-        return [position for position in np.flatnonzero(~fast).tolist()
-                if not self.insert_one(int(digests[position]), int(codes[position]))]
+        left: np.ndarray = np.flatnonzero(~fast)
+        return left
 
     # -- one at a time (single-event records) ---------------------------------------
 
