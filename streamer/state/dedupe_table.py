@@ -48,7 +48,7 @@ _MARK_WORD = _U64(_MARK << 8)
 _QUOTIENT = (1 << 54) - 1  # the quotient in ``word >> 9``, below the marker
 _LOW9 = _U64(0x1FF)  # choice bit and code
 _ONES = _U64(0x0101_0101_0101_0101)  # sums the bytes of a word (each 0 or 1)
-_INSERT_ROUNDS = 3  # vectorised passes of a batch insert before one by one
+_INSERT_ROUNDS = 4  # vectorised passes of a batch insert before one by one
 _SWEEP_BLOCKS = 1 << 16  # blocks per step of an expiry sweep (bounds its temporaries)
 # Tables from 1 MB reserve 2 GB of address space (2**25 blocks), not memory.
 _RESERVE_FROM = 1 << 14
@@ -114,7 +114,7 @@ class BlockTable:
     other closely (``grow``) rather than one block at a time.
     """
 
-    __slots__ = ("_flat", "entries", "level", "max_load", "split", "words")
+    __slots__ = ("_claims", "_flat", "entries", "level", "max_load", "split", "words")
 
     def __init__(self, level: int = MIN_LEVEL, max_load: float = MAX_LOAD) -> None:
         if not MIN_LEVEL <= level <= MAX_LEVEL:
@@ -125,6 +125,8 @@ class BlockTable:
         self.entries = 0  # words stored (expired ones count until their sweep)
         self.words = _zeros(2 << level)
         self._flat = self.words.reshape(-1).data
+        # Scratch of batch inserts: which word of a batch claims each block.
+        self._claims = np.empty(0, dtype=np.intp)
 
     @property
     def blocks(self) -> int:
@@ -231,28 +233,24 @@ class BlockTable:
     def _insert_round(self, probe: Probe, codes: np.ndarray, rows1: np.ndarray,
                       rows2: np.ndarray) -> np.ndarray:
         """One vectorised pass: each word into the emptier of its blocks (as the rows
-        show them), the k-th word of the batch for a block into its k-th free slot.
-        Return the positions left without a slot."""
+        show them), at most one word per block (two would take the same free slot).
+        Return the positions left for the next round: a block's other words, and
+        words whose blocks are both full."""
         free1 = (rows1 == 0).view(np.uint64)[:, 0]  # one byte per slot: 1 if free
         free2 = (rows2 == 0).view(np.uint64)[:, 0]
         first = ((free1 * _ONES) >> _U64(56)) >= ((free2 * _ONES) >> _U64(56))
         blocks = np.where(first, probe.block1, probe.block2)
         free = np.where(first, free1, free2)
-        if len(blocks) > 1:
-            order = np.argsort(blocks, kind="stable")
-            ordered = blocks[order]
-            same = ordered[1:] == ordered[:-1]
-            if same.any():
-                steps = np.arange(len(blocks))
-                run_start = np.maximum.accumulate(np.where(
-                    np.concatenate(([True], ~same)), steps, 0))
-                rank = np.empty(len(blocks), dtype=np.intp)
-                rank[order] = steps - run_start
-                for taken in range(int(rank.max())):
-                    later = rank > taken
-                    free[later] &= free[later] - _U64(1)  # drop the lowest free slot
         fast = free != 0
-        lowest = free[fast] & (~free[fast] + _U64(1))  # the chosen free slot's byte
+        if len(blocks) > 1:
+            # Each block's last word in the batch claims it (a scatter, then a gather).
+            claims = self._claims
+            if len(claims) < self.blocks:
+                claims = self._claims = np.empty(2 * self.blocks, dtype=np.intp)
+            steps = np.arange(len(blocks))
+            claims[blocks] = steps
+            fast &= claims[blocks] == steps
+        lowest = free[fast] & (~free[fast] + _U64(1))  # the first free slot's byte
         slots = (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
         keys = np.where(first, probe.key1, probe.key2)
         self.words[blocks[fast], slots] = (keys[fast] << _U64(8)) | codes[fast]
