@@ -226,28 +226,38 @@ class BlockTable:
         (``insert_one``, which can move a resident too).
         """
         positions = np.arange(len(digests))
-        for round_ in range(_INSERT_ROUNDS + 1):
-            if round_ < _INSERT_ROUNDS:
-                left = self._insert_round(probe, codes, rows1, rows2)
-            else:  # the words whose blocks were both full: move a resident of theirs
-                left = self._displace_round(probe, codes)
-            if not len(left):
-                return []
-            positions, probe, codes = positions[left], probe.take(left), codes[left]
-            if len(left) <= _ONE_BY_ONE:
+        full: list[np.ndarray] = []  # positions whose two blocks were both full
+        full_probes: list[Probe] = []
+        full_codes: list[np.ndarray] = []
+        for _ in range(_INSERT_ROUNDS):
+            lost, crowded = self._insert_round(probe, codes, rows1, rows2)
+            if len(crowded):
+                full.append(positions[crowded])
+                full_probes.append(probe.take(crowded))
+                full_codes.append(codes[crowded])
+            positions, probe, codes = positions[lost], probe.take(lost), codes[lost]
+            if len(lost) <= _ONE_BY_ONE:
                 break
-            if round_ + 1 < _INSERT_ROUNDS:
-                rows1, rows2 = self.rows(probe.block1), self.rows(probe.block2)
-        return [position for position, code in zip(positions.tolist(), codes.tolist(),
-                                                   strict=True)
+            rows1, rows2 = self.rows(probe.block1), self.rows(probe.block2)
+        rest = [(positions, codes)]
+        if sum(map(len, full)) > _ONE_BY_ONE:  # move residents of theirs, in one step
+            crowded_probe = Probe(*(np.concatenate(parts) for parts in zip(*full_probes,
+                                                                           strict=True)))
+            crowded_codes = np.concatenate(full_codes)
+            left = self._displace_round(crowded_probe, crowded_codes)
+            rest.append((np.concatenate(full)[left], crowded_codes[left]))
+        else:
+            rest.extend(zip(full, full_codes, strict=True))
+        return [position for positions, codes in rest
+                for position, code in zip(positions.tolist(), codes.tolist(), strict=True)
                 if not self.insert_one(int(digests[position]), code)]
 
     def _insert_round(self, probe: Probe, codes: np.ndarray, rows1: np.ndarray,
-                      rows2: np.ndarray) -> np.ndarray:
+                      rows2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One vectorised pass: each word into the emptier of its blocks (as the rows
         show them), at most two words per block: one claims its lowest free slot, one
-        its highest (when it has two). Return the positions left for the next round:
-        a block's other words, and words whose blocks are both full."""
+        its highest (when it has two). Return the positions left: a block's further
+        words (for the next round), and the words whose blocks are both full."""
         free1 = (rows1 == 0).view(np.uint64)[:, 0]  # one byte per slot: 1 if free
         free2 = (rows2 == 0).view(np.uint64)[:, 0]
         first = ((free1 * _ONES) >> _U64(56)) >= ((free2 * _ONES) >> _U64(56))
@@ -255,6 +265,7 @@ class BlockTable:
         free = np.where(first, free1, free2)
         keys = (np.where(first, probe.key1, probe.key2) << _U64(8)) | codes
         fast = free != 0
+        lost = np.zeros(len(blocks), dtype=bool)
         if len(blocks) > 1:
             # Each block's last word in the batch claims it (a scatter, then a gather).
             claims = self._claims
@@ -279,9 +290,7 @@ class BlockTable:
         slots = (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
         self.words[blocks[fast], slots] = keys[fast]
         self.entries += int(np.count_nonzero(fast))
-        placed = fast if len(blocks) <= 1 else fast | (~lost & (free != 0))
-        left: np.ndarray = np.flatnonzero(~placed)
-        return left
+        return np.flatnonzero(lost), np.flatnonzero(free == 0)
 
     def _displace_round(self, probe: Probe, codes: np.ndarray) -> np.ndarray:
         """``insert_one``'s cuckoo step for a batch: a word whose two blocks are full
