@@ -6,11 +6,12 @@ cells. Redis and the dead-letter topic are dealt with by the caller (the agent a
 the flusher), batched.
 
 A valid ``sounds.used`` record takes the fast path: msgspec decodes and checks it
-whole, and each later step works on the batch with comprehensions rather than one
-Python loop per event. A record holding a bad event (or none at all) takes
-the slow path of events/decoding.py, which rejects exactly the bad events with their
-reasons. A ``tracks.created`` record likewise: ``decode_track_created`` (msgspec) or,
-when it declines, orjson and the reference rules, which name the problem.
+whole, and each later step works on the batch with C iterators (map, zip, compress)
+and numpy rather than one Python loop per event. A record holding a bad event (or
+none at all) takes the slow path of events/decoding.py, which rejects exactly the bad
+events with their reasons. A ``tracks.created`` record likewise:
+``decode_track_created`` (msgspec) or, when it declines, orjson and the reference
+rules, which name the problem.
 
 The partition's state changes only through its own methods (state/partition.py).
 """
@@ -231,8 +232,8 @@ class RecordProcessor:
                 rejected = Rejected("future", "occurred_at", f"{occurred_at} is more than "
                                     f"{self.future_ms} ms ahead of the wall clock {now_ms}")
             self._reject(state, topic, offset, bytes(raws[position]), rejected)
-        kept = np.flatnonzero(~dropped).tolist()
-        return [events[position] for position in kept], times[~dropped].tolist()
+        kept = ~dropped
+        return list(compress(events, kept.tolist())), times[kept].tolist()
 
     def handle_track(self, state: PartitionState, offset: int, value: bytes | None,
                      now_ms: int) -> int:
