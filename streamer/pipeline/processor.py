@@ -185,7 +185,9 @@ class RecordProcessor:
         watermark = state.watermark[USES_CODE]
         if (occurred_at < watermark - self.lateness_ms or occurred_at > now_ms + self.future_ms
                 or occurred_at < state.closed_before):
-            self._drop_late_and_future(state, offset, [event], [value], now_ms)
+            rejected = self._lateness(occurred_at, watermark, state.closed_before, now_ms)
+            assert rejected is not None
+            self._reject(state, self.settings.uses_topic, offset, value, rejected)
             return
         dedupe = state.dedupe[USES_CODE]
         hot = self.metrics.hot
@@ -220,20 +222,26 @@ class RecordProcessor:
             return events, times.tolist()
         topic = self.settings.uses_topic
         for position in np.flatnonzero(dropped).tolist():
-            occurred_at = events[position].occurred_at
-            if closed[position]:
-                rejected = Rejected("late", "occurred_at", f"{occurred_at} is in a day this "
-                                    f"partition has closed (before {state.closed_before})")
-            elif late[position]:
-                rejected = Rejected("late", "occurred_at", f"{occurred_at} is older than the "
-                                    f"watermark {int(before[position])} minus the allowed "
-                                    "lateness")
-            else:
-                rejected = Rejected("future", "occurred_at", f"{occurred_at} is more than "
-                                    f"{self.future_ms} ms ahead of the wall clock {now_ms}")
+            rejected = self._lateness(events[position].occurred_at, int(before[position]),
+                                      state.closed_before, now_ms)
+            assert rejected is not None
             self._reject(state, topic, offset, bytes(raws[position]), rejected)
         kept = ~dropped
         return list(compress(events, kept.tolist())), times[kept].tolist()
+
+    def _lateness(self, occurred_at: int, watermark: int, closed_before: int,
+                  now_ms: int) -> Rejected | None:
+        """Why an event seeing this watermark is late or from the future, if it is."""
+        if occurred_at < closed_before:
+            return Rejected("late", "occurred_at", f"{occurred_at} is in a day this "
+                            f"partition has closed (before {closed_before})")
+        if occurred_at < watermark - self.lateness_ms:
+            return Rejected("late", "occurred_at", f"{occurred_at} is older than the "
+                            f"watermark {watermark} minus the allowed lateness")
+        if occurred_at > now_ms + self.future_ms:
+            return Rejected("future", "occurred_at", f"{occurred_at} is more than "
+                            f"{self.future_ms} ms ahead of the wall clock {now_ms}")
+        return None
 
     def handle_track(self, state: PartitionState, offset: int, value: bytes | None,
                      now_ms: int) -> int:
