@@ -241,9 +241,10 @@ class Settings:
         "An event further ahead of the wall clock goes to the DLQ as `future`.")
     # The wall clock closes only idle partitions' days (a partition with traffic closes
     # by its watermarks). Producers that buffer through an outage deliver a day's last
-    # uses after midnight; this delay keeps that day open for them (docs/LEDGER.md).
+    # uses after midnight; this delay keeps that day open for them. Six hours: a day is
+    # final for finance the morning after, and no outage shorter than that loses uses.
     idle_close_delay_ms: int = setting(
-        "STREAMER_IDLE_CLOSE_DELAY", 3_600_000, Duration(),
+        "STREAMER_IDLE_CLOSE_DELAY", 6 * 3_600_000, Duration(),
         "A partition read to its end on both topics closes a day by the wall clock once it "
         "is past the day's end plus the allowed lateness plus this delay.")
     dedupe_horizon_ms: int = setting(
