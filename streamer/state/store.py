@@ -335,6 +335,31 @@ class RedisStore:
             if value is not None
         }
 
+    async def load_catalog_copy(self, partition: int, buckets: range) -> dict[str, bytes]:
+        """The partition's copy of its flushed catalog writes: per track, the entry its
+        latest flush wrote (``buckets`` oldest first; a later bucket's entry wins)."""
+        layout = self.layout
+        async with self.client.pipeline(transaction=False) as pipe:
+            for bucket in buckets:  # one slot: the partition's hash tag
+                pipe.hgetall(layout.catalog_copy(partition, bucket))
+            found = cast("list[dict[bytes, bytes]]", await pipe.execute())
+        latest: dict[str, bytes] = {}
+        for entries in found:
+            for track_id, entry in entries.items():
+                latest[track_id.decode()] = entry
+        return latest
+
+    async def cluster_epoch(self) -> int | None:
+        """The Redis Cluster's current epoch (every failover raises it), as one node
+        sees it while the cluster is ok; None on a single server or Sentinel, or while
+        the cluster is not ok (a failover under way)."""
+        if not isinstance(self.client, RedisCluster):
+            return None
+        info = cast("dict[str, object]", await self.client.cluster_info())
+        if str(info.get("cluster_state")) != "ok":
+            return None
+        return int(str(info["cluster_current_epoch"]))
+
     async def put_catalog(self, entries: dict[str, bytes], ttl_ms: int) -> None:
         """Idempotent metadata writes: replaying them after a crash gives the same result.
 

@@ -57,7 +57,6 @@ def _holder_uses(counters: dict[tuple[object, ...], int], holder: str) -> int:
                and key[4] == "master" and key[6] == "uses")
 
 
-@pytest.mark.xfail(strict=True, reason="catalog gap on Redis Cluster failover: see module doc")
 async def test_uses_after_a_restart_keep_their_holder_when_the_catalog_write_was_lost(
         redis_url: str) -> None:
     settings = Settings(key_prefix=f"test:catalog-lost-{uuid.uuid4().hex[:8]}",
