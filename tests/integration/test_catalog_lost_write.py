@@ -19,13 +19,21 @@ while the worker runs on.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
@@ -35,6 +43,7 @@ from streamer.state.store import RedisStore, connect
 from streamer.verify.redis_counters import delete_prefixed_keys, read_counters
 from tests.support.pipeline import right, track_event, use_event
 
+CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "redis-cluster.sh"
 TRACK = "track-catalog-lost"
 HOLDER = "label-catalog-lost"
 
@@ -165,3 +174,94 @@ async def test_a_lost_replacement_is_restored_on_claim_and_the_copy_expires(
     finally:
         await delete_prefixed_keys(client, settings.key_prefix)
         await client.aclose()
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture(scope="module")
+def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[int]]]:
+    """Three primaries with a replica each, on free ports of their own (not the shared
+    stack's, nor test_ops_redis_cluster's 7001-7003); stopped and deleted at the end."""
+    base = next((base for base in range(7161, 7400, 10)
+                 if all(_free(port) for port in range(base, base + 6))), None)
+    assert base is not None, "no six free consecutive ports in 7161-7399"
+    ports = list(range(base, base + 6))
+    env = {**os.environ, "STREAMER_LOCAL_DIR": str(tmp_path_factory.mktemp("cluster")),
+           "STREAMER_LOCAL_REDIS_CLUSTER_PORTS": " ".join(map(str, ports)),
+           "STREAMER_LOCAL_REDIS_CLUSTER_REPLICAS": "1",
+           "STREAMER_LOCAL_REDIS_CLUSTER_NODE_TIMEOUT_MS": "2000"}
+
+    def script(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CLUSTER_SCRIPT), action], env=env, capture_output=True,
+                              text=True, timeout=180, check=False)
+
+    try:
+        up = script("up")
+        assert up.returncode == 0, f"redis-cluster.sh up failed:\n{up.stdout}{up.stderr}"
+        yield f"redis+cluster://127.0.0.1:{ports[0]}/0", ports
+    finally:
+        down = script("down")
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+async def _role_of(port: int) -> tuple[str, int | None]:
+    async with aioredis.Redis(port=port) as node:
+        role = await node.role()
+    kind = role[0].decode() if isinstance(role[0], bytes) else role[0]
+    return kind, int(role[2]) if kind == "slave" else None
+
+
+async def test_a_catalog_write_lost_in_a_cluster_failover_is_restored_by_the_running_worker(
+        replicated_cluster: tuple[str, list[int]]) -> None:
+    """A replica of the catalog entry's shard that lacks it takes over (the entry is
+    deleted, then ``CLUSTER FAILOVER`` promotes the replica): the worker, which goes on
+    running, sees the cluster's epoch move and writes the entry back from its copy."""
+    url, ports = replicated_cluster
+    settings = Settings(key_prefix=f"test:catalog-failover-{uuid.uuid4().hex[:8]}")
+    layout = KeyLayout(settings.key_prefix)
+    start = (int(time.time() * 1000) // 60_000 - 30) * 60_000
+    worker = _worker(url, settings)
+    cluster = RedisCluster.from_url(url.replace("+cluster", "", 1))
+    try:
+        await _assign(worker, settings)
+        await worker.handle(settings.tracks_topic, 0, 0, orjson.dumps(track_event(
+            TRACK, start, rights=[right(HOLDER, "master", "1")])))
+        await worker.flush_round(0.0, asyncio.sleep)  # the flush, and the epoch seen
+        entry = await cluster.get(layout.catalog(TRACK))
+        assert entry is not None
+        epoch_before = await worker.store.cluster_epoch()
+        assert epoch_before is not None
+
+        slot = key_slot(layout.catalog(TRACK).encode())
+        primary = cluster.get_node_from_key(layout.catalog(TRACK)).port
+        roles = {port: await _role_of(port) for port in ports}
+        [replica] = [port for port, role in roles.items() if role == ("slave", primary)]
+        # What the promoted replica holds: the entry's write never reached it.
+        assert await cluster.delete(layout.catalog(TRACK)) == 1
+        async with aioredis.Redis(port=replica) as node:
+            assert await node.execute_command("CLUSTER FAILOVER")  # waits for the DEL first
+        deadline = time.monotonic() + 30
+        while await _role_of(replica) != ("master", None):
+            assert time.monotonic() < deadline, f"{replica} did not take over slot {slot}"
+            await asyncio.sleep(0.1)
+
+        restored = None
+        while restored is None:  # flush rounds until the worker has seen the epoch settle
+            assert time.monotonic() < deadline, "the catalog entry was not restored"
+            await worker.flush_round(0.0, asyncio.sleep)
+            restored = await cluster.get(layout.catalog(TRACK))
+            await asyncio.sleep(0.1)
+        assert restored == entry
+        assert await worker.store.cluster_epoch() != epoch_before
+        assert _restored(worker) == 1
+        await worker.flush_round(0.0, asyncio.sleep)  # once per epoch, not every round
+        assert _restored(worker) == 1
+    finally:
+        await worker.store.close()
+        for pattern in ("{" + settings.key_prefix + ":*", settings.key_prefix + ":*"):
+            async for key in cluster.scan_iter(match=pattern):
+                await cluster.delete(key)  # one key per call: keys span slots
+        await cluster.aclose()
