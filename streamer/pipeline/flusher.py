@@ -49,6 +49,7 @@ from streamer.state.keys import (
     TRENDING,
     USES_CODE,
     catalog_copy_bucket,
+    catalog_copy_value,
 )
 from streamer.state.partition import CellKey, PartitionState
 from streamer.state.store import FlushPayload, FlushRefused, RedisStore, retry_forever
@@ -284,7 +285,8 @@ class Flusher:
         if catalog_writes:  # the partition's copy, to repair a lost catalog write from
             payload.set_pending(
                 layout.catalog_copy(partition, catalog_copy_bucket(int(time.time() * 1000))),
-                {track_id: entry.decode() for track_id, entry in catalog_writes.items()},
+                {track_id: catalog_copy_value(state.seq, entry)
+                 for track_id, entry in catalog_writes.items()},
                 self.settings.catalog_copy_retention_ms)
         newest = closed.watermarks[USES_CODE] if closed.events else None
         return Snapshot(payload, closed.dlq_pending, catalog_writes, closed.events, newest)

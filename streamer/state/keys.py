@@ -105,9 +105,10 @@ class KeyLayout:
         return f"{self.tag(partition)}:dd:{topic_code}:{bucket}"
 
     def catalog_copy(self, partition: int, bucket_start: int) -> str:
-        """HASH track_id -> the catalog entry JSON the partition's flushes wrote in the hour
-        starting at ``bucket_start`` (wall clock): written by the flush script, so it
-        survives exactly when the flush's offsets do."""
+        """HASH track_id -> ``<seq> <entry JSON>``: the catalog entries the partition's
+        flushes wrote in the bucket starting at ``bucket_start`` (the writer's wall clock),
+        with each flush's ``seq``. Written by the flush script, so it survives exactly
+        when the flush's offsets do."""
         return f"{self.tag(partition)}:{CATALOG_COPY}:{bucket_start}"
 
     def catalog(self, track_id: str) -> str:
@@ -118,6 +119,17 @@ class KeyLayout:
 def catalog_copy_bucket(now_ms: int) -> int:
     """The copy bucket a flush at wall-clock ``now_ms`` writes to."""
     return now_ms - now_ms % CATALOG_COPY_BUCKET_MS
+
+
+def catalog_copy_value(seq: int, entry: bytes) -> str:
+    """A copy's field value: the flush's ``seq`` (the latest write of a track is the one
+    with the highest, whatever the writers' clocks said) and the catalog entry JSON."""
+    return f"{seq} {entry.decode()}"
+
+
+def parse_catalog_copy_value(value: bytes) -> tuple[int, bytes]:
+    seq, _, entry = value.partition(b" ")
+    return int(seq), entry
 
 
 def catalog_copy_buckets(now_ms: int, retention_ms: int) -> range:

@@ -24,7 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from streamer.events.validation import TrackMeta
 from streamer.state import connection
-from streamer.state.keys import CLOSED_BEFORE_FIELD, KeyLayout
+from streamer.state.keys import CLOSED_BEFORE_FIELD, KeyLayout, parse_catalog_copy_value
 
 log = logging.getLogger(__name__)
 
@@ -337,17 +337,21 @@ class RedisStore:
 
     async def load_catalog_copy(self, partition: int, buckets: range) -> dict[str, bytes]:
         """The partition's copy of its flushed catalog writes: per track, the entry its
-        latest flush wrote (``buckets`` oldest first; a later bucket's entry wins)."""
+        latest flush (highest ``seq``) wrote, in whichever of ``buckets`` it is."""
         layout = self.layout
         async with self.client.pipeline(transaction=False) as pipe:
             for bucket in buckets:  # one slot: the partition's hash tag
                 pipe.hgetall(layout.catalog_copy(partition, bucket))
             found = cast("list[dict[bytes, bytes]]", await pipe.execute())
-        latest: dict[str, bytes] = {}
+        latest: dict[str, tuple[int, bytes]] = {}
         for entries in found:
-            for track_id, entry in entries.items():
-                latest[track_id.decode()] = entry
-        return latest
+            for track_id, value in entries.items():
+                seq, entry = parse_catalog_copy_value(value)
+                track = track_id.decode()
+                known = latest.get(track)
+                if known is None or seq > known[0]:
+                    latest[track] = (seq, entry)
+        return {track: entry for track, (_, entry) in latest.items()}
 
     async def cluster_epoch(self) -> int | None:
         """The Redis Cluster's current epoch (every failover raises it), as one node
