@@ -59,7 +59,7 @@ class PipelineWorker:
         self.cache = CatalogCache(settings.catalog_cache_bytes, plan_bytes)
         self.processor = RecordProcessor(settings, self.cache, metrics)
         self.flusher = Flusher(settings, store, self.cache, metrics)
-        self.catalog_repair = CatalogRepair(settings, store, self.cache, metrics)
+        self.catalog_repair = CatalogRepair(settings, store, self.cache, metrics, clock)
         self.closer = DayCloser(settings, store)
         self.worker_id = uuid.uuid4().hex[:12]
         self._topic_codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -37,8 +38,14 @@ from redis.crc import key_slot
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
+from streamer.pipeline.catalog_repair import TRIM_EVERY_S
 from streamer.pipeline.worker import PipelineWorker
-from streamer.state.keys import KeyLayout
+from streamer.state.keys import (
+    CATALOG_COPY_BUCKET_MS,
+    KeyLayout,
+    catalog_copy_bucket,
+    catalog_copy_value,
+)
 from streamer.state.store import RedisStore, connect
 from streamer.verify.redis_counters import delete_prefixed_keys, read_counters
 from tests.support.pipeline import right, track_event, use_event
@@ -176,20 +183,31 @@ async def test_a_lost_replacement_is_restored_on_claim_and_the_copy_expires(
         await client.aclose()
 
 
+@dataclass(frozen=True)
+class Cluster:
+    url: str
+    ports: list[int]
+    nodes_dir: Path
+
+    def pid(self, port: int) -> int:
+        return int((self.nodes_dir / str(port) / "redis.pid").read_text().strip())
+
+
 def _free(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 @pytest.fixture(scope="module")
-def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[int]]]:
+def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three primaries with a replica each, on free ports of their own (not the shared
     stack's, nor test_ops_redis_cluster's 7001-7003); stopped and deleted at the end."""
     base = next((base for base in range(7161, 7400, 10)
                  if all(_free(port) for port in range(base, base + 6))), None)
     assert base is not None, "no six free consecutive ports in 7161-7399"
     ports = list(range(base, base + 6))
-    env = {**os.environ, "STREAMER_LOCAL_DIR": str(tmp_path_factory.mktemp("cluster")),
+    local_dir = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "STREAMER_LOCAL_DIR": str(local_dir),
            "STREAMER_LOCAL_REDIS_CLUSTER_PORTS": " ".join(map(str, ports)),
            "STREAMER_LOCAL_REDIS_CLUSTER_REPLICAS": "1",
            "STREAMER_LOCAL_REDIS_CLUSTER_NODE_TIMEOUT_MS": "2000"}
@@ -201,7 +219,7 @@ def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     try:
         up = script("up")
         assert up.returncode == 0, f"redis-cluster.sh up failed:\n{up.stdout}{up.stderr}"
-        yield f"redis+cluster://127.0.0.1:{ports[0]}/0", ports
+        yield Cluster(f"redis+cluster://127.0.0.1:{ports[0]}/0", ports, local_dir / "redis-cluster")
     finally:
         down = script("down")
         assert down.returncode == 0, down.stdout + down.stderr
@@ -215,11 +233,11 @@ async def _role_of(port: int) -> tuple[str, int | None]:
 
 
 async def test_a_catalog_write_lost_in_a_cluster_failover_is_restored_by_the_running_worker(
-        replicated_cluster: tuple[str, list[int]]) -> None:
+        replicated_cluster: Cluster) -> None:
     """A replica of the catalog entry's shard that lacks it takes over (the entry is
     deleted, then ``CLUSTER FAILOVER`` promotes the replica): the worker, which goes on
     running, sees the cluster's epoch move and writes the entry back from its copy."""
-    url, ports = replicated_cluster
+    url, ports = replicated_cluster.url, replicated_cluster.ports
     settings = Settings(key_prefix=f"test:catalog-failover-{uuid.uuid4().hex[:8]}")
     layout = KeyLayout(settings.key_prefix)
     start = (int(time.time() * 1000) // 60_000 - 30) * 60_000
@@ -232,7 +250,7 @@ async def test_a_catalog_write_lost_in_a_cluster_failover_is_restored_by_the_run
         await worker.flush_round(0.0, asyncio.sleep)  # the flush, and the epoch seen
         entry = await cluster.get(layout.catalog(TRACK))
         assert entry is not None
-        epoch_before = await worker.store.cluster_epoch()
+        epoch_before = await worker.store.failover_marker()
         assert epoch_before is not None
 
         slot = key_slot(layout.catalog(TRACK).encode())
@@ -255,7 +273,7 @@ async def test_a_catalog_write_lost_in_a_cluster_failover_is_restored_by_the_run
             restored = await cluster.get(layout.catalog(TRACK))
             await asyncio.sleep(0.1)
         assert restored == entry
-        assert await worker.store.cluster_epoch() != epoch_before
+        assert await worker.store.failover_marker() != epoch_before
         assert _restored(worker) == 1
         await worker.flush_round(0.0, asyncio.sleep)  # once per epoch, not every round
         assert _restored(worker) == 1
@@ -264,4 +282,64 @@ async def test_a_catalog_write_lost_in_a_cluster_failover_is_restored_by_the_run
         for pattern in ("{" + settings.key_prefix + ":*", settings.key_prefix + ":*"):
             async for key in cluster.scan_iter(match=pattern):
                 await cluster.delete(key)  # one key per call: keys span slots
+        await cluster.aclose()
+
+
+async def test_the_copy_is_trimmed_once_every_replica_has_its_catalog_writes(
+        replicated_cluster: Cluster) -> None:
+    """A bucket of the copy older than two buckets goes once every replica of every shard
+    has acknowledged the writes before a mark; not while one replica is frozen behind
+    it (SIGSTOP). The current bucket stays."""
+    url, ports = replicated_cluster.url, replicated_cluster.ports
+    settings = Settings(key_prefix=f"test:catalog-trim-{uuid.uuid4().hex[:8]}")
+    layout = KeyLayout(settings.key_prefix)
+    now = [1000.0]
+    worker = PipelineWorker(settings, RedisStore(connect(url), layout), Metrics(),
+                            clock=lambda: now[0])
+    cluster = RedisCluster.from_url(url.replace("+cluster", "", 1))
+    frozen: int | None = None
+    try:
+        await _assign(worker, settings)
+        await worker.handle(settings.tracks_topic, 0, 0, orjson.dumps(track_event(
+            TRACK, int(time.time() * 1000), rights=[right(HOLDER, "master", "1")])))
+        await worker.flush_all()
+        current = [key async for key in cluster.scan_iter(match=layout.tag(0) + ":cw:*")]
+        assert len(current) == 1
+        old = layout.catalog_copy(
+            0, catalog_copy_bucket(int(time.time() * 1000)) - 3 * CATALOG_COPY_BUCKET_MS)
+        await cluster.hset(old, "track-older", catalog_copy_value(0, b"{}"))
+
+        # A replica frozen behind a write its primary took before the mark.
+        filler = "{catalog-trim}filler"
+        primary = cluster.get_node_from_key(filler).port
+        roles = {port: await _role_of(port) for port in ports}
+        [frozen] = [port for port, role in roles.items() if role == ("slave", primary)]
+        os.kill(replicated_cluster.pid(frozen), signal.SIGSTOP)
+        await cluster.set(filler, "x")
+
+        now[0] += 1  # the claim's repair came before the mark
+        for _ in range(2):  # the marker settles; the first trim check takes the mark
+            await worker.flush_round(0.0, asyncio.sleep)
+        now[0] += TRIM_EVERY_S + 1
+        await asyncio.sleep(2)  # the other replicas acknowledge meanwhile (every second)
+        await worker.flush_round(0.0, asyncio.sleep)
+        assert await cluster.exists(old) == 1, "trimmed while a replica lacked the writes"
+
+        os.kill(replicated_cluster.pid(frozen), signal.SIGCONT)
+        frozen = None
+        deadline = time.monotonic() + 30
+        while await cluster.exists(old):
+            assert time.monotonic() < deadline, "the durable bucket was not trimmed"
+            now[0] += TRIM_EVERY_S + 1
+            await worker.flush_round(0.0, asyncio.sleep)
+            await asyncio.sleep(0.5)
+        assert await cluster.exists(*current) == 1  # the current bucket stays
+    finally:
+        if frozen is not None:
+            os.kill(replicated_cluster.pid(frozen), signal.SIGCONT)
+        await worker.store.close()
+        for pattern in ("{" + settings.key_prefix + ":*", settings.key_prefix + ":*",
+                        "{catalog-trim}*"):
+            async for key in cluster.scan_iter(match=pattern):
+                await cluster.delete(key)
         await cluster.aclose()

@@ -128,8 +128,8 @@ class RedisThatLostAFlush:
     async def load_catalog_copy(self, partition: int, buckets: Any) -> dict[str, bytes]:
         return {}  # no catalog writes to repair
 
-    async def cluster_epoch(self) -> None:
-        return None  # one server
+    async def failover_marker(self) -> None:
+        return None  # no failover to follow, no copy to trim
 
 
 def _uses() -> list[bytes]:

@@ -118,8 +118,8 @@ class GatedStore:
     async def load_catalog_copy(self, partition: int, buckets: Any) -> dict[str, bytes]:
         return {}  # no catalog writes to repair
 
-    async def cluster_epoch(self) -> None:
-        return None  # one server
+    async def failover_marker(self) -> None:
+        return None  # no failover to follow, no copy to trim
 
 
 def _gated_worker(swallow_cancel: bool = False) -> tuple[PipelineWorker, GatedStore, Settings]:
