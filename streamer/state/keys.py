@@ -35,10 +35,12 @@ DAY_WINDOW = "1d"
 # Meta field: epoch ms before which every day is closed for the ledger.
 CLOSED_BEFORE_FIELD = "cl"
 DAY_MS = 86_400_000
-# The partition-local copy of its flushes' catalog writes: one hash per hour of the
-# flush's wall clock (``{prefix:N}:cw:<hour start>``).
+# The partition-local copy of its flushes' catalog writes: one hash per 10 minutes of
+# the flush's wall clock (``{prefix:N}:cw:<bucket start>``). Small buckets let the copy
+# go soon after its writes are on every replica; a claim reads a day's worth (144) in
+# one pipeline.
 CATALOG_COPY = "cw"
-CATALOG_COPY_BUCKET_MS = 3_600_000
+CATALOG_COPY_BUCKET_MS = 600_000
 # A holder's two measures (``<right>|<use>|<measure>|<holder>``): uses, uses x micro-share.
 USES_MEASURE = "u"
 WEIGHT_MEASURE = "w"

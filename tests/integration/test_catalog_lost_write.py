@@ -6,7 +6,7 @@ write loses it while the flush with the offsets past the TrackCreated survives o
 another shard (docs/RELIABILITY.md). The TrackCreated is never read again, so without a
 repair the track's later uses wait in ``pending`` and are counted for ``_unattributed``.
 The flush keeps a copy of its catalog writes under the partition's tag
-(``{P:N}:cw:<hour>``), and the worker restores the catalog from it on claim and after a
+(``{P:N}:cw:<bucket>``), and the worker restores the catalog from it on claim and after a
 cluster failover (pipeline/catalog_repair.py).
 
 Real Redis and real PipelineWorkers without Kafka (records handed to ``handle`` as the
@@ -153,7 +153,7 @@ async def test_a_lost_replacement_is_restored_on_claim_and_the_copy_expires(
         assert replacement is not None and new_holder.encode() in replacement
 
         copies = [key async for key in client.scan_iter(match=layout.tag(0) + ":cw:*")]
-        assert len(copies) in (1, 2)  # two if the flushes straddled an hour
+        assert len(copies) in (1, 2)  # two if the flushes straddled a bucket
         for key in copies:  # bounded: each bucket expires after the retention
             assert 0 < await client.pttl(key) <= settings.catalog_copy_retention_ms
 
@@ -343,3 +343,41 @@ async def test_the_copy_is_trimmed_once_every_replica_has_its_catalog_writes(
             async for key in cluster.scan_iter(match=pattern):
                 await cluster.delete(key)
         await cluster.aclose()
+
+
+async def test_one_redis_trims_the_copy_before_the_mark_and_keeps_the_current_bucket(
+        redis_url: str) -> None:
+    """One primary: a flush and the catalog writes before it reach any replica in order,
+    so buckets written before a mark go at the next check while no failover happened
+    (the replication id stayed)."""
+    settings = Settings(key_prefix=f"test:catalog-trim1-{uuid.uuid4().hex[:8]}")
+    layout = KeyLayout(settings.key_prefix)
+    now = [1000.0]
+    worker = PipelineWorker(settings, RedisStore(connect(redis_url), layout), Metrics(),
+                            clock=lambda: now[0])
+    client = aioredis.from_url(redis_url)
+    try:
+        await _assign(worker, settings)
+        await worker.handle(settings.tracks_topic, 0, 0, orjson.dumps(track_event(
+            TRACK, int(time.time() * 1000), rights=[right(HOLDER, "master", "1")])))
+        await worker.flush_all()
+        [current] = [key async for key in client.scan_iter(match=layout.tag(0) + ":cw:*")]
+        old = layout.catalog_copy(
+            0, catalog_copy_bucket(int(time.time() * 1000)) - 3 * CATALOG_COPY_BUCKET_MS)
+        await client.hset(old, "track-older", catalog_copy_value(0, b"{}"))
+
+        now[0] += 1
+        for _ in range(2):  # the marker settles; the first trim check takes the mark
+            await worker.flush_round(0.0, asyncio.sleep)
+        assert await client.exists(old) == 1
+        now[0] += TRIM_EVERY_S - 2
+        await worker.flush_round(0.0, asyncio.sleep)
+        assert await client.exists(old) == 1, "checked again before a minute passed"
+        now[0] += 3
+        await worker.flush_round(0.0, asyncio.sleep)
+        assert await client.exists(old) == 0
+        assert await client.exists(current) == 1
+    finally:
+        await worker.store.close()
+        await delete_prefixed_keys(client, settings.key_prefix)
+        await client.aclose()
