@@ -106,7 +106,7 @@ class CatalogRepair:
         if not settled:
             return
         for partition, state in list(states.items()):
-            if self._checked.get(partition, (marker, 0.0))[0] == marker:
+            if self._checked.get(partition, (None, 0.0))[0] == marker:
                 continue
             async with state.flush_lock:
                 if states.get(partition) is state:
