@@ -239,6 +239,13 @@ class Settings:
     future_tolerance_ms: int = setting(
         "STREAMER_FUTURE_TOLERANCE", 5 * 60_000, Duration(),
         "An event further ahead of the wall clock goes to the DLQ as `future`.")
+    # The wall clock closes only idle partitions' days (a partition with traffic closes
+    # by its watermarks). Producers that buffer through an outage deliver a day's last
+    # uses after midnight; this delay keeps that day open for them (docs/LEDGER.md).
+    idle_close_delay_ms: int = setting(
+        "STREAMER_IDLE_CLOSE_DELAY", 3_600_000, Duration(),
+        "A partition read to its end on both topics closes a day by the wall clock once it "
+        "is past the day's end plus the allowed lateness plus this delay.")
     dedupe_horizon_ms: int = setting(
         "STREAMER_DEDUPE_HORIZON", 5 * 60_000, Duration(),
         "An event id seen again within this much event time is not counted again.")

@@ -51,7 +51,14 @@ def count_settings(settings: Settings) -> dict[str, object]:
             "territory_windows": list(settings.territory_windows),
             "allowed_lateness_ms": settings.allowed_lateness_ms,
             "future_tolerance_ms": settings.future_tolerance_ms,
+            "idle_close_delay_ms": settings.idle_close_delay_ms,
             "dedupe_horizon_ms": settings.dedupe_horizon_ms}
+
+
+def idle_clock_ms(settings: Settings) -> int:
+    """The clock of a topic partition this worker has read to its end: the wall clock,
+    held back by the idle close delay (a day's last uses may still be on their way)."""
+    return int(time.time() * 1000) - settings.idle_close_delay_ms
 
 
 def day_partition(day: date, partition: int, attributions: Mapping[bytes, bytes],
@@ -233,8 +240,8 @@ class DayCloser:
         """Before a flush: mark the days the partition may close now as closed."""
         if not self.enabled:
             return
-        wall = int(time.time() * 1000) - self.settings.future_tolerance_ms
-        state.seal_days_before(state.closable_before(self.settings.allowed_lateness_ms, wall))
+        state.seal_days_before(state.closable_before(self.settings.allowed_lateness_ms,
+                                                     idle_clock_ms(self.settings)))
 
     def after_flush(self, state: PartitionState) -> None:
         """After a flush that persisted the seal: close the sealed days in the background."""

@@ -29,6 +29,7 @@ from streamer.pipeline.attribution import (
     plan_for,
     plan_version,
 )
+from streamer.pipeline.day_closing import idle_clock_ms
 from streamer.pipeline.dlq import DeadLetters, PendingRejection
 from streamer.pipeline.territory import TerritoryCells
 from streamer.state.catalog import CatalogCache, Plan
@@ -175,7 +176,7 @@ class Flusher:
             # Idle: whole days the wall clock closes (PartitionState.closable_before) give
             # up on their pending uses too, or a TrackCreated that never comes would hold
             # the day open. Only whole past days: recent uses keep the watermark's rule.
-            wall = int(time.time() * 1000) - self.settings.future_tolerance_ms - lateness
+            wall = idle_clock_ms(self.settings) - lateness
             expire_before = max(expire_before, wall - wall % DAY_MS)
         return expire_before
 

@@ -256,7 +256,7 @@ class PartitionState:
 
         A day may close once both topics' clocks are past its end plus the lateness and no
         pending use of it (or earlier) waits for its TrackCreated. A topic's clock is its
-        watermark, or the wall clock (given minus the future tolerance) once this worker
+        watermark, or the wall clock (given minus the idle close delay) once this worker
         has read it to its end: an idle partition closes its days, a lagging one keeps
         the watermarks of what it read.
         """
