@@ -257,6 +257,9 @@ class PipelineWorker:
         except (RedisError, OSError, TimeoutError) as exc:
             self.metrics.redis_errors.labels(operation="catalog repair").inc()
             log.warning("catalog repair after a failover failed, retried next round: %r", exc)
+        except Exception:  # a reply it cannot read: the flushes must go on regardless
+            self.metrics.redis_errors.labels(operation="catalog repair").inc()
+            log.exception("catalog repair after a failover failed, retried next round")
 
     async def flush_partitions(self, partitions: Iterable[int], commit: bool = True) -> Offsets:
         """Flush these partitions (those still owned); return the Kafka offsets Redis
