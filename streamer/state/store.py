@@ -21,6 +21,7 @@ from typing import Any, cast
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from streamer.events.validation import TrackMeta
 from streamer.state import connection
@@ -376,13 +377,19 @@ class RedisStore:
         """A value that changes with every failover: a Redis Cluster's current epoch (as
         one node sees it while the cluster is ok), else the primary's replication id (a
         promoted replica starts a new one). None while there is no answer to trust (the
-        cluster is not ok, or the server is not a primary)."""
-        if isinstance(self.client, RedisCluster):
-            info = cast("dict[str, object]", await self.client.cluster_info())
-            if str(info.get("cluster_state")) != "ok":
-                return None
-            return f"epoch {info['cluster_current_epoch']}"
-        replication = cast("dict[str, object]", await self.client.info("replication"))
+        cluster is not ok, or the server is not a primary), and where the server refuses
+        the command (a managed Redis may rename or forbid it): then only claims repair
+        the catalog, and the copy only expires."""
+        try:
+            if isinstance(self.client, RedisCluster):
+                info = cast("dict[str, object]", await self.client.cluster_info())
+                if str(info.get("cluster_state")) != "ok":
+                    return None
+                return f"epoch {info['cluster_current_epoch']}"
+            replication = cast("dict[str, object]", await self.client.info("replication"))
+        except ResponseError as exc:
+            log.warning("no failover marker from Redis (%s): failovers are not followed", exc)
+            return None
         if replication.get("role") != "master":
             return None
         return f"replid {replication['master_replid']}"

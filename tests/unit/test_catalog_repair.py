@@ -180,3 +180,36 @@ def test_fake_store_answers_like_the_real_one() -> None:
     for name in ("failover_marker", "load_catalog_copy", "get_catalog", "put_catalog",
                  "replication_mark", "replicated", "drop_catalog_copy"):
         assert hasattr(RedisStore, name), name
+
+
+class _OneRedis:
+    """A single server's client: INFO replication answers ``reply`` (or raises it)."""
+
+    def __init__(self, reply: dict[str, object] | Exception) -> None:
+        self.reply = reply
+
+    def register_script(self, source: str) -> None:
+        return None
+
+    async def info(self, section: str) -> dict[str, object]:
+        assert section == "replication"
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+
+def test_one_servers_marker_is_its_replication_id_and_none_when_it_cannot_tell() -> None:
+    from redis.exceptions import NoPermissionError, ResponseError
+
+    from streamer.state.keys import KeyLayout
+    from streamer.state.store import RedisStore
+
+    def marker(reply: dict[str, object] | Exception) -> str | None:
+        store = RedisStore(_OneRedis(reply), KeyLayout("t"))  # type: ignore[arg-type]
+        return asyncio.run(store.failover_marker())
+
+    assert marker({"role": "master", "master_replid": "abc"}) == "replid abc"
+    assert marker({"role": "slave", "master_replid": "abc"}) is None  # not the primary
+    # A managed Redis that forbids INFO: claims still repair, failovers are not followed.
+    assert marker(ResponseError("unknown command 'INFO'")) is None
+    assert marker(NoPermissionError("no permissions to run the 'info' command")) is None
