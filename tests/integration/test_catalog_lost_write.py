@@ -26,7 +26,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,6 +188,7 @@ class Cluster:
     url: str
     ports: list[int]
     nodes_dir: Path
+    script: Callable[[str], subprocess.CompletedProcess[str]]
 
     def pid(self, port: int) -> int:
         return int((self.nodes_dir / str(port) / "redis.pid").read_text().strip())
@@ -219,7 +220,8 @@ def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clu
     try:
         up = script("up")
         assert up.returncode == 0, f"redis-cluster.sh up failed:\n{up.stdout}{up.stderr}"
-        yield Cluster(f"redis+cluster://127.0.0.1:{ports[0]}/0", ports, local_dir / "redis-cluster")
+        yield Cluster(f"redis+cluster://127.0.0.1:{ports[0]}/0", ports,
+                      local_dir / "redis-cluster", script)
     finally:
         down = script("down")
         assert down.returncode == 0, down.stdout + down.stderr
@@ -381,3 +383,77 @@ async def test_one_redis_trims_the_copy_before_the_mark_and_keeps_the_current_bu
         await worker.store.close()
         await delete_prefixed_keys(client, settings.key_prefix)
         await client.aclose()
+
+
+async def test_a_catalog_write_a_killed_primary_never_replicated_is_restored(
+        replicated_cluster: Cluster) -> None:
+    """The real loss: the catalog shard's replica is frozen behind a 64 MiB value, the
+    worker's flush writes the entry there (acknowledged, stuck in the primary's output
+    buffer) and its offsets on another shard, the primary is SIGKILLed and the replica
+    takes over without the entry (measured, not assumed). The running worker restores
+    it from the copy; a worker claiming the partition afterwards has nothing to do."""
+    cluster_nodes = replicated_cluster
+    url, ports = cluster_nodes.url, cluster_nodes.ports
+    settings = Settings(key_prefix=f"test:catalog-killed-{uuid.uuid4().hex[:8]}")
+    layout = KeyLayout(settings.key_prefix)
+    cluster = RedisCluster.from_url(url.replace("+cluster", "", 1))
+    worker = _worker(url, settings)
+    killed: int | None = None
+    try:
+        await cluster.initialize()
+        partition_primary = cluster.get_node_from_key(layout.meta(0)).port
+        track = next(track for track in (f"track-killed-{i}" for i in range(100))
+                     if cluster.get_node_from_key(layout.catalog(track)).port
+                     != partition_primary)
+        key = layout.catalog(track)
+        catalog_primary = cluster.get_node_from_key(key).port
+        roles = {port: await _role_of(port) for port in ports}
+        [replica] = [port for port, role in roles.items() if role == ("slave", catalog_primary)]
+        await _assign(worker, settings)
+        await worker.flush_round(0.0, asyncio.sleep)
+
+        async with aioredis.Redis(port=catalog_primary, socket_timeout=30) as node:
+            os.kill(cluster_nodes.pid(replica), signal.SIGSTOP)
+            try:
+                await node.set("{" + track + "}:filler", b"\0" * (64 << 20))
+                await worker.handle(settings.tracks_topic, 0, 0, orjson.dumps(track_event(
+                    track, int(time.time() * 1000), rights=[right(HOLDER, "master", "1")])))
+                await worker.flush_all()
+                entry = await node.get(key)
+                assert entry is not None
+                killed = catalog_primary
+                os.kill(cluster_nodes.pid(catalog_primary), signal.SIGKILL)
+            finally:
+                os.kill(cluster_nodes.pid(replica), signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while await _role_of(replica) != ("master", None):
+            assert time.monotonic() < deadline, f"{replica} did not take over"
+            await asyncio.sleep(0.2)
+        async with aioredis.Redis(port=replica) as promoted:
+            assert await promoted.get(key) is None, "the promoted replica had the entry"
+        async with aioredis.Redis(port=partition_primary) as node:
+            assert await node.hget(layout.meta(0), "off:t") == b"1"  # the flush survived
+
+        restored = None
+        while restored is None:  # flush rounds until the worker has seen the epoch settle
+            assert time.monotonic() < deadline, "the catalog entry was not restored"
+            await worker.flush_round(0.0, asyncio.sleep)
+            async with aioredis.Redis(port=replica) as promoted:
+                restored = await promoted.get(key)
+            await asyncio.sleep(0.2)
+        assert restored == entry
+        assert _restored(worker) == 1
+        await worker.store.close()
+        worker = _worker(url, settings)  # a claim now: the catalog is whole again
+        await _assign(worker, settings)
+        assert _restored(worker) == 0
+    finally:
+        await worker.store.close()
+        if killed is not None:  # back as a replica of the promoted node
+            up = cluster_nodes.script("up")
+            assert up.returncode == 0, up.stdout + up.stderr
+        for pattern in ("{" + settings.key_prefix + ":*", settings.key_prefix + ":*",
+                        "{track-killed-*"):
+            async for found in cluster.scan_iter(match=pattern):
+                await cluster.delete(found)
+        await cluster.aclose()
