@@ -234,6 +234,15 @@ async def _role_of(port: int) -> tuple[str, int | None]:
     return kind, int(role[2]) if kind == "slave" else None
 
 
+async def _cluster_ok(port: int) -> bool:
+    """The node sees the whole cluster ok (after a failover, each learns it by gossip)."""
+    async with aioredis.Redis(port=port) as node:
+        info = await node.execute_command("CLUSTER INFO")
+    if isinstance(info, dict):  # redis-py parses the reply into a dict
+        return info.get("cluster_state", info.get(b"cluster_state")) in ("ok", b"ok")
+    return "cluster_state:ok" in (info.decode() if isinstance(info, bytes) else str(info))
+
+
 async def test_a_catalog_write_lost_in_a_cluster_failover_is_restored_by_the_running_worker(
         replicated_cluster: Cluster) -> None:
     """A replica of the catalog entry's shard that lacks it takes over (the entry is
@@ -264,7 +273,7 @@ async def test_a_catalog_write_lost_in_a_cluster_failover_is_restored_by_the_run
         async with aioredis.Redis(port=replica) as node:
             assert await node.execute_command("CLUSTER FAILOVER")  # waits for the DEL first
         deadline = time.monotonic() + 30
-        while await _role_of(replica) != ("master", None):
+        while not (await _role_of(replica) == ("master", None) and await _cluster_ok(replica)):
             assert time.monotonic() < deadline, f"{replica} did not take over slot {slot}"
             await asyncio.sleep(0.1)
 
@@ -426,7 +435,8 @@ async def test_a_catalog_write_a_killed_primary_never_replicated_is_restored(
             finally:
                 os.kill(cluster_nodes.pid(replica), signal.SIGCONT)
         deadline = time.monotonic() + 60
-        while await _role_of(replica) != ("master", None):
+        while not (await _role_of(replica) == ("master", None)
+                   and await _cluster_ok(replica) and await _cluster_ok(partition_primary)):
             assert time.monotonic() < deadline, f"{replica} did not take over"
             await asyncio.sleep(0.2)
         async with aioredis.Redis(port=replica) as promoted:
