@@ -213,3 +213,21 @@ def test_one_servers_marker_is_its_replication_id_and_none_when_it_cannot_tell()
     # A managed Redis that forbids INFO: claims still repair, failovers are not followed.
     assert marker(ResponseError("unknown command 'INFO'")) is None
     assert marker(NoPermissionError("no permissions to run the 'info' command")) is None
+
+
+def test_a_claim_reads_every_bucket_that_can_still_exist() -> None:
+    """A bucket lives until its retention after its last write (at most its end); the
+    claim's range covers that for writers whose clocks are up to a bucket off, and not
+    much more."""
+    from streamer.state.keys import catalog_copy_bucket, catalog_copy_buckets
+
+    bucket, retention = CATALOG_COPY_BUCKET_MS, 86_400_000
+    now = 1_765_000_123_456
+    buckets = catalog_copy_buckets(now, retention)
+    assert buckets.step == bucket and all(start % bucket == 0 for start in buckets)
+    assert catalog_copy_bucket(now + bucket) in buckets  # a writer's clock a bucket ahead
+    # last written at its end (a writer a bucket behind): alive until end + retention
+    oldest_alive = catalog_copy_bucket(now - retention) - bucket
+    assert oldest_alive in buckets
+    assert len(buckets) <= retention // bucket + 4
+    assert catalog_copy_bucket(now) == now - now % bucket
