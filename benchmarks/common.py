@@ -27,6 +27,7 @@ from streamer.config import Settings, load_settings
 from streamer.verify.kafka_progress import wait_drained
 from streamer.verify.reconcile import Reconciliation, compare
 from streamer.verify.redis_counters import open_redis, pending_tracks, read_counters
+from streamer.verify.territory import reconcile_territory
 from streamer.verify.truth import PartitionedTruth, fold_replaced_holders, merge_expected
 from streamer.verify.worker_process import WorkerProcess
 
@@ -82,6 +83,19 @@ def attribution_diff(mismatches: list[tuple[tuple[Any, ...], int, int]]) -> dict
             continue
         diff[name] = diff.get(name, 0) + got - want
     return diff
+
+
+TERRITORY_COLUMN = "territory lost/double"
+
+
+def territory_cell(reconcile: dict[str, Any]) -> str:
+    """Lost/double uses per territory family for a results table: ``tt 0/0, th 0/0, tg 0/0``
+    (``off``: the worker kept no territory counters)."""
+    territory = reconcile.get("territory")
+    if territory is None:
+        return "off"
+    return ", ".join(f"{name[:2]} {row['lost']}/{row['double']}"
+                     for name, row in territory["families"].items())
 
 
 class BenchRun:
@@ -272,16 +286,39 @@ class BenchRun:
             f"{time.monotonic() - started:.1f} s)")
         if not result.ok:
             print(result.summary(limit=15), file=sys.stderr)
+        territory = await self.reconcile_territory(truths)
         return {
-            "ok": result.ok, "lost": result.lost, "double": result.double,
+            "ok": result.ok and (territory is None or territory["ok"]),
+            "lost": result.lost, "double": result.double,
             "mismatched_counters": len(result.mismatches), "pending_tracks_left": pending,
             "events_expected": result.events_expected, "events_counted": result.events_counted,
             "counters_expected": counters_expected, "counters_actual": counters_actual,
             "attribution_diff": attribution_diff(result.mismatches),
             "first_mismatches": [[list(k), e, a] for k, e, a in
                                  sorted(result.mismatches, key=repr)[:15]],
+            "territory": territory,
             "seconds": round(time.monotonic() - started, 2),
         }
+
+    async def reconcile_territory(self, truths: tuple[PartitionedTruth, ...]
+                                  ) -> dict[str, Any] | None:
+        """The territory counters against the same truths, per family (None: territory
+        is off). Each family's lost/double/mismatched_counters sit where the harness's
+        ``reconciled`` verdict looks, beside the plain counters' own."""
+        if not self.settings.territory:
+            return None
+        report = await reconcile_territory(self.stack.redis_url, self.prefix,
+                                           self.partitions, truths)
+        families: dict[str, Any] = report["territory_families"]
+        log(f"reconcile [{self.label}] territory: " + ", ".join(
+            f"{name} lost = {row['lost']}, double = {row['double']}"
+            for name, row in families.items())
+            + f" ({report['territory_counters']:,} counters)")
+        for problem in report["problems"]:
+            print(problem, file=sys.stderr)
+        return {"ok": report["ok"], "counters": report["territory_counters"],
+                "countries": report["countries"], "families": families,
+                "problems": report["problems"][:5]}
 
     async def cleanup(self) -> None:
         if self.keep:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
+    TERRITORY_COLUMN,
     BenchRun,
     Probes,
     Sampler,
@@ -32,6 +33,7 @@ from benchmarks.common import (
     histogram_quantiles,
     log,
     percentile,
+    territory_cell,
 )
 from benchmarks.report import Report
 from streamer.config import Settings, load_settings
@@ -54,7 +56,7 @@ def worker_settings(opts: argparse.Namespace) -> Settings:
 
 def base_config(opts: argparse.Namespace, settings: Settings, **overrides: Any) -> LoadConfig:
     """The load of a scenario. Its ground truth must follow the worker's rules, so the
-    windows, the allowed lateness and the dedupe horizon come from the worker's
+    windows (territory too), the allowed lateness and the dedupe horizon come from the worker's
     ``settings`` (usually ``run.settings``), never from defaults."""
     cfg = LoadConfig(
         seed=opts.seed, catalog=opts.catalog, zipf=opts.zipf, ai_share=opts.ai_share,
@@ -62,7 +64,7 @@ def base_config(opts: argparse.Namespace, settings: Settings, **overrides: Any) 
         early_rate=opts.early, invalid_rate=opts.invalid,
         batch_events=1 if opts.single else opts.batch_events,
         windows=settings.windows, allowed_lateness_ms=settings.allowed_lateness_ms,
-        dedupe_horizon_ms=settings.dedupe_horizon_ms)
+        territory_windows=settings.territory, dedupe_horizon_ms=settings.dedupe_horizon_ms)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     cfg.validate()
@@ -225,9 +227,11 @@ async def scenario_smoke(opts: argparse.Namespace, report: Report) -> dict[str, 
             await run.cleanup()
     report.set("smoke", results)
     report.line("## Smoke")
-    report.table(["records", "events", "drain s", "lost", "double", "mismatched counters"],
+    report.table(["records", "events", "drain s", "lost", "double", "mismatched counters",
+                  TERRITORY_COLUMN],
                  [[m, r["events"], r["drain_s"], r["reconcile"]["lost"], r["reconcile"]["double"],
-                   r["reconcile"]["mismatched_counters"]] for m, r in results.items()])
+                   r["reconcile"]["mismatched_counters"], territory_cell(r["reconcile"])]
+                  for m, r in results.items()])
     return results
 
 
@@ -334,10 +338,12 @@ async def scenario_max(opts: argparse.Namespace, report: Report) -> dict[str, An
                 f"{sim_rate:,.0f} events/s), drained by one worker.")
     report.line("")
     report.table(["events/s (first consumed -> all in Redis)", "steady events/s (10-90 %)",
-                  "drain s", "worker CPU % mean", "RSS MB max", "lost", "double"],
+                  "drain s", "worker CPU % mean", "RSS MB max", "lost", "double",
+                  TERRITORY_COLUMN],
                  [[cap["events_per_s"], cap["steady_events_per_s"], cap["drain_s"],
                    cap["resources"]["worker_cpu_pct_mean"], cap["resources"]["worker_rss_mb_max"],
-                   cap["reconcile"]["lost"], cap["reconcile"]["double"]]])
+                   cap["reconcile"]["lost"], cap["reconcile"]["double"],
+                   territory_cell(cap["reconcile"])]])
     report.line(f"Flush rounds (share of samples): {describe_flush_rounds(cap['resources'])}.")
     if "ramp" in results:
         report.line("### Live ramp (generator paced in real time, same machine)")
@@ -436,7 +442,8 @@ async def scenario_sustained(opts: argparse.Namespace, report: Report,
         await worker.wait_healthy(120)
         settings = run.settings
         probe_truth = PartitionedTruth(windows=settings.windows,
-                                  allowed_lateness_ms=settings.allowed_lateness_ms)
+                                       allowed_lateness_ms=settings.allowed_lateness_ms,
+                                       territory_windows=settings.territory)
         probes = Probes(run, probe_truth, interval_s=opts.probe_interval)
         await probes.create_tracks()
         pregenerate = getattr(opts, "pregenerate", True)
@@ -526,11 +533,12 @@ async def scenario_sustained(opts: argparse.Namespace, report: Report,
     report.line("## Sustained rate")
     report.table(["target ev/s", "sent ev/s", "processed ev/s", "lag max (events)",
                   "lag slope (ev/s)", "p50 s", "p95 s", "p99 s", "worker CPU %", "RSS MB max",
-                  "lost", "double"],
+                  "lost", "double", TERRITORY_COLUMN],
                  [[rate, out["sent_events_per_s"], out["processed_events_per_s"],
                    out["lag_events_max"], out["lag_events_slope_per_s"], lat["p50_s"],
                    lat["p95_s"], lat["p99_s"], res["worker_cpu_pct_mean"],
-                   res["worker_rss_mb_max"], reconcile["lost"], reconcile["double"]]])
+                   res["worker_rss_mb_max"], reconcile["lost"], reconcile["double"],
+                   territory_cell(reconcile)]])
     passes = out["flush_pass_histogram"]
     report.line(f"Latency: {lat['probes_used']} probes (produce -> counter visible in Redis, "
                 f"polled every 20 ms). A probe waits up to a flush round for its partition's "
@@ -599,11 +607,11 @@ async def scenario_day(opts: argparse.Namespace, report: Report) -> dict[str, An
                 f"SoundUsed ({uses_per_day:,.0f} a day), replayed as a {opts.replay}.")
     report.line("")
     report.table(["wall s", "days of traffic per hour", "uses/s", "worker CPU %", "RSS MB max",
-                  "lost", "double"],
+                  "lost", "double", TERRITORY_COLUMN],
                  [[measured["wall_s"], measured["days_of_traffic_per_hour"],
                    measured["events_per_s"], measured["resources"]["worker_cpu_pct_mean"],
                    measured["resources"]["worker_rss_mb_max"], measured["reconcile"]["lost"],
-                   measured["reconcile"]["double"]]])
+                   measured["reconcile"]["double"], territory_cell(measured["reconcile"])]])
     return measured
 
 

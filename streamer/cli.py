@@ -268,7 +268,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     # Before any thread exists: an arena limit applies to arenas created after it.
     applied = configure_malloc(settings.malloc_mmap_threshold_bytes, settings.malloc_arena_max)
     configure_logging(loglevel, settings.log_format.lower())
-    partitions = asyncio.run(_prepare_topics(settings, ensure_topics))
+    partitions = asyncio.run(prepare_topics(settings, ensure_topics))
     asyncio.run(_check_state_layout(settings))
     logging.getLogger(__name__).info("malloc settings: %s", ", ".join(applied) or "glibc's")
     if partitions != settings.partitions:
@@ -289,10 +289,17 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     return ExitCode.OK
 
 
-async def _prepare_topics(settings: Settings, ensure_topics: Callable[[Settings], Any]) -> int:
+async def prepare_topics(settings: Settings, ensure_topics: Callable[[Settings], Any]) -> int:
+    """Create missing input and dead-letter topics (worker, load); their partition count."""
+    from streamer.pipeline.topics import TopicsNotCoPartitioned
+
     await kafka_reachable(settings)
     try:
         partitions: int = await asyncio.wait_for(ensure_topics(settings), timeout=60)
+    except TopicsNotCoPartitioned as exc:  # Kafka answered: the topics named do not fit
+        raise CommandFailed(ExitCode.USAGE, f"{exc}; point STREAMER_USES_TOPIC and "
+                            "STREAMER_TRACKS_TOPIC at topics with equal partition counts"
+                            ) from None
     except Exception as exc:
         raise CommandFailed(ExitCode.UNREACHABLE, f"cannot prepare the topics on Kafka at "
                             f"{settings.kafka.bootstrap}: {_describe(exc)}; check the broker's "
@@ -349,6 +356,17 @@ def kafka_unreachable_text(settings: Settings) -> str:
             f"{settings.connect_timeout_s:g} s; is it running (make up)? "
             "Set STREAMER_KAFKA_BOOTSTRAP to point elsewhere, "
             "STREAMER_CONNECT_TIMEOUT_S to wait longer")
+
+
+def missing_topics_text(settings: Settings, topics: list[str]) -> str:
+    """What to do when Kafka lacks an input topic: create it, or name the right one."""
+    variables = {settings.uses_topic: "STREAMER_USES_TOPIC",
+                 settings.tracks_topic: "STREAMER_TRACKS_TOPIC"}
+    names = ", ".join(f"{topic!r} ({variables.get(topic, 'topic')})" for topic in topics)
+    noun = "topic" if len(topics) == 1 else "topics"
+    return (f"Kafka at {settings.kafka.bootstrap} has no {noun} {names}; start `streamer "
+            "worker` once (it creates the input and dead-letter topics with "
+            "STREAMER_PARTITIONS partitions), or point the variable at an existing topic")
 
 
 def _describe(exc: BaseException) -> str:
@@ -425,23 +443,24 @@ async def produce_file(settings: Settings, path: str, kind: str, batch_events: i
                        progress: bool | None = None) -> int:
     from aiokafka.errors import KafkaError
 
-    from streamer.producer import UsageProducer
+    from streamer.producer import MissingTopics, UsageProducer
     from streamer.progress import progress_bar
 
     sent = rejected = 0
     with _open_input(path) as stream:
         await kafka_reachable(settings)
         producer = UsageProducer(settings.kafka, uses_topic=settings.uses_topic,
-                                 tracks_topic=settings.tracks_topic, batch_events=batch_events)
+                                 tracks_topic=settings.tracks_topic, batch_events=batch_events,
+                                 require_tracks_topic=kind != "use")
         try:
             await asyncio.wait_for(producer.start(), settings.connect_timeout_s)
         except (KafkaError, TimeoutError, OSError):
             await producer.stop()
             raise CommandFailed(ExitCode.UNREACHABLE, kafka_unreachable_text(settings)) from None
-        except RuntimeError as exc:  # the input topic does not exist
+        except MissingTopics as exc:
             await producer.stop()
-            raise CommandFailed(ExitCode.USAGE, f"{exc}; start a worker once (it "
-                                "creates the topics) or check STREAMER_USES_TOPIC") from None
+            raise CommandFailed(ExitCode.NO_TOPIC, missing_topics_text(settings, exc.topics)
+                                ) from None
         bar = progress_bar(total=_input_size(stream), unit="B", desc="reading",
                            enabled=progress)
         try:

@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     STATE = 8          # Redis holds state of a layout this version cannot use
     REFUSED = 9        # the ledger refused or found problems (the message names them)
     UNSUPPORTED = 10   # this build cannot do that yet (the message says what is missing)
+    NO_TOPIC = 11      # a Kafka topic the command sends to does not exist (message names it)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
@@ -40,6 +41,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.REFUSED: "the ledger refused or found problems: open or partial days, a "
                       "mismatch, a day that cannot close yet (the message names them)",
     ExitCode.UNSUPPORTED: "this build cannot do that yet (the message says what is missing)",
+    ExitCode.NO_TOPIC: "a Kafka topic the command sends to does not exist (the message "
+                       "names it and how to create it)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

@@ -167,7 +167,7 @@ def read_truth(path: str) -> dict[tuple[Any, ...], int]:
 
 
 async def run_load(settings: Settings, args: argparse.Namespace) -> int:
-    from streamer.cli import kafka_reachable
+    from streamer.cli import prepare_topics
     from streamer.exit_codes import CommandFailed, ExitCode
     from streamer.loadgen.sender import LoadRun, SendPlan
     from streamer.pipeline.topics import ensure_topics
@@ -187,13 +187,7 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandFailed(ExitCode.USAGE, "--processes must be at least 1")
     if args.truth:
         check_writable(args.truth, "--truth")
-    await kafka_reachable(settings)
-    try:
-        partitions = await asyncio.wait_for(ensure_topics(settings), timeout=60)
-    except Exception as exc:
-        raise CommandFailed(ExitCode.UNREACHABLE, f"cannot prepare the topics on Kafka at "
-                            f"{settings.kafka.bootstrap}: {exc!r}; check the broker's log and "
-                            "the STREAMER_KAFKA_* settings") from None
+    partitions = await prepare_topics(settings, ensure_topics)
     kafka = settings.kafka.aiokafka_kwargs()
     now = int(time.time() * 1000)
     if cfg.start_ms is None:

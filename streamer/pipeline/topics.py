@@ -17,6 +17,11 @@ from streamer.config import Settings
 from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES
 
 
+class TopicsNotCoPartitioned(RuntimeError):
+    """The input topics exist with different partition counts: a track's uses and its
+    TrackCreated would land in different partitions (they are joined per partition)."""
+
+
 async def _partition_counts(admin: Any, topics: list[str], wait_s: float = 10.0
                             ) -> dict[str, int]:
     """Partitions per topic; a topic created a moment ago may show none until its
@@ -51,7 +56,7 @@ async def ensure_topics(settings: Settings) -> int:
                 await admin.create_topics(wanted)
         counts = await _partition_counts(admin, [settings.tracks_topic, settings.uses_topic])
         if len(set(counts.values())) != 1:
-            raise RuntimeError(
+            raise TopicsNotCoPartitioned(
                 f"{settings.tracks_topic} and {settings.uses_topic} must have the same number of "
                 f"partitions (co-partitioned by track_id), found {counts}"
             )

@@ -1,5 +1,5 @@
 """Producer SDK: validated events, grouped per partition into batch records."""
 
-from streamer.producer.client import UsageProducer
+from streamer.producer.client import MissingTopics, UsageProducer
 
-__all__ = ["UsageProducer"]
+__all__ = ["MissingTopics", "UsageProducer"]

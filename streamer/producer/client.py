@@ -31,6 +31,19 @@ class _Batch:
         self.started = started
 
 
+class MissingTopics(Exception):
+    """Kafka has no topic of these names: nothing could be sent to them.
+
+    Found from one metadata request at start, before any send: asking aiokafka for the
+    partitions of a missing topic retries until its request timeout and logs "Topic ...
+    not found in cluster metadata" on every retry.
+    """
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(f"Kafka has no topic {', '.join(map(repr, topics))}")
+        self.topics = topics
+
+
 class UsageProducer:
     def __init__(
         self,
@@ -42,8 +55,11 @@ class UsageProducer:
         linger_ms: int = 50,
         max_record_bytes: int = 1 << 20,
         validate: bool = True,
+        require_tracks_topic: bool = False,
     ) -> None:
         self._kafka = kafka
+        self.require_tracks_topic = require_tracks_topic
+        self._tracks_topic_missing = False
         self.uses_topic = uses_topic
         self.tracks_topic = tracks_topic
         self.batch_events = batch_events
@@ -68,15 +84,24 @@ class UsageProducer:
         await self.stop()
 
     async def start(self) -> None:
+        """Connect; raises ``MissingTopics`` if the uses topic (or, with
+        ``require_tracks_topic``, the tracks topic) does not exist. Without it, a missing
+        tracks topic is raised by the first ``send_track``."""
         self._producer = AIOKafkaProducer(
             **self._kafka.aiokafka_kwargs(), acks="all", enable_idempotence=True,
             linger_ms=5, max_request_size=2 << 20, compression_type=None,
         )
         try:
             await self._producer.start()
-            partitions = await self._producer.partitions_for(self.uses_topic)
-            if not partitions:
-                raise RuntimeError(f"topic {self.uses_topic!r} does not exist")
+            cluster = await self._producer.client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self.uses_topic) or set()
+            self._tracks_topic_missing = not cluster.partitions_for_topic(self.tracks_topic)
+            missing = [topic for topic, absent in (
+                (self.uses_topic, not partitions),
+                (self.tracks_topic, self._tracks_topic_missing and self.require_tracks_topic),
+            ) if absent]
+            if missing:
+                raise MissingTopics(missing)
         except BaseException:
             # Closed here, or aiokafka warns "Unclosed AIOKafkaProducer" at exit.
             producer, self._producer = self._producer, None
@@ -130,6 +155,8 @@ class UsageProducer:
         """
         if self.validate:
             parse_track_created(event)
+        if self._tracks_topic_missing:  # found at start; sending would retry, then time out
+            raise MissingTopics([self.tracks_topic])
         assert self._producer is not None
         future = await self._producer.send(
             self.tracks_topic, orjson.dumps(event), key=event["track_id"].encode())

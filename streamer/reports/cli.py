@@ -157,10 +157,10 @@ def _run(args: argparse.Namespace, pricing: Pricing, parties: Parties, name: str
                 for file_name in report.files:
                     out.write(f"{file_name}\n")
             if not any(report.files for report in reports):
-                # Not an error, but never a silent nothing: levies have no per-track lines.
-                err.write(f"{name}: no usage lines for {args.recipient!r} in {args.period}, "
-                          "so no DSR file was written (a party paid only levies finds them "
-                          "in its statement; --territory T writes a no-usage report)\n")
+                # Not an error, but never a silent nothing.
+                err.write(f"{name}: no usage lines or levies for {args.recipient!r} in "
+                          f"{args.period}, so no DSR file was written (--territory T writes "
+                          "a no-usage report)\n")
         else:
             for line in explain(pricing, args.holder, args.track, args.territory, args.use,
                                 args.right):

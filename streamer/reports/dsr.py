@@ -12,6 +12,13 @@ with usage in the territory during the period:
   version (allocated usages = usages x share); an SU03 with no LI01 (a version in which
   the recipient held nothing) names its summary itself; FOOT.
 * ``create`` is ``UserMakeAvailableUserProvided``, ``play`` is ``OnDemandStream``.
+* A levy the recipient has a share of (``[[levy]]`` in the rate card) is one more SY02.02
+  per levy and territory, after the usage summaries: no track lines (a levy is owed on
+  the territory's uses of AI-origin tracks as a whole, not per recording), so the
+  profile's summary-level allocation cells carry it: Usages = the uses it was charged on,
+  NetRevenue = the levy, RightsController(PartyId) = the recipient, AllocatedUsages =
+  uses x its share, AllocatedRevenue = AllocatedNetRevenue = its statement amount,
+  ContentCategory ``levy_<ai_origin>``. A party paid only levies gets these reports too.
 * Money cells carry the statement's amounts: SU03 NetRevenue = all holders' amounts for
   those uses, LI01 = the recipient's statement line, SY02 = the sum of its SU03s.
 * A report whose blocks exceed ``max_file_bytes`` is split at block boundaries into
@@ -35,14 +42,17 @@ from typing import Any
 
 import orjson
 
+from streamer.events.shares import MICRO
 from streamer.reports.money import format_micro, format_minor, format_percent_micro
 from streamer.reports.parties import RESIDUAL_HOLDERS, Parties, Party
-from streamer.reports.pricing import Pricing
+from streamer.reports.pricing import LevyLine, Pricing
 from streamer.reports.source import ReportInputError
 
 MESSAGE_VERSION = "dsrf/1.2/1.4.1/1.2"
 PROFILE, PROFILE_VERSION = "UGCProfile", "1.2"
 USE_TYPES = {"create": "UserMakeAvailableUserProvided", "play": "OnDemandStream"}
+ANY_USE_TYPE = "Use"  # DDEX's generic UseType: a levy on every use of a territory
+LEVY_CATEGORY_PREFIX = "levy_"
 DEFAULT_MAX_FILE_BYTES = 500 * 1024 * 1024
 DEFAULT_GZIP_OVER_BYTES = 10 * 1024 * 1024
 
@@ -177,9 +187,11 @@ class DsrWriter:
             return [territory]
         if self.party.dsr_territories is not None:
             return list(self.party.dsr_territories)
-        return [row[0] for row in self.pricing.con.execute(
-            "SELECT DISTINCT territory FROM priced WHERE holder_id = ? ORDER BY 1",
-            [self.party.holder_id]).fetchall()]
+        with_usage = {row[0] for row in self.pricing.con.execute(
+            "SELECT DISTINCT territory FROM priced WHERE holder_id = ?",
+            [self.party.holder_id]).fetchall()}
+        with_levy = {line.territory for line in self.pricing.levies_of(self.party.holder_id)}
+        return sorted(with_usage | with_levy)
 
     def write(self, out_dir: str | Path, territory: str | None = None) -> list[DsrReport]:
         out = Path(out_dir)
@@ -278,20 +290,43 @@ class DsrWriter:
         emit_su()
         flush()
         report.blocks = block_id
-        ordered = list(summaries.values()) or [_Summary(1, "play", "human")]  # no usage
-        return self._assemble(out, report, parts, ordered, currency)
-
-    def _assemble(self, out: Path, report: DsrReport, parts: list[_Part],
-                  summaries: list[_Summary], currency: str) -> DsrReport:
         sender = self.parties.sender
-        snapshot = self.pricing.snapshot
-        period = snapshot.period
-        territory = report.territory
         summary_lines = [record(
             "SY02.02", str(s.record_id), None, None, sender.commercial_model,
             USE_TYPES[s.use], territory, sender.service, str(s.usages), None, currency,
             format_minor(s.revenue, currency), None, None, None, None, None, None,
-            s.category, None, None, None) for s in summaries]
+            s.category, None, None, None) for s in summaries.values()]
+        levies = self.pricing.levies_of(holder, territory)
+        summary_lines += [self._levy_summary(number, line, currency)
+                          for number, line in enumerate(levies, start=len(summaries) + 1)]
+        if not summary_lines:  # no usage: one summary with 0 usages says so
+            summary_lines = [record(
+                "SY02.02", "1", None, None, sender.commercial_model, USE_TYPES["play"],
+                territory, sender.service, "0", None, currency, format_minor(0, currency),
+                None, None, None, None, None, None, "human", None, None, None)]
+        return self._assemble(out, report, parts, summary_lines)
+
+    def _levy_summary(self, record_id: int, line: LevyLine, currency: str) -> str:
+        """A levy's SY02.02 (module docstring): summary-level allocation, no usage lines."""
+        if line.currency != currency:
+            raise ReportInputError(f"{line.territory}: {line.levy_id} is in {line.currency}, "
+                                   f"the territory's lines in {currency}")
+        sender = self.parties.sender
+        amount = format_minor(line.amount_minor, currency)
+        return record(
+            "SY02.02", str(record_id), None, None, sender.commercial_model,
+            USE_TYPES[line.use] if line.use else ANY_USE_TYPE, line.territory, sender.service,
+            str(line.uses), None, currency, format_minor(line.levy_minor, currency),
+            self.party.name, f"DPID::{self.party.dpid}",
+            format_micro(line.uses * int(line.share * MICRO)), amount, amount, None,
+            LEVY_CATEGORY_PREFIX + line.ai_origin, None, None, None)
+
+    def _assemble(self, out: Path, report: DsrReport, parts: list[_Part],
+                  summary_lines: list[str]) -> DsrReport:
+        sender = self.parties.sender
+        snapshot = self.pricing.snapshot
+        period = snapshot.period
+        territory = report.territory
         versions = ",".join(f"{k}={v}" for k, v in sorted(snapshot.versions.items()))
         notes = [f"# streamer: built from ledger table versions {versions}; rate card sha256 "
                  f"{self.pricing.card.sha256}; parties sha256 {self.parties.sha256}\n"]

@@ -43,7 +43,7 @@ class Party:
     dpid: str | None
     dsr: bool
     dsr_territories: tuple[str, ...] | None
-    """None: every territory with usage."""
+    """None: every territory with usage or a levy share."""
 
     def receives_dsr(self, territory: str) -> bool:
         return self.dsr and (self.dsr_territories is None or territory in self.dsr_territories)

@@ -13,12 +13,15 @@ answers of the API, each against the generator's ground truth, one partition at 
 
 Replaced tracks' holders (``rpl-...``) are folded as ``fold_replaced_holders`` does:
 which uses the old or new split got depends on how the worker interleaved two topics.
+Several truths (a load's and its latency probes') are checked as their sum. Lost and
+double uses are reported per counter family too (``territory_families``): a use missing
+from ``th`` but not ``tt`` points at attribution, not at counting.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -30,6 +33,7 @@ from streamer.verify.truth import (
     REPLACED_HOLDER_PREFIX,
     PartitionedTruth,
     fold_replaced_holders,
+    merge_expected,
 )
 
 CounterKey = tuple[Any, ...]
@@ -48,11 +52,35 @@ def _largest(rows: Mapping[CounterKey, int], table: str, at: int, count: int) ->
             if not name.startswith(REPLACED_HOLDER_PREFIX)][:count]
 
 
+TERRITORY_FAMILIES = ("ttrack", "tholder", "tgenre")
+
+
+def family_diff(mismatches: Iterable[tuple[CounterKey, int, int]]) -> dict[str, dict[str, int]]:
+    """Uses lost and double, and mismatched counters, per territory counter family.
+
+    Uses are the counters' values, for ``tholder`` those of its ``uses`` measure (a
+    ``weighted_micro`` that differs shows as a mismatched counter only).
+    """
+    families = {name: {"lost": 0, "double": 0, "mismatched_counters": 0}
+                for name in TERRITORY_FAMILIES}
+    for key, want, got in mismatches:
+        family = families.get(key[0])
+        if family is None:
+            continue
+        family["mismatched_counters"] += 1
+        if key[0] == "tholder" and key[-1] != "uses":
+            continue
+        family["lost" if got < want else "double"] += abs(got - want)
+    return families
+
+
 async def reconcile_territory(redis: Any, key_prefix: str, partitions: int,
-                              truth: PartitionedTruth, ledger_url: str | None = None, *,
+                              truth: PartitionedTruth | Sequence[PartitionedTruth],
+                              ledger_url: str | None = None, *,
                               base_url: str | None = None, ids_per_kind: int = 5,
                               token: str | None = None) -> dict[str, Any]:
     """See the module docstring; returns figures and ``problems`` (empty when exact)."""
+    truths = (truth,) if isinstance(truth, PartitionedTruth) else tuple(truth)
     territory = Reconciliation()
     ledger = Reconciliation()
     problems: list[str] = []
@@ -60,7 +88,8 @@ async def reconcile_territory(redis: Any, key_prefix: str, partitions: int,
     closed_pairs = closed(ledger_url) if ledger_url else {}
     counters = 0
     for partition in range(partitions):
-        expected = fold_replaced_holders(truth.expected_territory_for(partition))
+        expected = fold_replaced_holders(merge_expected(
+            part.expected_territory_for(partition) for part in truths))
         actual = fold_replaced_holders(await read_territory_counters(redis, key_prefix,
                                                                      partition))
         territory.add(compare(expected, actual))
@@ -70,7 +99,8 @@ async def reconcile_territory(redis: Any, key_prefix: str, partitions: int,
         days = {day for day, p in closed_pairs if p == partition}
         starts = {int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()) * 1000
                   for d in days}
-        want = {k: v for k, v in truth.expected_ledger_for(partition).items()
+        want = {k: v for k, v in merge_expected(
+                    part.expected_ledger_for(partition) for part in truths).items()
                 if k[1] in starts}
         got = ledger_counters(ledger_url, partition)
         ledger.add(compare(fold_replaced_holders(want), fold_replaced_holders(got)))
@@ -83,7 +113,8 @@ async def reconcile_territory(redis: Any, key_prefix: str, partitions: int,
         "territory_counters": counters, "territory_lost": territory.lost,
         "territory_double": territory.double,
         "territory_mismatches": len(territory.mismatches),
-        "countries": len(truth.countries),
+        "territory_families": family_diff(territory.mismatches),
+        "countries": len(set().union(*(part.countries for part in truths))),
     }
     if ledger_url is not None:
         check = ledger_problems(ledger_url, redis_1d)
@@ -100,7 +131,8 @@ async def reconcile_territory(redis: Any, key_prefix: str, partitions: int,
         if base_url is not None and complete:
             first, last = complete[0], complete[-1]
             span = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-            rows = fold_replaced_holders(truth.expected_ledger())
+            rows = fold_replaced_holders(merge_expected(
+                part.expected_ledger() for part in truths))
             ids = {"track": _largest(rows, "tracks", 2, ids_per_kind),
                    "holder": _largest(rows, "holders", 2, ids_per_kind),
                    "genre": _largest(rows, "genres", 2, ids_per_kind)}

@@ -98,6 +98,12 @@ def test_bench_smoke_reconciles_batch_and_single_records(
         stats = measured["load"]["stats"]
         assert check["events_expected"] == check["events_counted"] == stats["uses_counted"] > 0
         assert check["counters_expected"] == check["counters_actual"] > 0
+        # Territory (on by default) reconciled too, every family exact and compared.
+        territory = check["territory"]
+        assert territory["ok"] is True and territory["counters"] > 0, territory
+        assert territory["families"] == {
+            family: {"lost": 0, "double": 0, "mismatched_counters": 0}
+            for family in ("ttrack", "tholder", "tgenre")}, territory
         assert stats["duplicates"] and stats["late"] and stats["invalid"], stats
         load = measured["load"]
         if mode == "single":
@@ -107,6 +113,7 @@ def test_bench_smoke_reconciles_batch_and_single_records(
     summary = (out / "summary.md").read_text()
     assert "## Smoke" in summary
     assert "| batch |" in summary and "| single |" in summary
+    assert "territory lost/double" in summary and "tt 0/0, th 0/0, tg 0/0" in summary
 
 
 def test_streamer_load_without_kafka_fails_with_one_clear_line(tmp_path: Path) -> None:

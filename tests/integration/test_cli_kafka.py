@@ -2,12 +2,16 @@
 
 Rejected lines are each named and the run ends with exit 3; the progress bar shows the
 total, the rate and the time left; Ctrl-C in the middle of a run ends quietly with 130
-and no "Unclosed AIOKafkaProducer"; events that were sent are really in Kafka.
+and no "Unclosed AIOKafkaProducer"; events that were sent are really in Kafka. An input
+topic that does not exist: ``produce`` says so in one line (exit 11) and creates nothing,
+``load`` creates it as the worker does; input topics of different partition counts: one
+line, exit 2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -19,9 +23,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streamer.exit_codes import ExitCode
-from tests.conftest import MakeTopic
+from tests.conftest import MakeTopic, unique_name
 from tests.support.interrupt import default_sigint
 
 
@@ -140,3 +145,69 @@ async def test_ctrl_c_mid_run_is_quiet_and_closes_the_producer(
     assert process.returncode == ExitCode.INTERRUPTED, err
     assert "Traceback" not in err and "Unclosed" not in err and "Error" not in err, err
     assert err.strip() == ""
+
+
+@pytest.mark.parametrize("missing", ["uses", "tracks"])
+async def test_produce_to_a_missing_topic_is_one_line_naming_it(
+        kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, topics: dict[str, str],
+        missing: str, tmp_path: Path) -> None:
+    """Was: ~100 lines of aiokafka's "Topic ... not found in cluster metadata", then
+    "Kafka unreachable" (exit 5) about a broker that had answered all along."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(use_line(1) + "\n")
+    absent = unique_name("absent")
+    variable = {"uses": "STREAMER_USES_TOPIC", "tracks": "STREAMER_TRACKS_TOPIC"}[missing]
+    done = subprocess.run([sys.executable, "-m", "streamer", "produce", str(events)],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=env_for(kafka_bootstrap, {**topics, missing: absent}))
+    assert done.returncode == ExitCode.NO_TOPIC, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == "", done.stderr
+    line = done.stderr.strip()
+    assert line.startswith(f"streamer: Kafka at {kafka_bootstrap} has no topic "
+                           f"'{absent}' ({variable}); start `streamer worker` once"), line
+    assert absent not in await kafka_admin.list_topics()  # nothing was created
+    assert await count_records(kafka_bootstrap, topics["uses"]) == 0  # nothing was sent
+    if missing == "tracks":  # uses alone need no tracks topic
+        done = subprocess.run(
+            [sys.executable, "-m", "streamer", "produce", "--kind", "use", str(events)],
+            capture_output=True, text=True, timeout=120, check=False,
+            env=env_for(kafka_bootstrap, {**topics, missing: absent}))
+        assert done.returncode == ExitCode.OK, done.stderr
+        assert await count_records(kafka_bootstrap, topics["uses"]) == 1
+
+
+async def test_load_creates_missing_input_topics_like_the_worker(
+        kafka_bootstrap: str, kafka_admin: AIOKafkaAdminClient, tmp_path: Path) -> None:
+    absent = {"uses": unique_name("absent-uses"), "tracks": unique_name("absent-tracks"),
+              "dlq": unique_name("absent-dlq")}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "streamer", "load", "--rate", "200", "--duration", "1",
+             "--speed", "0", "--catalog", "50", "--no-progress"],
+            capture_output=True, text=True, timeout=180, check=False,
+            env=env_for(kafka_bootstrap, absent))
+        assert done.returncode == 0, done.stderr
+        assert "not found in cluster metadata" not in done.stderr, done.stderr
+        assert set(absent.values()) <= set(await kafka_admin.list_topics())
+        assert await count_records(kafka_bootstrap, absent["uses"]) > 0
+    finally:
+        with contextlib.suppress(Exception):
+            await kafka_admin.delete_topics(list(absent.values()))
+
+
+async def test_load_on_topics_of_different_partition_counts_is_one_line(
+        kafka_bootstrap: str, make_topic: MakeTopic) -> None:
+    """Was exit 5 "cannot prepare the topics ... check the broker's log": the broker had
+    answered; the topics named are what is wrong."""
+    topics = {"uses": await make_topic("cli-uses", partitions=4),
+              "tracks": await make_topic("cli-tracks", partitions=2),
+              "dlq": await make_topic("cli-dlq", partitions=4)}
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "load", "--rate", "10", "--duration", "1",
+         "--no-progress"], capture_output=True, text=True, timeout=120, check=False,
+        env=env_for(kafka_bootstrap, topics))
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == "", done.stderr
+    assert "must have the same number of partitions" in done.stderr
+    assert "point STREAMER_USES_TOPIC and STREAMER_TRACKS_TOPIC at topics" in done.stderr
+    assert await count_records(kafka_bootstrap, topics["uses"]) == 0

@@ -20,11 +20,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from support.generated import send_generated
 from support.pipeline import DAY, Pipeline, now_ms, poll_until
 
-from streamer.config import load_settings
-from streamer.loadgen.config import LoadConfig
-from streamer.loadgen.sender import SendPlan, run_inline
 from streamer.state.connection import connect as connect_redis
 from streamer.verify import compare
 from streamer.verify.ledger_files import closed
@@ -56,20 +54,11 @@ async def test_loadgen_run_with_territory_reconciles_counters_ledger_and_ranges(
         make_pipeline: Any, tmp_path: Path) -> None:
     pipe: Pipeline = await make_pipeline(partitions=PARTITIONS)
     ledger = Path(pipe.env()["STREAMER_LEDGER_URL"])
-    settings = load_settings(pipe.env())
     midnight = now_ms() // DAY * DAY - 2 * DAY
-    cfg = LoadConfig(seed=20, start_ms=midnight - 10 * 60_000, duration_s=1200.0,
-                     use_rate=USES / 1200, catalog=max(2_000, USES // 100), track_rate=0.5,
-                     replace_share=0.01,
-                     batch_events=200, windows=settings.windows,
-                     territory_windows=settings.territory,
-                     allowed_lateness_ms=settings.allowed_lateness_ms)
-    plan = SendPlan(cfg=cfg, kafka={"bootstrap_servers": pipe.kafka_bootstrap},
-                    tracks_topic=pipe.tracks_topic, uses_topic=pipe.uses_topic,
-                    partitions=PARTITIONS, speed=0, catalog_ms=cfg.start_ms)
-    load = await run_inline(plan)
-    assert not load.errors and load.truth is not None
-    truth = load.truth
+    load, truth = await send_generated(
+        pipe, PARTITIONS, seed=20, start_ms=midnight - 10 * 60_000, duration_s=1200.0,
+        use_rate=USES / 1200, catalog=max(2_000, USES // 100), track_rate=0.5,
+        replace_share=0.01, batch_events=200)
     worker = await pipe.start_worker()
     await pipe.drained(timeout=120 + USES / 2_000)
 

@@ -85,9 +85,19 @@ def test_streamer_command_wires_report(ledger_env: None, tmp_path: Path,
     assert code == ExitCode.REFUSED and err.count("\n") == 1 and "partial" in err
 
 
-def test_a_levy_only_party_gets_a_line_saying_why_no_dsr_was_written(
+def test_a_levy_only_party_gets_dsr_files_and_a_party_with_nothing_one_line(
         ledger_env: None, tmp_path: Path) -> None:
     code, out, err = run(["report", "dsr", *COMMON, "--recipient", "cmo-gema",
                           "--out", str(tmp_path / "d")])
+    assert code == 0 and err == ""
+    assert out and all(name.startswith("DSR_PADPIDA2007040502I_") and name.endswith(".tsv")
+                       for name in out.splitlines())
+    assert sorted(out.splitlines()) == sorted(p.name for p in (tmp_path / "d").iterdir())
+    parties = tmp_path / "parties.toml"
+    parties.write_text(PARTIES.read_text() + '\n[[party]]\nholder_id = "nobody"\n'
+                       'name = "Nobody"\ndpid = "PADPIDA2001010101N"\ndsr = true\n')
+    code, out, err = run(["report", "dsr", "--period", "2026-11", "--rates", str(RATES),
+                          "--parties", str(parties), "--recipient", "nobody",
+                          "--out", str(tmp_path / "n")])
     assert code == 0 and out == ""
-    assert err.count("\n") == 1 and "no usage lines for 'cmo-gema' in 2026-11" in err
+    assert err.count("\n") == 1 and "no usage lines or levies for 'nobody' in 2026-11" in err

@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 from collections import Counter, defaultdict
-from decimal import Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from streamer.ledger import CatalogEntry
 from streamer.reports.dsr import FIELDS, escape, read_records, record, write_dsr
 from streamer.reports.parties import Parties
 from streamer.reports.pricing import Pricing
-from tests.reports.conftest import ClosedMonth
+from tests.reports.conftest import RATES, ClosedMonth
 
 NAME = re.compile(r"DSR_(PADPIDA\w+?)_(PADPIDA\w+?)_([A-Za-z0-9-]+)_(\d{4}-\d{2})_([A-Z]{2})_"
                   r"(\d+)of(\d+)_(\d{8}T\d{6})\.tsv(\.gz)?")
@@ -107,6 +107,10 @@ def check_report(files: list[Path]) -> list[list[str]]:
         usages[target] += int(cells[5])
         revenue[target] += Decimal(cells[6])
     for record_id, cells in summary.items():
+        if cells[18].startswith("levy_"):  # a levy: summary-level allocation, no lines
+            assert usages[record_id] == 0 and cells[12] and cells[13], cells
+            assert cells[15] == cells[16] and Decimal(cells[16]) <= Decimal(cells[11])
+            continue
         assert int(cells[8]) == usages[record_id], record_id
         assert Decimal(cells[11]) == revenue[record_id]
     return body
@@ -304,6 +308,87 @@ def test_a_territory_without_usage_gives_a_summary_only_report(
         tmp_path / next(iter(report.files)))
 
 
+def levy_bases(closed: ClosedMonth) -> Counter[tuple[str, str, str]]:
+    """(territory, UseType, ContentCategory) -> the uses the example card's levies with a
+    share for cmo-gema are charged on, counted from the generated events: levy#1 on every
+    use of ai_generated tracks, levy#2 on creates of ai_assisted tracks in DE."""
+    bases: Counter[tuple[str, str, str]] = Counter()
+    for e in closed.month.events:
+        if e.entry and e.entry.ai_origin == "ai_generated":
+            bases[(e.country, "Use", "levy_ai_generated")] += 1
+        if e.entry and e.entry.ai_origin == "ai_assisted" and e.use == "create" and (
+                e.country == "DE"):
+            bases[("DE", "UserMakeAvailableUserProvided", "levy_ai_assisted")] += 1
+    return bases
+
+
+def test_a_levy_only_recipient_gets_its_levies_as_summary_records(
+        closed_month: ClosedMonth, pricing: Pricing, parties: Parties, tmp_path: Path) -> None:
+    """cmo-gema has no usage lines, only levy shares (0.6 of levy#1, all of levy#2): one
+    report per territory with a levy, HEAD, a summary per levy, FOOT; each summary says the
+    uses the levy was charged on, the levy, and GEMA's allocation of both."""
+    bases = levy_bases(closed_month)
+    share = {"levy_ai_generated": Decimal("0.6"), "levy_ai_assisted": Decimal(1)}
+    per_use = {"levy_ai_generated": Decimal("0.0005"), "levy_ai_assisted": Decimal("0.0002")}
+    written = write_dsr(pricing, parties, "cmo-gema", tmp_path, created="2026-12-01T00:00:00Z")
+    found = reports(tmp_path)
+    assert {territory for (_, territory) in found} == {t for t, _, _ in bases}
+    assert all(report.blocks == 0 for report in written)
+    seen: Counter[tuple[str, str, str]] = Counter()
+    for (recipient, territory), files in found.items():
+        assert recipient == "PADPIDA2007040502I"
+        check_report(files)
+        records = list(read_records(load(files[0])))
+        assert {r[0] for r in records} == {"HEAD", "SY02.02", "FOOT"}
+        for cells in records[1:-1]:
+            assert cells[6] == territory
+            key = (territory, cells[5], cells[18])
+            uses = bases[key]
+            levy = (uses * per_use[cells[18]]).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+            mine = levy * share[cells[18]]
+            assert (cells[8], Decimal(cells[11])) == (str(uses), levy), key
+            assert (cells[12], cells[13]) == ("GEMA", "DPID::PADPIDA2007040502I")
+            assert Decimal(cells[14]) == uses * share[cells[18]]  # AllocatedUsages, exact
+            # Largest remainder: GEMA's part of the levy is its exact share rounded down,
+            # or one cent more.
+            allocated = Decimal(cells[16])
+            floor = mine.quantize(Decimal("0.01"), ROUND_FLOOR)
+            assert allocated in (floor, floor + Decimal("0.01")) and cells[15] == cells[16]
+            seen[key] += 1
+    assert seen == dict.fromkeys(bases, 1)  # every levy base once, nothing else
+
+
+def test_a_recipient_with_usage_and_a_levy_gets_both_kinds_of_summary(
+        closed_month: ClosedMonth, parties: Parties, tmp_path: Path) -> None:
+    """pub-x given half of levy#1: its usage summaries, then one levy summary per
+    territory, numbered on; the usage lines are the same as without the levy."""
+    from streamer.reports.pricing import price
+    from streamer.reports.rates import load_rate_card
+    from streamer.reports.source import Period, open_snapshot
+    card = tmp_path / "rates.toml"
+    card.write_text(RATES.read_text().replace('{ "cmo-gema" = "0.6", "cmo-sacem" = "0.4" }',
+                                              '{ "cmo-gema" = "0.5", "pub-x" = "0.5" }'))
+    shared = price(open_snapshot(closed_month.location, 1, Period.parse("2026-11")),
+                   load_rate_card(card))
+    try:
+        write_dsr(shared, parties, "pub-x", tmp_path / "mixed", "DE")
+    finally:
+        shared.close()
+    ((_, files),) = reports(tmp_path / "mixed").items()
+    body = check_report(files)
+    records = list(read_records(load(files[0])))
+    summaries = [r for r in records if r[0] == "SY02.02"]
+    levy = [r for r in summaries if r[18].startswith("levy_")]
+    assert [r[1] for r in summaries] == [str(n) for n in range(1, len(summaries) + 1)]
+    assert len(levy) == 1 and summaries[-1] is levy[0] and len(summaries) > 1
+    uses = levy_bases(closed_month)[("DE", "Use", "levy_ai_generated")]
+    assert (levy[0][8], levy[0][12]) == (str(uses), escape("Publisher X | Songs"))
+    assert Decimal(levy[0][14]) == uses * Decimal("0.5")
+    assert any(r[0] == "SU03.02" for r in body)
+    if VALIDATOR:
+        validate(files)
+
+
 VALIDATOR = os.environ.get("STREAMER_TEST_DSR_VALIDATOR")
 
 
@@ -336,7 +421,7 @@ def test_the_reference_validator_accepts_every_kind_of_file(
         tmp_path: Path) -> None:
     """Single files per territory (money from rates and pools, the card has levies), split
     numbered files plain and gzipped, a single gzipped file, a summary-only report (no
-    usage), and a usage-only report (every money cell 0)."""
+    usage), a usage-only report (every money cell 0) and a levy-only recipient's."""
     import dataclasses
     kinds: dict[str, list[list[Path]]] = {"single file per territory, money cells":
                                           list(reports(dsr_dir).values())}
@@ -359,6 +444,9 @@ def test_the_reference_validator_accepts_every_kind_of_file(
     kinds["single gzipped file"] = list(reports(tmp_path / "gz").values())
     kinds["no usage (summary only)"] = list(reports(tmp_path / "empty").values())
     kinds["usage only, every money cell 0"] = list(reports(tmp_path / "zero").values())
+    write_dsr(pricing, parties, "cmo-gema", tmp_path / "levy")
+    kinds["levies only (summary records with allocations)"] = list(
+        reports(tmp_path / "levy").values())
     assert len(kinds["split into numbered files"][0]) > 2
     assert all(p.name.endswith(".tsv") for p in kinds["split into numbered files"][0])
     assert all(p.name.endswith(".gz") for p in kinds["split and gzipped"][0])

@@ -16,7 +16,7 @@ import pytest
 
 from streamer.config import KafkaSettings
 from streamer.events.validation import Rejected
-from streamer.producer import UsageProducer, client
+from streamer.producer import MissingTopics, UsageProducer, client
 
 
 def _track(**changes: Any) -> dict[str, Any]:
@@ -70,7 +70,14 @@ class _DrainingKafka:
     async def start(self) -> None:
         return None
 
-    async def partitions_for(self, topic: str) -> set[int]:
+    @property
+    def client(self) -> _DrainingKafka:
+        return self
+
+    async def fetch_all_metadata(self) -> _DrainingKafka:
+        return self
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
         return {0, 1, 2, 3}
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None,
@@ -112,3 +119,35 @@ async def test_stop_keeps_the_batch_the_linger_task_is_sending(
     sent = [event for value in kafka[0].values for event in orjson.loads(value)]
     assert sent == events
     assert producer.events_sent == len(events)
+
+
+class _ClusterWithout(_DrainingKafka):
+    """Kafka's metadata at start, without the topic named ``absent``."""
+
+    absent = "tracks.created"
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return None if topic == self.absent else {0, 1}
+
+
+@pytest.mark.parametrize("absent", ["sounds.used", "tracks.created"])
+async def test_a_missing_topic_is_named_at_start_or_at_the_first_track(
+        monkeypatch: pytest.MonkeyPatch, absent: str) -> None:
+    """Told by one metadata answer, never by aiokafka's retries: asking it for a missing
+    topic's partitions logs an error per retry until its request timeout."""
+    monkeypatch.setattr(_ClusterWithout, "absent", absent)
+    monkeypatch.setattr(client, "AIOKafkaProducer", _ClusterWithout)
+    track = _track()
+    with pytest.raises(MissingTopics) as strict:
+        await UsageProducer(KafkaSettings(), require_tracks_topic=True).start()
+    assert strict.value.topics == [absent]
+    lenient = UsageProducer(KafkaSettings())
+    if absent == "sounds.used":  # the uses topic is always needed: its partitions route
+        with pytest.raises(MissingTopics):
+            await lenient.start()
+        return
+    await lenient.start()
+    with pytest.raises(MissingTopics) as late:
+        await lenient.send_track(track)
+    assert late.value.topics == ["tracks.created"] and lenient.records_sent == 0
+    await lenient.stop()
