@@ -253,6 +253,15 @@ class Settings:
     catalog_ttl_ms: int = setting(
         "STREAMER_CATALOG_TTL", 400 * 86_400_000, Duration(),
         "Track metadata expires this long after its last write.")
+    # The copy is what repairs a catalog write a Redis failover lost while its flush
+    # survived (docs/RELIABILITY.md): it must outlive the failover and the time until a
+    # worker claims the partition or sees the failover (seconds while one runs).
+    catalog_copy_retention_ms: int = setting(
+        "STREAMER_CATALOG_COPY_RETENTION", 86_400_000, Duration(min_ms=3_600_000),
+        "How long each partition keeps its own copy of the catalog entries its flushes "
+        "wrote, from which a claim or a worker that sees a failover restores entries the "
+        "catalog lost; deleted sooner once every replica has the writes, so this bounds "
+        "the copy while replication lags. Every claim reads what is left.")
     # Sized by memory, not by tracks: plans differ in size (holders, report names). The
     # cache charges ~360 bytes a track; measured RSS grows ~450 bytes a track (1M tracks:
     # 470 MB), so 400 MB keeps a million active tracks (issue 23's target) within a 1 GB
