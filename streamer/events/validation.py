@@ -250,7 +250,7 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
     genre = event.genre
     try:
         if track_id not in track_id_cache.seen:
-            track_id_cache.check(track_id)
+            track_id_cache.check(track_id)  # and remembered for the track's uses
     except Rejected:
         return None
     if genre not in _genres_seen:
@@ -269,6 +269,7 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
     micro_of = _shares_seen.get
     master: list[tuple[str, int]] = []
     publishing: list[tuple[str, int]] = []
+    master_total = publishing_total = 0
     for entry in event.rights:
         holder = entry.holder_id
         if escaped and CONTROL_CHARS.search(holder):
@@ -285,10 +286,14 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
             _shares_seen[share] = micro
         if entry.right == "master":
             master.append((holder, micro))
+            master_total += micro
         else:
             publishing.append((holder, micro))
-    if ((len(master) > 1 and not _split_ok(master))
-            or (len(publishing) > 1 and not _split_ok(publishing))):
+            publishing_total += micro
+    if master_total > MICRO or publishing_total > MICRO:
+        return None
+    if (len(master) > 1 and _repeats_holder(master)) or (
+            len(publishing) > 1 and _repeats_holder(publishing)):
         return None
     return event.event_id, track_id, event.occurred_at, TrackMeta(
         genre, event.ai_origin, tuple(master), tuple(publishing), event.title, isrc,
@@ -298,18 +303,17 @@ def decode_track_created(value: bytes) -> tuple[str, str, int, TrackMeta] | None
 _isrc_ok = ISRC_PATTERN.fullmatch
 
 
-def _split_ok(holders: list[tuple[str, int]]) -> bool:
-    """No holder twice, and the shares add up to at most one (a plain loop: a right has
-    a few holders, and a set comprehension cost a measurable share of the fast path;
-    docs/BENCHMARKS.md)."""
-    total = 0
+def _repeats_holder(holders: list[tuple[str, int]]) -> bool:
+    """A holder listed twice for one right (a plain loop: a right has a few holders, and
+    a set comprehension cost a measurable share of the fast path; docs/BENCHMARKS.md)."""
+    if len(holders) == 2:
+        return holders[0][0] == holders[1][0]
     seen: list[str] = []
-    for holder, micro in holders:
+    for holder, _ in holders:
         if holder in seen:
-            return False
+            return True
         seen.append(holder)
-        total += micro
-    return total <= MICRO
+    return False
 
 
 _genres_seen: set[str] = set()

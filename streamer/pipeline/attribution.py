@@ -86,16 +86,23 @@ _MICROS: dict[int, int] = {}
 _FIELDS_LIMIT = 100_000
 
 
+# Per right, its four holder fields without the holder id: a new holder's fields are
+# these plus the id (formatting each from its parts cost a third of a TrackCreated
+# whose creator is a holder; docs/BENCHMARKS.md).
+_FIELD_PREFIXES = {right: tuple(holder_field(right, use, kind, "") for use in USES
+                                for kind in HOLDER_MEASURES) for right in _FIELDS}
+
+
 def _holder_fields(right: str, holder_id: str) -> _HolderFields:
     known = _FIELDS[right]
     fields = known.get(holder_id)
     if fields is None:
         if len(known) >= _FIELDS_LIMIT:
             known.clear()
-        create_uses, create_weight, play_uses, play_weight = (
-            intern(holder_field(right, use, kind, holder_id))
-            for use in USES for kind in HOLDER_MEASURES)
-        fields = known[holder_id] = (create_uses, create_weight, play_uses, play_weight)
+        create_uses, create_weight, play_uses, play_weight = _FIELD_PREFIXES[right]
+        fields = known[holder_id] = (
+            intern(create_uses + holder_id), intern(create_weight + holder_id),
+            intern(play_uses + holder_id), intern(play_weight + holder_id))
     return fields
 
 
@@ -152,30 +159,41 @@ def build_plan(meta: TrackMeta) -> Plan:
     genres = _GENRES.get((meta.ai_origin, meta.genre))
     if genres is None:
         genres = _genre_fields(meta.ai_origin, meta.genre)
-    report = (None if meta.title is None and meta.isrc is None and meta.artist is None
-              and meta.label is None
-              else _encode_report(_Report(meta.title, meta.isrc, meta.artist, meta.label)))
+    title, isrc, artist, label = meta.title, meta.isrc, meta.artist, meta.label
+    report = (None if title is None and isrc is None and artist is None and label is None
+              else _encode_report(_Report(title, isrc, artist, label)))
     plan: list[Any] = [genres[0], genres[1], report]
-    micros = _MICROS
-    for right, shares in (("master", meta.master), ("publishing", meta.publishing)):
-        known = _FIELDS[right]
-        claimed = 0
-        for holder_id, micro in shares:
-            fields = known.get(holder_id)
-            if fields is None:
-                fields = _holder_fields(right, holder_id)
-            plan.append(fields)
-            plan.append(micros.get(micro) or _micro(micro))
-            claimed += micro
-        if claimed < MICRO:
-            rest = MICRO - claimed
-            plan.append(_UNCLAIMED_FIELDS[right])
-            plan.append(micros.get(rest) or _micro(rest))
+    append = plan.append
+    micros_get = _MICROS.get
+    # The two rights written out rather than looped over: a right has 0-4 holders, and
+    # the loop's own tuple and lookups were a tenth of the plan.
+    known = _FIELDS["master"]
+    claimed = 0
+    for holder_id, micro in meta.master:
+        append(known.get(holder_id) or _holder_fields("master", holder_id))
+        append(micros_get(micro) or _micro(micro))
+        claimed += micro
+    if claimed < MICRO:
+        rest = MICRO - claimed
+        append(_UNCLAIMED_MASTER)
+        append(micros_get(rest) or _micro(rest))
+    known = _FIELDS["publishing"]
+    claimed = 0
+    for holder_id, micro in meta.publishing:
+        append(known.get(holder_id) or _holder_fields("publishing", holder_id))
+        append(micros_get(micro) or _micro(micro))
+        claimed += micro
+    if claimed < MICRO:
+        rest = MICRO - claimed
+        append(_UNCLAIMED_PUBLISHING)
+        append(micros_get(rest) or _micro(rest))
     return tuple(plan)
 
 
 _UNCLAIMED_FIELDS = {right: _holder_fields(right, UNCLAIMED) for right in _FIELDS}
 """Kept here too: a full table is cleared, and the unclaimed rest is in most plans."""
+_UNCLAIMED_MASTER = _UNCLAIMED_FIELDS["master"]
+_UNCLAIMED_PUBLISHING = _UNCLAIMED_FIELDS["publishing"]
 
 UNATTRIBUTED_PLAN: Plan = (None, None, None,
                            _holder_fields("master", UNATTRIBUTED), MICRO,

@@ -56,9 +56,8 @@ class CatalogCache:
 
     def put(self, track_id: str, plan: Plan) -> None:
         entries = self._entries
-        old = entries.pop(track_id, None)
-        if old is not None:
-            self._bytes -= self._cost(track_id, old)
+        if track_id in entries:  # rare (a re-release): most puts are of a new track
+            self._bytes -= self._cost(track_id, entries.pop(track_id))
         entries[track_id] = plan
         self._bytes += _getsizeof(track_id) + self._plan_bytes(plan) + SLOT_BYTES  # _cost
         if self._bytes > self._limit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -397,3 +398,50 @@ def test_a_flush_over_two_days_gives_each_day_territory_counts_and_its_catalog_e
     assert by_base[second]["tg"] == {"human|play|US|lofi": 3, "human|play|DE|lofi": 1}
     assert by_base[second]["a"] == {f"trk|US|play|{version}": 3, f"trk|DE|play|{version}": 1}
     assert state.pending == {"other": {("play", first, "DE"): 1}}
+
+
+def _reference_plan(meta: TrackMeta) -> tuple[object, ...]:
+    """The plan's layout (the module docstring), every field formatted from its parts."""
+    from streamer.state.keys import genre_field, holder_field
+
+    names = {name: getattr(meta, name) for name in ("title", "isrc", "artist", "label")
+             if getattr(meta, name) is not None}
+    plan: list[object] = [genre_field(meta.ai_origin, "create", meta.genre),
+                          genre_field(meta.ai_origin, "play", meta.genre),
+                          orjson.dumps(names) if names else None]
+    for right in ("master", "publishing"):
+        holders = list(meta.holders(right))
+        claimed = sum(micro for _, micro in holders)
+        if claimed < MICRO:
+            holders.append((UNCLAIMED, MICRO - claimed))
+        for holder, micro in holders:
+            plan.append(tuple(holder_field(right, use, kind, holder)
+                              for use in ("create", "play") for kind in ("u", "w")))
+            plan.append(micro)
+    return tuple(plan)
+
+
+report_names = st.none() | st.text(max_size=5)
+
+
+@SETTINGS
+@given(meta_list=st.lists(st.builds(
+    TrackMeta, genre=st.text(max_size=4), ai_origin=st.sampled_from(["human", "x"]),
+    master=any_holders, publishing=any_holders, title=report_names, isrc=report_names,
+    artist=report_names, label=report_names), min_size=1, max_size=6),
+    limit=st.integers(min_value=1, max_value=4))
+def test_build_plan_is_the_documented_layout(meta_list: list[TrackMeta], limit: int) -> None:
+    """build_plan (shared field tables, holder fields from per-right prefixes, the two
+    rights unrolled) against the layout written out field by field, report names
+    included, with the tables filling up and being cleared."""
+    from streamer.pipeline import attribution
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(attribution, "_FIELDS_LIMIT", limit)
+        for meta in [*meta_list, *meta_list]:
+            built = attribution.build_plan(meta)
+            expected = _reference_plan(meta)
+            assert built[:2] == expected[:2] and built[3:] == expected[3:]
+            report = built[2]
+            assert (orjson.loads(report) if report is not None else None) == (
+                orjson.loads(expected[2]) if expected[2] is not None else None)

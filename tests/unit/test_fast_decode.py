@@ -434,3 +434,41 @@ def test_track_shares_equal_in_value_but_not_in_type_agree_once_remembered() -> 
               b'".5"', b"5e-1", b"0.50", b'"0.50"', b"false", b"0", b"0.0", b"-0.0", b'"0"']
     for share in shares + shares[::-1] + shares:
         assert_track_agrees(_track_json(share))
+
+
+# -- TrackCreated: the track id and rights shortcuts of decode_track_created -------------
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(max_size=10) | st.sampled_from([
+    "", "t", "T1", "a" * 128, "a" * 129, "trk.1", "trk:1", "trk-1_2", "٣", "trk٣",
+    "\uff54\uff52\uff4b",
+    "ß", "é1", "t\u00a0", "t 1", "t\n", "İ", "ǅ", "Ⅻ", "²", "t/1", "1" * 128,
+]))
+def test_track_ids_of_any_characters_agree(track_id: str) -> None:
+    """Ids of ASCII letters and digits skip the regex: non-ASCII letters and digits
+    (str.isalnum says yes to them), other punctuation, empty and over-long ids must
+    still get the reference's verdict."""
+    event = orjson.loads(_track_json())
+    event["track_id"] = track_id
+    assert_track_agrees(orjson.dumps(event))
+
+
+_SPLIT_SHARES = st.sampled_from([1, 0.5, "0.5", 0.25, "0.25", 0.75, 0.333333, "0.666667",
+                                 0.000001, "0.999999", 0.6, "0.4", "0.400001", 0.1])
+
+
+@settings(max_examples=1_000, deadline=None)
+@given(st.lists(st.fixed_dictionaries({
+    "holder_id": st.sampled_from(["a", "b", "c", "d"]),
+    "right": st.sampled_from(["master", "publishing"]),
+    "share": _SPLIT_SHARES,
+}), max_size=8))
+def test_rights_with_repeated_holders_and_totals_around_one_agree(
+        rights: list[dict[str, Any]]) -> None:
+    """Repeated holders (within a right and across both), totals just under, at and over
+    one, per right, for 0-8 entries (the fast path sums the totals in its loop and
+    compares two holders directly)."""
+    event = orjson.loads(_track_json())
+    event["rights"] = rights
+    assert_track_agrees(orjson.dumps(event))

@@ -520,3 +520,22 @@ def test_catalog_entry_bytes_are_what_orjson_wrote(meta: TrackMeta) -> None:
     assert meta.to_json() == orjson.dumps(
         {"g": meta.genre, "o": meta.ai_origin, "m": meta.master, "p": meta.publishing})
     assert TrackMeta.from_json(meta.to_json()) == meta
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.text(max_size=12) | st.sampled_from(["", "a" * 128, "a" * 129, "Z9" * 64, "٣", "t٣",
+                                                "ß", "t.1", "t:1", "t-_", "t 1", "İ", "²"])
+       | st.integers(1, 200).map(lambda n: "a" * n))
+def test_the_track_id_shortcut_accepts_exactly_the_pattern(track_id: str) -> None:
+    """Ids of ASCII letters and digits skip the regex (``_TrackIdCache.check``): for any
+    string the verdict is the pattern's, and only accepted ids are remembered."""
+    from streamer.events.schema_rules import TRACK_ID_PATTERN, _TrackIdCache
+
+    cache = _TrackIdCache()
+    accepted = TRACK_ID_PATTERN.fullmatch(track_id) is not None
+    try:
+        assert cache.check(track_id) == track_id
+        assert accepted
+    except Rejected as rejected:
+        assert not accepted and rejected.field == "track_id"
+    assert (track_id in cache.seen) == accepted
