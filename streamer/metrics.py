@@ -125,6 +125,10 @@ class Metrics:
         self.catalog_lookups = Counter(
             "streamer_catalog_lookups_total", "Track metadata lookups", ["result"],
             registry=registry)
+        self.catalog_restored = Counter(
+            "streamer_catalog_restored_total",
+            "Catalog entries written back from a partition's copy of its flushed catalog "
+            "writes (Redis lost them, e.g. in a Redis Cluster failover)", registry=registry)
         self.pending_unattributed = Gauge(
             "streamer_pending_attribution_uses",
             "Uses counted per track whose track metadata has not arrived yet",

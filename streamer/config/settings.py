@@ -241,9 +241,10 @@ class Settings:
         "An event further ahead of the wall clock goes to the DLQ as `future`.")
     # The wall clock closes only idle partitions' days (a partition with traffic closes
     # by its watermarks). Producers that buffer through an outage deliver a day's last
-    # uses after midnight; this delay keeps that day open for them (docs/LEDGER.md).
+    # uses after midnight; this delay keeps that day open for them. Six hours: a day is
+    # final for finance the morning after, and no outage shorter than that loses uses.
     idle_close_delay_ms: int = setting(
-        "STREAMER_IDLE_CLOSE_DELAY", 3_600_000, Duration(),
+        "STREAMER_IDLE_CLOSE_DELAY", 6 * 3_600_000, Duration(),
         "A partition read to its end on both topics closes a day by the wall clock once it "
         "is past the day's end plus the allowed lateness plus this delay.")
     dedupe_horizon_ms: int = setting(
@@ -252,6 +253,15 @@ class Settings:
     catalog_ttl_ms: int = setting(
         "STREAMER_CATALOG_TTL", 400 * 86_400_000, Duration(),
         "Track metadata expires this long after its last write.")
+    # The copy is what repairs a catalog write a Redis failover lost while its flush
+    # survived (docs/RELIABILITY.md): it must outlive the failover and the time until a
+    # worker claims the partition or sees the failover (seconds while one runs).
+    catalog_copy_retention_ms: int = setting(
+        "STREAMER_CATALOG_COPY_RETENTION", 86_400_000, Duration(min_ms=3_600_000),
+        "How long each partition keeps its own copy of the catalog entries its flushes "
+        "wrote, from which a claim or a worker that sees a failover restores entries the "
+        "catalog lost; deleted sooner once every replica has the writes, so this bounds "
+        "the copy while replication lags. Every claim reads what is left.")
     # Sized by memory, not by tracks: plans differ in size (holders, report names). The
     # cache charges ~360 bytes a track; measured RSS grows ~450 bytes a track (1M tracks:
     # 470 MB), so 400 MB keeps a million active tracks (issue 23's target) within a 1 GB

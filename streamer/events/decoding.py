@@ -21,6 +21,7 @@ import msgspec
 import orjson
 
 from streamer.events.validation import (
+    COUNTRY_CODES,
     Rejected,
     SoundUsed,
     TrackMeta,
@@ -168,7 +169,8 @@ def _one_event(element: bytes, checked: CheckedUses) -> SoundUsed | None:
     try:
         event = _ONE_USE.decode(element)  # no unknown fields (see SoundUsed)
         check_track_id(event.track_id)
-        return event
+        if event.country in COUNTRY_CODES:
+            return event
     except (msgspec.DecodeError, RecursionError, Rejected):
         pass
     try:

@@ -11,6 +11,7 @@ reference rules and ``TrackMeta``.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
@@ -42,6 +43,7 @@ from streamer.events.track_meta import TrackMeta
 
 __all__ = [
     "AI_ORIGINS",
+    "COUNTRY_CODES",
     "RIGHTS",
     "USES",
     "USE_CREATE",
@@ -75,8 +77,17 @@ class SoundUsed(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     occurred_at: Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)]
     user_id: _Id
     use: Literal["create", "play"]
-    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}\Z")]
+    country: str  # checked after the decode: ``COUNTRY_CODES``
     video_id: _Id | None = None
+
+
+COUNTRY_CODES = frozenset(chr(first) + chr(second) for first in range(ord("A"), ord("Z") + 1)
+                          for second in range(ord("A"), ord("Z") + 1))
+"""Every string the schema's country pattern (``^[A-Z]{2}$``) accepts: a set lookup per
+event, where msgspec's ``pattern`` called Python's re per field (0.4 us an event)."""
+
+_track_of = attrgetter("track_id")
+_country_of = attrgetter("country")
 
 
 class _SoundUsedWithExtras(SoundUsed, forbid_unknown_fields=False):
@@ -116,19 +127,36 @@ def decode_uses(value: bytes) -> list[SoundUsed] | SoundUsed | int | None:
         return None
     seen = track_id_cache.seen
     if isinstance(decoded, list):
-        event = None
-        try:
-            for event in decoded:
-                if event.track_id not in seen:
-                    track_id_cache.check(event.track_id)
-        except Rejected:
-            return next(position for position, other in enumerate(decoded) if other is event)
-    elif decoded.track_id not in seen:
+        # One pass each over the batch in C; Python per event only for a new track id.
+        if seen.issuperset(map(_track_of, decoded)):
+            first_bad = len(decoded)
+        else:
+            first_bad = _first_bad_track(decoded)
+        if not COUNTRY_CODES.issuperset(map(_country_of, decoded)):
+            first_bad = min(first_bad, next(
+                position for position, event in enumerate(decoded)
+                if event.country not in COUNTRY_CODES))
+        return decoded if first_bad == len(decoded) else first_bad
+    if decoded.country not in COUNTRY_CODES:
+        return None
+    if decoded.track_id not in seen:
         try:
             track_id_cache.check(decoded.track_id)
         except Rejected:
             return None
     return decoded
+
+
+def _first_bad_track(events: list[SoundUsed]) -> int:
+    """The position of the first event whose track id is invalid, or ``len(events)``."""
+    seen = track_id_cache.seen
+    for position, event in enumerate(events):
+        if event.track_id not in seen:
+            try:
+                track_id_cache.check(event.track_id)
+            except Rejected:
+                return position
+    return len(events)
 
 
 def _failed_position(error: msgspec.ValidationError) -> int | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka.structs import TopicPartition
@@ -44,18 +44,22 @@ async def _claimed(claim: asyncio.Task[PartitionState]) -> PartitionState | None
 class PartitionClaims:
     """The partitions assigned to this worker, their claims in flight and their states.
 
-    ``on_claimed`` runs when a claim installs its state, before any record of it counts.
+    ``on_claimed`` runs when a claim installs its state, before any record of it counts;
+    ``repair`` (the partition number) before that, once Redis holds the claim: the
+    catalog's repair from the partition's copy (pipeline/catalog_repair.py).
     """
 
     def __init__(self, store: RedisStore, metrics: Metrics, worker_id: str,
                  topic_codes: Mapping[str, str], dedupe_horizon_ms: int,
-                 on_claimed: Callable[[PartitionState], None]) -> None:
+                 on_claimed: Callable[[PartitionState], None],
+                 repair: Callable[[int], Awaitable[object]] | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.worker_id = worker_id
         self.topic_codes = topic_codes
         self.dedupe_horizon_ms = dedupe_horizon_ms
         self.on_claimed = on_claimed
+        self.repair = repair
         self.states: dict[int, PartitionState] = {}
         self.assigned: set[int] = set()
         self.in_flight: dict[int, asyncio.Task[PartitionState]] = {}
@@ -145,6 +149,8 @@ class PartitionClaims:
             try:
                 state = await PartitionState.load(self.store, partition, owner,
                                                   self.dedupe_horizon_ms)
+                if self.repair is not None:  # once claimed: an older owner's flushes are refused
+                    await self.repair(partition)
                 break
             except (RedisError, OSError, TimeoutError) as exc:
                 self.metrics.redis_errors.labels(operation="claim").inc()

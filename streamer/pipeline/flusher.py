@@ -48,6 +48,8 @@ from streamer.state.keys import (
     TRACKS_CODE,
     TRENDING,
     USES_CODE,
+    catalog_copy_bucket,
+    catalog_copy_value,
 )
 from streamer.state.partition import CellKey, PartitionState
 from streamer.state.store import FlushPayload, FlushRefused, RedisStore, retry_forever
@@ -120,7 +122,10 @@ class Flusher:
         4. Write the catalog entries (idempotent, so a crash before step 5 just repeats
            them).
         5. Apply everything else with the flush script, retrying the same payload until
-           Redis answers; ``seq`` makes a retry of an applied flush a no-op.
+           Redis answers; ``seq`` makes a retry of an applied flush a no-op. It keeps a
+           copy of step 4's entries under the partition's tag, from which a claim or a
+           cluster failover restores a catalog write a failover lost
+           (pipeline/catalog_repair.py).
         6. Confirm the flush to the state: the next one carries the next ``seq``.
         7. Report its duration, size and the end-to-end latency of its newest event.
         """
@@ -281,6 +286,12 @@ class Flusher:
             payload.meta[CLOSED_BEFORE_FIELD] = state.closed_before
         catalog_writes = {track_id: meta.to_json()
                           for track_id, meta in closed.catalog_writes.items()}
+        if catalog_writes:  # the partition's copy, to repair a lost catalog write from
+            payload.set_pending(
+                layout.catalog_copy(partition, catalog_copy_bucket(int(time.time() * 1000))),
+                {track_id: catalog_copy_value(state.seq, entry)
+                 for track_id, entry in catalog_writes.items()},
+                self.settings.catalog_copy_retention_ms)
         newest = closed.watermarks[USES_CODE] if closed.events else None
         return Snapshot(payload, closed.dlq_pending, catalog_writes, closed.events, newest,
                         entries_written)

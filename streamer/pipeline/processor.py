@@ -6,20 +6,23 @@ cells. Redis and the dead-letter topic are dealt with by the caller (the agent a
 the flusher), batched.
 
 A valid ``sounds.used`` record takes the fast path: msgspec decodes and checks it
-whole, and each later step works on the batch with comprehensions rather than one
-Python loop per event. A record holding a bad event (or none at all) takes
-the slow path of events/decoding.py, which rejects exactly the bad events with their
-reasons. A ``tracks.created`` record likewise: ``decode_track_created`` (msgspec) or,
-when it declines, orjson and the reference rules, which name the problem.
+whole, and each later step works on the batch with C iterators (map, zip, compress)
+and numpy rather than one Python loop per event. A record holding a bad event (or
+none at all) takes the slow path of events/decoding.py, which rejects exactly the bad
+events with their reasons. A ``tracks.created`` record likewise:
+``decode_track_created`` (msgspec) or, when it declines, orjson and the reference
+rules, which name the problem.
 
 The partition's state changes only through its own methods (state/partition.py).
 """
 
 from __future__ import annotations
 
-from itertools import compress
+from itertools import compress, repeat
+from operator import attrgetter
 from typing import Any
 
+import numpy as np
 import xxhash
 
 from streamer.config import Settings
@@ -48,6 +51,12 @@ from streamer.state.deltas import CounterDeltas
 from streamer.state.partition import TRACKS_CODE, USES_CODE, PartitionState, Rejection
 
 _hash64 = xxhash.xxh3_64_intdigest
+_encode = str.encode
+_event_id_of = attrgetter("event_id")
+_track_of = attrgetter("track_id")
+_time_of = attrgetter("occurred_at")
+_use_of = attrgetter("use")
+_country_of = attrgetter("country")
 
 
 class RecordProcessor:
@@ -128,7 +137,7 @@ class RecordProcessor:
         ``raws``: each event's original JSON, for the DLQ; None means the record is a
         batch of exactly these events (read again only if one is rejected).
         """
-        times = [event.occurred_at for event in events]
+        times = list(map(_time_of, events))
         watermark = state.watermark[USES_CODE]
         newest = max(times)
         oldest = min(times)
@@ -143,21 +152,31 @@ class RecordProcessor:
                 return
             newest = max(times)
             oldest = min(times)
+        # Each step below is one pass of C iterators over the batch (map, zip,
+        # compress): no Python bytecode runs per event.
         dedupe = state.dedupe[USES_CODE]
-        fresh = dedupe.add_batch([_hash64(event.event_id.encode()) for event in events], times)
+        fresh = dedupe.add_batch(list(map(_hash64, map(_encode, map(_event_id_of, events)))),
+                                 times)
         base_ms = self.base_ms
-        keys = [(event.track_id, event.use, event.occurred_at - event.occurred_at % base_ms,
-                 event.country) for event in compress(events, fresh)]
-        countries = {key[3] for key in keys}
+        if False in fresh:
+            events = list(compress(events, fresh))
+            times = list(compress(times, fresh))
+        counted = len(events)
         if oldest // base_ms == newest // base_ms:
-            state.count_uses(keys, (oldest - oldest % base_ms,), countries, newest)
+            bases: Any = (oldest - oldest % base_ms,)
+            starts: Any = repeat(bases[0], counted)
         else:
-            state.count_uses(keys, {time - time % base_ms for time in times}, countries,
-                             newest)
-        counted = len(keys)
+            starts = [time - time % base_ms for time in times]
+            bases = set(starts)
+        if counted:
+            state.count_uses(zip(map(_track_of, events), map(_use_of, events), starts,
+                                 map(_country_of, events), strict=True),
+                             bases, set(map(_country_of, events)), newest, counted)
+        else:
+            state.advance_watermark(USES_CODE, newest)
         hot = self.metrics.hot
         hot.events_counted += counted
-        hot.duplicates += len(events) - counted
+        hot.duplicates += len(fresh) - counted
 
     def _count_one(self, state: PartitionState, offset: int, value: bytes, event: SoundUsed,
                    now_ms: int) -> None:
@@ -166,7 +185,9 @@ class RecordProcessor:
         watermark = state.watermark[USES_CODE]
         if (occurred_at < watermark - self.lateness_ms or occurred_at > now_ms + self.future_ms
                 or occurred_at < state.closed_before):
-            self._drop_late_and_future(state, offset, [event], [value], now_ms)
+            rejected = self._lateness(occurred_at, watermark, state.closed_before, now_ms)
+            assert rejected is not None
+            self._reject(state, self.settings.uses_topic, offset, value, rejected)
             return
         dedupe = state.dedupe[USES_CODE]
         hot = self.metrics.hot
@@ -181,29 +202,46 @@ class RecordProcessor:
         self, state: PartitionState, offset: int, events: list[SoundUsed], raws: list[Any],
         now_ms: int,
     ) -> tuple[list[SoundUsed], list[int]]:
-        """Reject late and future events one by one; the watermark moves as they pass."""
+        """Reject late and future events; the watermark moves as the kept ones pass.
+
+        As if event by event, in order, but in numpy: an event of a closed day or from
+        the future never moves the watermark, and a late one cannot (it is below it),
+        so the watermark each event sees is the running maximum of the earlier events
+        that are neither closed nor future.
+        """
+        times = np.fromiter(map(_time_of, events), dtype=np.int64, count=len(events))
+        closed = times < state.closed_before
+        future = times > now_ms + self.future_ms
+        moving = np.where(closed | future, np.int64(-1), times)
+        seen = np.maximum(np.maximum.accumulate(moving), state.watermark[USES_CODE])
+        # The watermark before each event: the running maximum up to the one before.
+        before = np.concatenate(([state.watermark[USES_CODE]], seen[:-1]))
+        late = times < before - self.lateness_ms
+        dropped = closed | late | future
+        if not dropped.any():
+            return events, times.tolist()
         topic = self.settings.uses_topic
-        watermark = state.watermark[USES_CODE]
-        future_after = now_ms + self.future_ms
-        closed_before = state.closed_before
-        kept: list[SoundUsed] = []
-        for event, raw in zip(events, raws, strict=True):
-            occurred_at = event.occurred_at
-            if occurred_at < closed_before:
-                rejected = Rejected("late", "occurred_at", f"{occurred_at} is in a day this "
-                                    f"partition has closed (before {closed_before})")
-            elif occurred_at < watermark - self.lateness_ms:
-                rejected = Rejected("late", "occurred_at", f"{occurred_at} is older than the "
-                                    f"watermark {watermark} minus the allowed lateness")
-            elif occurred_at > future_after:
-                rejected = Rejected("future", "occurred_at", f"{occurred_at} is more than "
-                                    f"{self.future_ms} ms ahead of the wall clock {now_ms}")
-            else:
-                kept.append(event)
-                watermark = max(watermark, occurred_at)
-                continue
-            self._reject(state, topic, offset, bytes(raw), rejected)
-        return kept, [event.occurred_at for event in kept]
+        for position in np.flatnonzero(dropped).tolist():
+            rejected = self._lateness(events[position].occurred_at, int(before[position]),
+                                      state.closed_before, now_ms)
+            assert rejected is not None
+            self._reject(state, topic, offset, bytes(raws[position]), rejected)
+        kept = ~dropped
+        return list(compress(events, kept.tolist())), times[kept].tolist()
+
+    def _lateness(self, occurred_at: int, watermark: int, closed_before: int,
+                  now_ms: int) -> Rejected | None:
+        """Why an event seeing this watermark is late or from the future, if it is."""
+        if occurred_at < closed_before:
+            return Rejected("late", "occurred_at", f"{occurred_at} is in a day this "
+                            f"partition has closed (before {closed_before})")
+        if occurred_at < watermark - self.lateness_ms:
+            return Rejected("late", "occurred_at", f"{occurred_at} is older than the "
+                            f"watermark {watermark} minus the allowed lateness")
+        if occurred_at > now_ms + self.future_ms:
+            return Rejected("future", "occurred_at", f"{occurred_at} is more than "
+                            f"{self.future_ms} ms ahead of the wall clock {now_ms}")
+        return None
 
     def handle_track(self, state: PartitionState, offset: int, value: bytes | None,
                      now_ms: int) -> int:

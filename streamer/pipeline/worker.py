@@ -25,10 +25,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from redis.exceptions import RedisError
 
 from streamer.config import Settings
 from streamer.metrics import Metrics
 from streamer.pipeline.attribution import plan_bytes
+from streamer.pipeline.catalog_repair import CatalogRepair
 from streamer.pipeline.claims import PartitionClaims
 from streamer.pipeline.day_closing import DayCloser
 from streamer.pipeline.dlq import DLQ_MAX_RECORD_BYTES, DeadLetters
@@ -57,11 +59,13 @@ class PipelineWorker:
         self.cache = CatalogCache(settings.catalog_cache_bytes, plan_bytes)
         self.processor = RecordProcessor(settings, self.cache, metrics)
         self.flusher = Flusher(settings, store, self.cache, metrics)
+        self.catalog_repair = CatalogRepair(settings, store, self.cache, metrics, clock)
         self.closer = DayCloser(settings, store)
         self.worker_id = uuid.uuid4().hex[:12]
         self._topic_codes = {settings.uses_topic: USES_CODE, settings.tracks_topic: TRACKS_CODE}
         self.claims = PartitionClaims(store, metrics, self.worker_id, self._topic_codes,
-                                      settings.dedupe_horizon_ms, self._expect_rewind)
+                                      settings.dedupe_horizon_ms, self._expect_rewind,
+                                      repair=self.catalog_repair.repair)
         # Per (topic code, partition): one past the highest offset delivered to handle().
         self._seen: dict[tuple[str, int], int] = {}
         # Offsets at or above this frontier are stale prefetches after a backward seek.
@@ -233,6 +237,7 @@ class PipelineWorker:
         that overruns its share shortens the next waits, down to none. One offset
         commit covers the round (a cross-thread call and a request each).
         """
+        await self._repair_after_failover()
         ticks = [[partition] for partition in sorted(self.states)] or [[]]
         share = interval_s / len(ticks)
         flushed: Offsets = {}
@@ -242,6 +247,19 @@ class PipelineWorker:
             flushed.update(await self.flush_partitions(due, commit=False))
             await sleep(max(0.0, share - (clock() - started)))
         await self._commit(flushed)
+
+    async def _repair_after_failover(self) -> None:
+        """A Redis Cluster failover may have lost catalog writes whose flushes survived:
+        restore them from the partitions' copies (pipeline/catalog_repair.py). A failure
+        is retried next round; the flushes go on meanwhile."""
+        try:
+            await self.catalog_repair.after_failover(self.states)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.metrics.redis_errors.labels(operation="catalog repair").inc()
+            log.warning("catalog repair after a failover failed, retried next round: %r", exc)
+        except Exception:  # a reply it cannot read: the flushes must go on regardless
+            self.metrics.redis_errors.labels(operation="catalog repair").inc()
+            log.exception("catalog repair after a failover failed, retried next round")
 
     async def flush_partitions(self, partitions: Iterable[int], commit: bool = True) -> Offsets:
         """Flush these partitions (those still owned); return the Kafka offsets Redis

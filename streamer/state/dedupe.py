@@ -121,8 +121,8 @@ class Deduper:
         probe = table.probe(hashes)
         rows1, rows2 = table.rows(probe.block1), table.rows(probe.block2)
         seen = table.holds(rows1, probe.key1) | table.holds(rows2, probe.key2)
-        if self._overflow:
-            overflow = self._overflow
+        overflow = self._overflow
+        if overflow and not overflow.keys().isdisjoint(digests):  # one C pass, usually
             seen |= np.fromiter((digest in overflow for digest in digests), dtype=bool,
                                 count=count)
         fresh = ~seen

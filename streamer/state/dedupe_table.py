@@ -48,6 +48,8 @@ _MARK_WORD = _U64(_MARK << 8)
 _QUOTIENT = (1 << 54) - 1  # the quotient in ``word >> 9``, below the marker
 _LOW9 = _U64(0x1FF)  # choice bit and code
 _ONES = _U64(0x0101_0101_0101_0101)  # sums the bytes of a word (each 0 or 1)
+_INSERT_ROUNDS = 3  # vectorised passes of a batch insert before its cuckoo step
+_ONE_BY_ONE = 6  # words left that go one by one rather than through another round
 _SWEEP_BLOCKS = 1 << 16  # blocks per step of an expiry sweep (bounds its temporaries)
 # Tables from 1 MB reserve 2 GB of address space (2**25 blocks), not memory.
 _RESERVE_FROM = 1 << 14
@@ -113,7 +115,7 @@ class BlockTable:
     other closely (``grow``) rather than one block at a time.
     """
 
-    __slots__ = ("_flat", "entries", "level", "max_load", "split", "words")
+    __slots__ = ("_claims", "_flat", "entries", "level", "max_load", "split", "words")
 
     def __init__(self, level: int = MIN_LEVEL, max_load: float = MAX_LOAD) -> None:
         if not MIN_LEVEL <= level <= MAX_LEVEL:
@@ -124,6 +126,8 @@ class BlockTable:
         self.entries = 0  # words stored (expired ones count until their sweep)
         self.words = _zeros(2 << level)
         self._flat = self.words.reshape(-1).data
+        # Scratch of batch inserts: which word of a batch claims each block.
+        self._claims = np.empty(0, dtype=np.intp)
 
     @property
     def blocks(self) -> int:
@@ -181,6 +185,11 @@ class BlockTable:
         words = self.words[:self.blocks]
         blocks, slots = np.nonzero(words)
         stored = words[blocks, slots]
+        codes: np.ndarray = stored & _CODE
+        return self._hashes_of(blocks, stored), codes
+
+    def _hashes_of(self, blocks: np.ndarray, stored: np.ndarray) -> np.ndarray:
+        """``hash_of`` for arrays of (non-empty) words and their blocks."""
         level = self.level
         wide = (blocks < self.split) | (blocks >= 1 << level)
         width = wide.astype(np.uint64) + _U64(level)
@@ -189,9 +198,8 @@ class BlockTable:
         second = ((stored >> _U64(8)) & _U64(1)) != 0
         address = np.where(second, address ^ _mix(high >> _U64(32)), address)
         low = address & ((_U64(1) << width) - _U64(1))
-        codes: np.ndarray = stored & _CODE
         hashes: np.ndarray = high | low
-        return hashes, codes
+        return hashes
 
     # -- batches -------------------------------------------------------------------
 
@@ -209,29 +217,120 @@ class BlockTable:
     def insert(self, probe: Probe, codes: np.ndarray, digests: np.ndarray,
                rows1: np.ndarray, rows2: np.ndarray) -> list[int]:
         """Store new hashes, given their probe and the rows it read, with their codes
-        (one per hash); return the positions that found no free slot."""
+        (one per hash); return the positions that found no free slot.
+
+        Vectorised rounds (each re-reads the rows of the words the one before left
+        without a slot), then one cuckoo step for words whose blocks are both full,
+        while enough words are left for a round to beat going one by one: a round is
+        some twenty numpy calls whatever its size. The rest go one by one
+        (``insert_one``, which can move a resident too).
+        """
+        positions = np.arange(len(digests))
+        full: list[np.ndarray] = []  # positions whose two blocks were both full
+        full_probes: list[Probe] = []
+        full_codes: list[np.ndarray] = []
+        for _ in range(_INSERT_ROUNDS):
+            lost, crowded = self._insert_round(probe, codes, rows1, rows2)
+            if len(crowded):
+                full.append(positions[crowded])
+                full_probes.append(probe.take(crowded))
+                full_codes.append(codes[crowded])
+            positions, probe, codes = positions[lost], probe.take(lost), codes[lost]
+            if len(lost) <= _ONE_BY_ONE:
+                break
+            rows1, rows2 = self.rows(probe.block1), self.rows(probe.block2)
+        rest = [(positions, codes)]
+        if sum(map(len, full)) > _ONE_BY_ONE:  # move residents of theirs, in one step
+            crowded_probe = Probe(*(np.concatenate(parts) for parts in zip(*full_probes,
+                                                                           strict=True)))
+            crowded_codes = np.concatenate(full_codes)
+            left = self._displace_round(crowded_probe, crowded_codes)
+            rest.append((np.concatenate(full)[left], crowded_codes[left]))
+        else:
+            rest.extend(zip(full, full_codes, strict=True))
+        return [position for positions, codes in rest
+                for position, code in zip(positions.tolist(), codes.tolist(), strict=True)
+                if not self.insert_one(int(digests[position]), code)]
+
+    def _insert_round(self, probe: Probe, codes: np.ndarray, rows1: np.ndarray,
+                      rows2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One vectorised pass: each word into the emptier of its blocks (as the rows
+        show them), at most two words per block: one claims its lowest free slot, one
+        its highest (when it has two). Return the positions left: a block's further
+        words (for the next round), and the words whose blocks are both full."""
         free1 = (rows1 == 0).view(np.uint64)[:, 0]  # one byte per slot: 1 if free
         free2 = (rows2 == 0).view(np.uint64)[:, 0]
         first = ((free1 * _ONES) >> _U64(56)) >= ((free2 * _ONES) >> _U64(56))
         blocks = np.where(first, probe.block1, probe.block2)
         free = np.where(first, free1, free2)
-        # Two new words for one block would take the same slot: those go one by one.
-        order = np.argsort(blocks, kind="stable")
-        ordered = blocks[order]
-        shared = np.zeros(len(blocks), dtype=bool)
+        keys = (np.where(first, probe.key1, probe.key2) << _U64(8)) | codes
+        fast = free != 0
+        lost = np.zeros(len(blocks), dtype=bool)
         if len(blocks) > 1:
-            same = ordered[1:] == ordered[:-1]
-            if same.any():
-                shared[order[1:][same]] = True
-                shared[order[:-1][same]] = True
-        fast = (free != 0) & ~shared
+            # Each block's last word in the batch claims it (a scatter, then a gather).
+            claims = self._claims
+            if len(claims) < self.blocks:
+                claims = self._claims = np.empty(2 * self.blocks, dtype=np.intp)
+            steps = np.arange(len(blocks))
+            claims[blocks] = steps
+            lost = fast & (claims[blocks] != steps)
+            if lost.any():
+                fast &= ~lost
+                # The last of the others takes the highest free slot, if it is not the
+                # only one (then two words share the block).
+                others = np.flatnonzero(lost)
+                claims[blocks[others]] = others
+                second = others[(claims[blocks[others]] == others)
+                                & ((free[others] & (free[others] - _U64(1))) != 0)]
+                top = (np.frexp(free[second].astype(np.float64))[1] - 1) // 8
+                self.words[blocks[second], top] = keys[second]
+                self.entries += len(second)
+                lost[second] = False
         lowest = free[fast] & (~free[fast] + _U64(1))  # the first free slot's byte
         slots = (np.frexp(lowest.astype(np.float64))[1] - 1) // 8
-        keys = np.where(first, probe.key1, probe.key2)
-        self.words[blocks[fast], slots] = (keys[fast] << _U64(8)) | codes[fast]
+        self.words[blocks[fast], slots] = keys[fast]
         self.entries += int(np.count_nonzero(fast))
-        return [position for position in np.flatnonzero(~fast).tolist()
-                if not self.insert_one(int(digests[position]), int(codes[position]))]
+        return np.flatnonzero(lost), np.flatnonzero(free == 0)
+
+    def _displace_round(self, probe: Probe, codes: np.ndarray) -> np.ndarray:
+        """``insert_one``'s cuckoo step for a batch: a word whose two blocks are full
+        takes the slot of the first of their 16 residents whose other block has a free
+        slot, and that resident moves there (at most one move per block). Return the
+        positions left (for ``insert_one``)."""
+        count = len(codes)
+        rows = np.concatenate((self.rows(probe.block1), self.rows(probe.block2)), axis=1)
+        full = (rows != 0).all(axis=1)
+        homes = np.repeat(np.concatenate((probe.block1[:, None], probe.block2[:, None]),
+                                         axis=1), SLOTS, axis=1)
+        residents = self._hashes_of(homes.reshape(-1), rows.reshape(-1))
+        moved = self.probe(residents)
+        in_second = ((rows.reshape(-1) >> _U64(8)) & _U64(1)) != 0
+        others = np.where(in_second, moved.block1, moved.block2)
+        other_keys = np.where(in_second, moved.key1, moved.key2)
+        other_free = (self.rows(others) == 0).view(np.uint64)[:, 0]
+        movable = (other_free != 0).reshape(count, 2 * SLOTS) & full[:, None]
+        chosen = movable.argmax(axis=1)
+        picked = np.arange(count) * (2 * SLOTS) + chosen
+        sources, targets = homes.reshape(-1)[picked], others[picked]
+        ok = movable.any(axis=1)
+        claims = self._claims
+        if len(claims) < self.blocks:
+            claims = self._claims = np.empty(2 * self.blocks, dtype=np.intp)
+        steps = np.arange(count)
+        # A source block is full and a target block is not: no block is both.
+        for blocks in (sources, targets):
+            claims[blocks] = steps
+            ok &= claims[blocks] == steps
+        free = other_free[picked][ok]
+        target_slots = (np.frexp((free & (~free + _U64(1))).astype(np.float64))[1] - 1) // 8
+        source_slots = chosen[ok] % SLOTS
+        self.words[targets[ok], target_slots] = (
+            (other_keys[picked][ok] << _U64(8)) | (rows.reshape(-1)[picked][ok] & _CODE))
+        keys = np.where(chosen < SLOTS, probe.key1, probe.key2)
+        self.words[sources[ok], source_slots] = (keys[ok] << _U64(8)) | codes[ok]
+        self.entries += int(np.count_nonzero(ok))
+        left: np.ndarray = np.flatnonzero(~ok)
+        return left
 
     # -- one at a time (single-event records) ---------------------------------------
 

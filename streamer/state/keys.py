@@ -2,7 +2,9 @@
 
 All keys written by one atomic flush start with the hash tag of their input
 partition, ``{prefix:N}``, so a flush touches one Redis Cluster slot; the catalog
-is keyed per track and written idempotently outside the flush.
+is keyed per track and written idempotently outside the flush, and the flush keeps a
+copy of its catalog writes under the partition's tag (``catalog_copy``) to repair
+the catalog from when a cluster failover lost one of them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ DAY_WINDOW = "1d"
 # Meta field: epoch ms before which every day is closed for the ledger.
 CLOSED_BEFORE_FIELD = "cl"
 DAY_MS = 86_400_000
+# The partition-local copy of its flushes' catalog writes: one hash per 10 minutes of
+# the flush's wall clock (``{prefix:N}:cw:<bucket start>``). Small buckets let the copy
+# go soon after its writes are on every replica; a claim reads a day's worth (144) in
+# one pipeline.
+CATALOG_COPY = "cw"
+CATALOG_COPY_BUCKET_MS = 600_000
 # A holder's two measures (``<right>|<use>|<measure>|<holder>``): uses, uses x micro-share.
 USES_MEASURE = "u"
 WEIGHT_MEASURE = "w"
@@ -98,9 +106,41 @@ class KeyLayout:
         """STRING of packed little-endian uint64 event-id hashes seen in one time bucket."""
         return f"{self.tag(partition)}:dd:{topic_code}:{bucket}"
 
+    def catalog_copy(self, partition: int, bucket_start: int) -> str:
+        """HASH track_id -> ``<seq> <entry JSON>``: the catalog entries the partition's
+        flushes wrote in the bucket starting at ``bucket_start`` (the writer's wall clock),
+        with each flush's ``seq``. Written by the flush script, so it survives exactly
+        when the flush's offsets do."""
+        return f"{self.tag(partition)}:{CATALOG_COPY}:{bucket_start}"
+
     def catalog(self, track_id: str) -> str:
         """STRING TrackMeta JSON; one slot per track so the catalog spreads over a cluster."""
         return f"{self.prefix}:cat:{{{track_id}}}"
+
+
+def catalog_copy_bucket(now_ms: int) -> int:
+    """The copy bucket a flush at wall-clock ``now_ms`` writes to."""
+    return now_ms - now_ms % CATALOG_COPY_BUCKET_MS
+
+
+def catalog_copy_value(seq: int, entry: bytes) -> str:
+    """A copy's field value: the flush's ``seq`` (the latest write of a track is the one
+    with the highest, whatever the writers' clocks said) and the catalog entry JSON."""
+    return f"{seq} {entry.decode()}"
+
+
+def parse_catalog_copy_value(value: bytes) -> tuple[int, bytes]:
+    seq, _, entry = value.partition(b" ")
+    return int(seq), entry
+
+
+def catalog_copy_buckets(now_ms: int, retention_ms: int) -> range:
+    """Every copy bucket that may still exist at ``now_ms``, oldest first: each expires
+    ``retention_ms`` after its last write (at most its end), plus one bucket each way
+    for clocks of other workers that run ahead or behind."""
+    newest = catalog_copy_bucket(now_ms) + CATALOG_COPY_BUCKET_MS
+    oldest = catalog_copy_bucket(now_ms - retention_ms) - 2 * CATALOG_COPY_BUCKET_MS
+    return range(oldest, newest + 1, CATALOG_COPY_BUCKET_MS)
 
 
 def track_field(use: str, track_id: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import _count_elements  # type: ignore[attr-defined]  # C helper of Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -189,15 +189,20 @@ class PartitionState:
             self.watermark[code] = occurred_at
             self.dedupe[code].advance(occurred_at)
 
-    def count_uses(self, keys: Sequence[CellKey], bases: Iterable[int],
-                   countries: Iterable[str], newest: int) -> None:
+    def count_uses(self, keys: Iterable[CellKey], bases: Iterable[int],
+                   countries: Iterable[str], newest: int, events: int | None = None
+                   ) -> None:
         """Count one use per cell key (fresh events of one record); ``bases`` and
-        ``countries``: those of the record's events, ``newest``: its newest event's time."""
+        ``countries``: those of the record's events, ``newest``: its newest event's time,
+        ``events``: how many keys there are (needed when ``keys`` is an iterator)."""
+        if events is None:
+            keys = list(keys)
+            events = len(keys)
         _count_elements(self.cells, keys)
         self.bases.update(bases)
         self.countries.update(countries)
         self.advance_watermark(USES_CODE, newest)
-        self.unflushed_events += len(keys)
+        self.unflushed_events += events
 
     def count_use(self, key: CellKey, occurred_at: int) -> None:
         """``count_uses`` for one event (a single-event record), without the lists."""

@@ -16,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from streamer.events.validation import TrackMeta
 from streamer.state import connection
-from streamer.state.keys import CLOSED_BEFORE_FIELD, KeyLayout
+from streamer.state.keys import CLOSED_BEFORE_FIELD, KeyLayout, parse_catalog_copy_value
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,19 @@ def _hash_entry(index: int, ttl_ms: int, increments: dict[str, int]) -> tuple[ob
     return index, ttl_ms, list(small), list(small.values()), list(big), list(big.values())
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicationMark:
+    """The failover marker and, on a Redis Cluster, each primary's replication id and
+    offset at one moment (``RedisStore.replication_mark``)."""
+
+    marker: str
+    primaries: dict[str, tuple[str, int]]
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class FlushRefused(RuntimeError):
     """The partition is owned by someone else now, or its state moved on without us."""
 
@@ -334,6 +348,112 @@ class RedisStore:
             for track_id, value in zip(track_ids, values, strict=True)
             if value is not None
         }
+
+    async def load_catalog_copy(self, partition: int, buckets: range) -> dict[str, bytes]:
+        """The partition's copy of its flushed catalog writes: per track, the entry its
+        latest flush (highest ``seq``) wrote, in whichever of ``buckets`` it is."""
+        layout = self.layout
+        async with self.client.pipeline(transaction=False) as pipe:
+            for bucket in buckets:  # one slot: the partition's hash tag
+                pipe.hgetall(layout.catalog_copy(partition, bucket))
+            found = cast("list[dict[bytes, bytes]]", await pipe.execute())
+        latest: dict[str, tuple[int, bytes]] = {}
+        for entries in found:
+            for track_id, value in entries.items():
+                seq, entry = parse_catalog_copy_value(value)
+                track = track_id.decode()
+                known = latest.get(track)
+                if known is None or seq > known[0]:
+                    latest[track] = (seq, entry)
+        return {track: entry for track, (_, entry) in latest.items()}
+
+    async def drop_catalog_copy(self, partition: int, buckets: range) -> None:
+        """Delete these buckets of the partition's copy (one slot: one DEL)."""
+        if buckets:
+            await self.client.delete(*(self.layout.catalog_copy(partition, bucket)
+                                       for bucket in buckets))
+
+    async def failover_marker(self) -> str | None:
+        """A value that changes with every failover: a Redis Cluster's current epoch (as
+        one node sees it while the cluster is ok), else the primary's replication id (a
+        promoted replica starts a new one). None while there is no answer to trust (the
+        cluster is not ok, or the server is not a primary), and where the server refuses
+        the command (a managed Redis may rename or forbid it): then only claims repair
+        the catalog, and the copy only expires."""
+        try:
+            if isinstance(self.client, RedisCluster):
+                info = cast("dict[str, object]", await self.client.cluster_info())
+                if str(info.get("cluster_state")) != "ok":
+                    return None
+                return f"epoch {info['cluster_current_epoch']}"
+            replication = cast("dict[str, object]", await self.client.info("replication"))
+        except ResponseError as exc:
+            log.warning("no failover marker from Redis (%s): failovers are not followed", exc)
+            return None
+        if replication.get("role") != "master":
+            return None
+        return f"replid {replication['master_replid']}"
+
+    async def replication_mark(self) -> ReplicationMark | None:
+        """Where every primary's replication stream stands now: each write acknowledged
+        before this call is at or below its primary's offset."""
+        marker = await self.failover_marker()
+        if marker is None:
+            return None
+        primaries: dict[str, tuple[str, int]] = {}
+        if isinstance(self.client, RedisCluster):
+            for node in self.client.get_primaries():
+                info = await self._replication_of(node)
+                primaries[node.name] = (str(info["master_replid"]),
+                                        int(str(info["master_repl_offset"])))
+        return ReplicationMark(marker, primaries)
+
+    async def replicated(self, mark: ReplicationMark) -> bool:
+        """Whether every write acknowledged before ``mark`` survives a failover.
+
+        One server or Sentinel: a primary's writes reach a replica in order, so one that
+        has a flush has the catalog writes made before it; only a failover between them
+        (the client follows it) can split them, and it changes the marker. A Redis
+        Cluster: no failover since the mark (epoch) and, in every shard, each replica the
+        cluster knows, connected or not, has acknowledged its primary's offset of the mark
+        (what ``WAIT`` checks for one connection's writes).
+        """
+        if await self.failover_marker() != mark.marker:
+            return False
+        if not isinstance(self.client, RedisCluster):
+            return True
+        shards = cast("list[dict[str, Any]]", await self.client.execute_command(
+            "CLUSTER SHARDS", target_nodes=self.client.get_random_node()))
+        seen = 0
+        for shard in shards:
+            nodes = [{_text(key): value for key, value in node.items()}
+                     for node in shard["nodes"]]
+            primary = [node for node in nodes if _text(node["role"]) == "master"]
+            if len(primary) != 1:
+                return False
+            name = f"{_text(primary[0]['ip'])}:{primary[0]['port']}"
+            marked = mark.primaries.get(name)
+            node = self.client.get_node(node_name=name)
+            if marked is None or node is None:
+                return False
+            seen += 1
+            info = await self._replication_of(node)
+            if str(info["master_replid"]) != marked[0]:
+                return False
+            acked = {f"{entry['ip']}:{entry['port']}": int(entry["offset"])
+                     for key, entry in info.items()
+                     if key.startswith("slave") and isinstance(entry, dict)}
+            for replica in nodes:
+                if replica is primary[0]:
+                    continue
+                if acked.get(f"{_text(replica['ip'])}:{replica['port']}", -1) < marked[1]:
+                    return False
+        return seen == len(mark.primaries)
+
+    async def _replication_of(self, node: Any) -> dict[str, Any]:
+        assert isinstance(self.client, RedisCluster)
+        return cast("dict[str, Any]", await self.client.execute_command(
+            "INFO", "replication", target_nodes=node))
 
     async def put_catalog(self, entries: dict[str, bytes], ttl_ms: int) -> None:
         """Idempotent metadata writes: replaying them after a crash gives the same result.

@@ -365,6 +365,74 @@ def test_a_full_pair_of_blocks_makes_room_by_moving_a_resident() -> None:
     assert codes[moved[0]] == 2  # it keeps its bucket's code
 
 
+def test_a_batch_makes_room_by_moving_residents_without_going_one_by_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch insert's cuckoo step (``_displace_round``, for when many words are left
+    after the rounds): a word whose two blocks are full takes a resident's slot, the
+    resident moves to its other block with its code, and nothing goes through
+    ``insert_one``."""
+    table = BlockTable()
+    crowded = CROWDED[:9]
+    (block_a, _), (block_b, _) = table.places_one(crowded[0])
+    residents = []
+    rng = random.Random(5)
+    while len(residents) < SLOTS:
+        digest = (rng.getrandbits(54) << 10) | block_a
+        (first, key), (second, _) = table.places_one(digest)
+        if first == block_a and second not in (block_a, block_b):
+            table._put(block_a, key << 8 | 2)
+            residents.append(digest)
+    for digest in crowded[:SLOTS]:
+        assert table.insert_one(digest, 1)
+
+    def refuse(self: BlockTable, digest: int, code: int) -> bool:
+        raise AssertionError("went one by one")
+
+    monkeypatch.setattr(BlockTable, "insert_one", refuse)
+    hashes = np.array([crowded[SLOTS]], dtype=np.uint64)
+    probe = table.probe(hashes)
+    assert not len(table._displace_round(probe, np.array([3], dtype=np.uint64)))
+    assert table.entries == 2 * SLOTS + 1
+    stored = dict(zip(*(part.tolist() for part in table.contents()), strict=True))
+    assert stored == {**dict.fromkeys(residents, 2), **dict.fromkeys(crowded[:SLOTS], 1),
+                      crowded[SLOTS]: 3}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([0.9, 0.97, 0.995]),
+       st.integers(100, 600))
+def test_batches_into_a_nearly_full_table_keep_every_hash_and_code(
+        seed: int, load: float, batch: int) -> None:
+    """Batches into tables loaded until blocks fill (the rounds, the moves and the
+    one-by-one rest all at work): every hash is stored once with its code, found by
+    the batch probe and by ``find_one``, and no stranger is."""
+    rng = random.Random(seed)
+    table = BlockTable(MIN_LEVEL, load)
+    expected: dict[int, int] = {}
+    aside: dict[int, int] = {}
+    while len(expected) < int(load * SLOTS * (1 << MIN_LEVEL)) - batch:
+        digests = list({rng.getrandbits(64) for _ in range(batch)} - set(expected))
+        code = rng.randrange(1, 256)
+        hashes = np.array(digests, dtype=np.uint64)
+        table.grow(table.entries + len(hashes))
+        probe = table.probe(hashes)
+        failed = table.insert(probe, np.full(len(hashes), code, dtype=np.uint64), hashes,
+                              table.rows(probe.block1), table.rows(probe.block2))
+        aside.update((digests[position], code) for position in failed)
+        expected.update(dict.fromkeys(digests, code))
+    hashes, codes = table.contents()
+    assert table.entries == len(hashes) == len(expected) - len(aside)
+    assert dict(zip(hashes.tolist(), codes.tolist(), strict=True)) == {
+        digest: code for digest, code in expected.items() if digest not in aside}
+    probed = np.array(list(expected), dtype=np.uint64)
+    probe = table.probe(probed)
+    held = (BlockTable.holds(table.rows(probe.block1), probe.key1)
+            | BlockTable.holds(table.rows(probe.block2), probe.key2))
+    assert held.tolist() == [digest not in aside for digest in expected]
+    strangers = [rng.getrandbits(64) for _ in range(200)]
+    assert not any(table.find_one(digest) for digest in strangers if digest not in expected)
+
+
 def test_a_large_table_doubles_in_place() -> None:
     """From 2**14 blocks the table's array is reserved ahead: a doubling copies
     nothing, so it never holds an old and a new table at once."""

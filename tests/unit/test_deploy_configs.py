@@ -92,6 +92,8 @@ DELIBERATELY_NOT_ON_DASHBOARD = {
                                          " its cost shows in CPU",
     "python_gc_objects_uncollectable_total": "always 0 in our code; a debugging aid",
     "python_gc_collections_total": "its cost shows in CPU",
+    "streamer_catalog_restored_total": "rare (a Redis Cluster failover that lost catalog "
+                                       "writes); each restore is a warning in the log",
 }
 
 

@@ -49,6 +49,9 @@ class RecordingWorker(PipelineWorker):
     async def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         self.commits.append(offsets)
 
+    async def _repair_after_failover(self) -> None:
+        """No Redis here: the failover check is tests/unit/test_catalog_repair.py's."""
+
     async def record_wait(self, seconds: float) -> Any:
         self.waits.append(seconds)
         self.fake_clock.now += seconds

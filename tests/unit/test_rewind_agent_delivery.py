@@ -125,6 +125,12 @@ class RedisThatLostAFlush:
     async def load_dedupe(self, partition: int, code: str, buckets: Any) -> dict[int, bytes]:
         return {}
 
+    async def load_catalog_copy(self, partition: int, buckets: Any) -> dict[str, bytes]:
+        return {}  # no catalog writes to repair
+
+    async def failover_marker(self) -> None:
+        return None  # no failover to follow, no copy to trim
+
 
 def _uses() -> list[bytes]:
     start = int(time.time() * 1000) - 60_000
