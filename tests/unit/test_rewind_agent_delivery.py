@@ -152,6 +152,7 @@ async def test_a_rewind_leaves_fausts_read_offset_at_the_rewound_records(
     worker = app.streamer_worker  # type: ignore[attr-defined]
     redis = RedisThatLostAFlush()
     worker.claims.store = redis
+    worker.catalog_repair.store = redis  # the claim's catalog repair reads the same Redis
     uses = TP(settings.uses_topic, 0)
     kafka = KafkaPartition(uses, _uses())
     consumer = app.consumer
